@@ -1,0 +1,182 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Known header keys; every other key lands in Headers.Extra.
+const (
+	headerName        = "name"
+	headerServiceName = "serviceName"
+	headerCreatedAt   = "createdAt"
+	headerID          = "id"
+)
+
+// ErrMalformed is wrapped by every decoding error: the bytes are not an
+// event envelope.
+var ErrMalformed = errors.New("malformed event")
+
+// Decode parses an event from its wire JSON. An event without an id gets
+// DerivedID(body). The payload is normalised: absent or null becomes {}.
+// Decode does not validate the name or size; call Validate for that.
+func Decode(body []byte) (*Event, error) {
+	var e Event
+	if err := e.UnmarshalJSON(body); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// Encode returns the wire JSON of e: headers name, serviceName, createdAt
+// (milliseconds since the epoch, omitted when zero), id, then any extra
+// headers in key order; then the payload.
+func (e *Event) Encode() ([]byte, error) { return e.MarshalJSON() }
+
+// MarshalJSON implements json.Marshaler with the wire form.
+func (e *Event) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(64 + len(e.Payload))
+	b.WriteString(`{"headers":{`)
+	first := true
+	field := func(key string, raw []byte) {
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		k, _ := json.Marshal(key)
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(raw)
+	}
+	str := func(s string) []byte { r, _ := json.Marshal(s); return r }
+	field(headerName, str(e.Headers.Name))
+	if e.Headers.ServiceName != "" {
+		field(headerServiceName, str(e.Headers.ServiceName))
+	}
+	if !e.Headers.CreatedAt.IsZero() {
+		field(headerCreatedAt, strconv.AppendInt(nil, e.Headers.CreatedAt.UnixMilli(), 10))
+	}
+	if e.Headers.ID != "" {
+		field(headerID, str(e.Headers.ID))
+	}
+	if len(e.Headers.Extra) > 0 {
+		keys := make([]string, 0, len(e.Headers.Extra))
+		for k := range e.Headers.Extra {
+			if k == headerName || k == headerServiceName || k == headerCreatedAt || k == headerID {
+				continue
+			}
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := e.Headers.Extra[k]
+			if !json.Valid(v) {
+				return nil, fmt.Errorf("encode header %q: invalid JSON value", k)
+			}
+			var c bytes.Buffer
+			if err := json.Compact(&c, v); err != nil {
+				return nil, fmt.Errorf("encode header %q: %w", k, err)
+			}
+			field(k, c.Bytes())
+		}
+	}
+	b.WriteString(`},"payload":`)
+	p := bytes.TrimSpace(e.Payload)
+	if len(p) == 0 || string(p) == "null" {
+		b.WriteString("{}")
+	} else {
+		if p[0] != '{' || !json.Valid(p) {
+			return nil, &ValidationError{Field: "payload", Err: ErrPayloadNotObject}
+		}
+		var c bytes.Buffer
+		if err := json.Compact(&c, p); err != nil {
+			return nil, &ValidationError{Field: "payload", Err: ErrPayloadNotObject}
+		}
+		b.Write(c.Bytes())
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler for the wire form; see Decode.
+func (e *Event) UnmarshalJSON(body []byte) error {
+	var env struct {
+		Headers map[string]json.RawMessage `json:"headers"`
+		Payload json.RawMessage            `json:"payload"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if env.Headers == nil {
+		return fmt.Errorf("%w: no headers object", ErrMalformed)
+	}
+	var h Headers
+	for k, v := range env.Headers {
+		switch k {
+		case headerName:
+			if err := json.Unmarshal(v, &h.Name); err != nil {
+				return fmt.Errorf("%w: headers.name is not a string", ErrMalformed)
+			}
+		case headerServiceName:
+			if string(v) == "null" {
+				continue
+			}
+			if err := json.Unmarshal(v, &h.ServiceName); err != nil {
+				return fmt.Errorf("%w: headers.serviceName is not a string", ErrMalformed)
+			}
+		case headerID:
+			if string(v) == "null" {
+				continue
+			}
+			if err := json.Unmarshal(v, &h.ID); err != nil {
+				return fmt.Errorf("%w: headers.id is not a string", ErrMalformed)
+			}
+		case headerCreatedAt:
+			t, err := decodeTime(v)
+			if err != nil {
+				return fmt.Errorf("%w: headers.createdAt: %v", ErrMalformed, err)
+			}
+			h.CreatedAt = t
+		default:
+			if h.Extra == nil {
+				h.Extra = make(map[string]json.RawMessage)
+			}
+			h.Extra[k] = append(json.RawMessage(nil), v...)
+		}
+	}
+	p, err := normalizePayload(env.Payload)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if h.ID == "" {
+		h.ID = DerivedID(body)
+	}
+	e.Headers = h
+	e.Payload = append(json.RawMessage(nil), p...)
+	return nil
+}
+
+func decodeTime(v json.RawMessage) (time.Time, error) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || string(v) == "null" {
+		return time.Time{}, nil
+	}
+	if v[0] == '"' {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return time.Time{}, err
+		}
+		return ParseTime(s)
+	}
+	var f float64
+	if err := json.Unmarshal(v, &f); err != nil {
+		return time.Time{}, errors.New("neither a number nor a string")
+	}
+	return MillisToTime(int64(f)), nil
+}

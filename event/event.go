@@ -1,0 +1,227 @@
+// Package event defines the Open Integration Hub event envelope and its one
+// JSON codec.
+//
+// On the wire an event is
+//
+//	{"headers":{"name":…,"serviceName":…,"createdAt":<ms epoch>,"id":…},"payload":{…}}
+//
+// exactly as OIH's Node event-bus library writes it, plus the id herald
+// adds. Headers herald does not know are kept through decode and encode.
+package event
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// DefaultMaxSize is the default limit on the size of an encoded event.
+const DefaultMaxSize = 1 << 20
+
+// MaxNameLength is the longest event name accepted, in bytes. It is also
+// the longest routing key RabbitMQ accepts.
+const MaxNameLength = 255
+
+// Reserved payload fields, used by the audit log for access control.
+const (
+	PayloadUser   = "user"
+	PayloadTenant = "tenant"
+)
+
+// Headers is the metadata of an event.
+type Headers struct {
+	// Name is the event name; it doubles as the routing key.
+	Name string
+	// ServiceName is the name of the publishing service.
+	ServiceName string
+	// CreatedAt is when the publisher created the event. The zero time
+	// means the publisher did not say (components publishing through
+	// ferryman send no createdAt).
+	CreatedAt time.Time
+	// ID identifies the event across redeliveries.
+	ID string
+	// Extra holds every other header, verbatim, so that nothing a
+	// publisher sent is dropped.
+	Extra map[string]json.RawMessage
+}
+
+// Event is one service event: headers and a JSON object payload.
+type Event struct {
+	Headers Headers
+	// Payload is a JSON object. Decode and New guarantee it; a nil Payload
+	// encodes as {}.
+	Payload json.RawMessage
+}
+
+// New returns an event with the given name and payload, a fresh id and the
+// current time. payload may be a json.RawMessage, []byte holding JSON, nil,
+// or any value encoding/json turns into an object.
+func New(name string, payload any) (*Event, error) {
+	p, err := marshalPayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	return &Event{
+		Headers: Headers{Name: name, CreatedAt: time.Now(), ID: NewID()},
+		Payload: p,
+	}, nil
+}
+
+// NewID returns a new time-ordered event id (a UUIDv7).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		// NewV7 only fails when the system's random source fails.
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+func marshalPayload(payload any) (json.RawMessage, error) {
+	var raw []byte
+	switch p := payload.(type) {
+	case nil:
+		return json.RawMessage("{}"), nil
+	case json.RawMessage:
+		raw = p
+	case []byte:
+		raw = p
+	default:
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, &ValidationError{Field: "payload", Err: fmt.Errorf("%w: %v", ErrPayloadNotObject, err)}
+		}
+		raw = b
+	}
+	return normalizePayload(raw)
+}
+
+// normalizePayload turns an absent or null payload into {} and refuses
+// anything that is not a JSON object.
+func normalizePayload(raw []byte) (json.RawMessage, error) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || string(t) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	if t[0] != '{' {
+		return nil, &ValidationError{Field: "payload", Err: fmt.Errorf("%w: got %s", ErrPayloadNotObject, jsonKind(t[0]))}
+	}
+	if !json.Valid(t) {
+		return nil, &ValidationError{Field: "payload", Err: fmt.Errorf("%w: invalid JSON", ErrPayloadNotObject)}
+	}
+	return json.RawMessage(t), nil
+}
+
+func jsonKind(c byte) string {
+	switch c {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	default:
+		return "a number"
+	}
+}
+
+// User returns the reserved payload field user: the IAM id of the user who
+// caused the event, or "" when absent or not a string.
+func (e *Event) User() string { return e.reserved(PayloadUser) }
+
+// Tenant returns the reserved payload field tenant: the IAM id of the
+// tenant the event happened in, or "". IAM's iam.tenant.created carries the
+// whole tenant document there; for an object the tenant's "_id" (or "id")
+// is returned.
+func (e *Event) Tenant() string { return e.reserved(PayloadTenant) }
+
+func (e *Event) reserved(key string) string {
+	v, ok := e.Field(key)
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	var obj struct {
+		MongoID string `json:"_id"`
+		ID      string `json:"id"`
+	}
+	if json.Unmarshal(v, &obj) == nil {
+		if obj.MongoID != "" {
+			return obj.MongoID
+		}
+		return obj.ID
+	}
+	return ""
+}
+
+// Field returns the raw JSON of a top-level payload field.
+func (e *Event) Field(key string) (json.RawMessage, bool) {
+	if len(e.Payload) == 0 {
+		return nil, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(e.Payload, &m) != nil {
+		return nil, false
+	}
+	v, ok := m[key]
+	return v, ok
+}
+
+// Clone returns a deep copy of e.
+func (e *Event) Clone() *Event {
+	c := &Event{Headers: e.Headers, Payload: append(json.RawMessage(nil), e.Payload...)}
+	if e.Headers.Extra != nil {
+		c.Headers.Extra = make(map[string]json.RawMessage, len(e.Headers.Extra))
+		for k, v := range e.Headers.Extra {
+			c.Headers.Extra[k] = append(json.RawMessage(nil), v...)
+		}
+	}
+	return c
+}
+
+// String returns a short description for logs.
+func (e *Event) String() string {
+	return fmt.Sprintf("%s (id %s, from %s)", e.Headers.Name, e.Headers.ID, e.Headers.ServiceName)
+}
+
+// DerivedID returns the id an event without one receives: a UUID (version
+// 8) built from the SHA-256 of its encoded body, so every redelivery of the
+// same bytes gets the same id.
+func DerivedID(body []byte) string {
+	sum := sha256.Sum256(body)
+	var u uuid.UUID
+	copy(u[:], sum[:16])
+	u[6] = (u[6] & 0x0f) | 0x80 // version 8: custom
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
+	return u.String()
+}
+
+// MillisToTime converts milliseconds since the epoch to a UTC time.
+func MillisToTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// ParseTime reads a timestamp as OIH services write it: milliseconds since
+// the epoch (a number or a numeric string) or an RFC 3339 string.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, errors.New("empty timestamp")
+	}
+	if ms, err := strconv.ParseFloat(s, 64); err == nil {
+		return MillisToTime(int64(ms)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("timestamp %q is neither milliseconds since the epoch nor RFC 3339", s)
+	}
+	return t, nil
+}
