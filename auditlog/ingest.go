@@ -1,0 +1,227 @@
+package auditlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+)
+
+// QueueName is the audit log's service name and queue, as OIH's audit log
+// names it, so herald and an OIH audit log share deliveries.
+const QueueName = "audit-log"
+
+// UserDeleted is the event that anonymises a user's entries (GDPR).
+const UserDeleted = "iam.user.deleted"
+
+// EntryFromEvent turns an event into the entry the audit log stores.
+// Unknown marks names the catalogue does not know (cat may be nil).
+func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog) (Entry, error) {
+	e := Entry{
+		ID:          ev.Headers.ID,
+		Name:        ev.Headers.Name,
+		ServiceName: ev.Headers.ServiceName,
+		CreatedAt:   ev.Headers.CreatedAt,
+		ReceivedAt:  receivedAt,
+		User:        ev.User(),
+		Tenant:      ev.Tenant(),
+		Payload:     ev.Payload,
+	}
+	if len(e.Payload) == 0 {
+		e.Payload = json.RawMessage("{}")
+	}
+	if len(ev.Headers.Extra) > 0 {
+		h, err := json.Marshal(ev.Headers.Extra)
+		if err != nil {
+			return Entry{}, fmt.Errorf("encode headers of %s: %w", ev, err)
+		}
+		e.Headers = h
+	}
+	if cat != nil {
+		_, known := cat.Lookup(ev.Headers.Name)
+		e.Unknown = !known
+	}
+	return e, nil
+}
+
+// IngestConfig configures an Ingester.
+type IngestConfig struct {
+	Store Store
+	// Catalog marks unknown names; nil marks none.
+	Catalog *catalog.Catalog
+	// BatchSize is the most entries written in one transaction (default
+	// 500); FlushInterval the longest an entry waits for its batch to fill
+	// (default 20ms).
+	BatchSize     int
+	FlushInterval time.Duration
+	Metrics       *Metrics
+	Logger        *slog.Logger
+	// Now returns the receive time (default time.Now).
+	Now func() time.Time
+}
+
+// Ingester writes events from the bus to the store in batches: one
+// transaction per batch, and each delivery is acknowledged only after the
+// transaction that holds it has committed. Use Handle as the bus handler,
+// with a bus concurrency of at least BatchSize so that batches fill.
+type Ingester struct {
+	cfg     IngestConfig
+	reqs    chan ingestReq
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+}
+
+type ingestReq struct {
+	entry Entry
+	res   chan error
+}
+
+// ErrIngesterClosed is returned by Handle after Close.
+var ErrIngesterClosed = errors.New("auditlog: ingester closed")
+
+// NewIngester starts an ingester; Close stops it.
+func NewIngester(cfg IngestConfig) *Ingester {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	in := &Ingester{
+		cfg:  cfg,
+		reqs: make(chan ingestReq),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go in.loop()
+	return in
+}
+
+// Handle stores one event and returns once it is committed; a
+// iam.user.deleted event then anonymises that user's entries. An error
+// has the bus retry the delivery; storing is idempotent by event id.
+func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
+	entry, err := EntryFromEvent(ev, in.cfg.Now(), in.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	if err := in.store(ctx, entry); err != nil {
+		return err
+	}
+	if ev.Headers.Name == UserDeleted {
+		return in.anonymise(ctx, ev)
+	}
+	return nil
+}
+
+func (in *Ingester) store(ctx context.Context, e Entry) error {
+	req := ingestReq{entry: e, res: make(chan error, 1)}
+	select {
+	case in.reqs <- req:
+	case <-in.stop:
+		return ErrIngesterClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the entry is in a batch that will commit or fail: wait
+	// for the answer even if ctx ends, so an ack never precedes a commit.
+	return <-req.res
+}
+
+func (in *Ingester) anonymise(ctx context.Context, ev *event.Event) error {
+	var p struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(ev.Payload, &p); err != nil || p.ID == "" {
+		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to anonymise", "id", ev.Headers.ID)
+		return nil
+	}
+	names, err := in.cfg.Store.Usernames(ctx, p.ID)
+	if err != nil {
+		return fmt.Errorf("anonymise user %s: usernames: %w", p.ID, err)
+	}
+	n, err := in.cfg.Store.Anonymise(ctx, Anonymisation{UserID: p.ID, Usernames: names})
+	if err != nil {
+		return fmt.Errorf("anonymise user %s: %w", p.ID, err)
+	}
+	if in.cfg.Metrics != nil {
+		in.cfg.Metrics.Anonymised.Add(float64(n))
+	}
+	in.cfg.Logger.Info("anonymised deleted user's entries", "entries", n)
+	return nil
+}
+
+func (in *Ingester) loop() {
+	defer close(in.done)
+	batch := make([]ingestReq, 0, in.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case r := <-in.reqs:
+			if len(batch) == 0 {
+				timer.Reset(in.cfg.FlushInterval)
+			}
+			batch = append(batch, r)
+			if len(batch) >= in.cfg.BatchSize {
+				timer.Stop()
+				in.flush(batch)
+				batch = batch[:0]
+			}
+		case <-timer.C:
+			in.flush(batch)
+			batch = batch[:0]
+		case <-in.stop:
+			timer.Stop()
+			in.flush(batch)
+			return
+		}
+	}
+}
+
+func (in *Ingester) flush(batch []ingestReq) {
+	if len(batch) == 0 {
+		return
+	}
+	entries := make([]Entry, len(batch))
+	for i, r := range batch {
+		entries[i] = r.entry
+	}
+	start := time.Now()
+	// The batch is written whatever happens to the callers' contexts: they
+	// are waiting for its outcome.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	n, err := in.cfg.Store.Append(ctx, entries)
+	cancel()
+	if m := in.cfg.Metrics; m != nil {
+		m.observeBatch(entries, n, time.Since(start), err, in.cfg.Now())
+	}
+	if err != nil {
+		err = fmt.Errorf("store batch of %d: %w", len(entries), err)
+		in.cfg.Logger.Error("audit batch failed; deliveries will be retried", "error", err)
+	}
+	for _, r := range batch {
+		r.res <- err
+	}
+}
+
+// Close writes the batch being collected and stops the ingester. Call it
+// after the bus has stopped delivering (bus.Close), so no handler is left
+// waiting.
+func (in *Ingester) Close() {
+	in.closing.Do(func() { close(in.stop) })
+	<-in.done
+}

@@ -1,0 +1,259 @@
+package auditlog_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/sqlite"
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/memory"
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+)
+
+type fixture struct {
+	store    *sqlite.Store
+	ingester *auditlog.Ingester
+	metrics  *auditlog.Metrics
+	audit    *bus.Bus
+	pub      *bus.Bus
+	broker   *memory.Broker
+}
+
+// newFixture runs an audit log on a real SQLite store and the in-process
+// broker, subscribed to patterns, and a publisher on the same broker.
+func newFixture(t *testing.T, patterns ...string) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	broker := memory.NewBroker()
+	t.Cleanup(broker.Close)
+	m := auditlog.NewMetrics(prometheus.NewRegistry())
+	in := auditlog.NewIngester(auditlog.IngestConfig{
+		Store: store, Catalog: catalog.Default(), BatchSize: 50, FlushInterval: 5 * time.Millisecond, Metrics: m,
+	})
+	audit, err := bus.New(broker.Connect(), bus.WithService(auditlog.QueueName), bus.WithConcurrency(50),
+		bus.WithRetry(bus.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		audit.Close(context.Background())
+		in.Close()
+	})
+	if len(patterns) == 0 {
+		patterns = catalog.Default().Audited()
+	}
+	for _, p := range patterns {
+		if err := audit.Subscribe(ctx, p, in.Handle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := bus.New(broker.Connect(), bus.WithService("accounts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(context.Background()) })
+	return &fixture{store: store, ingester: in, metrics: m, audit: audit, pub: pub, broker: broker}
+}
+
+func (f *fixture) publish(t *testing.T, name, payload string) *event.Event {
+	t.Helper()
+	ev, err := event.New(name, json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.pub.Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// waitTotal waits until the store holds n entries selected by q.
+func (f *fixture) waitTotal(t *testing.T, q auditlog.Query, n int64) auditlog.Page {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		q.Limit = 1000
+		p, err := f.store.Query(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Total == n {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store holds %d entries for %+v, want %d", p.Total, q, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIngestStoresAuditedEventsInBatches(t *testing.T) {
+	f := newFixture(t)
+	const n = 300
+	for i := range n {
+		f.publish(t, "iam.user.created", fmt.Sprintf(`{"id":"u%d","username":"u%d@example.com"}`, i, i))
+	}
+	// Not audited: the audit log is not bound to it.
+	f.publish(t, "component.started", `{"id":"c1"}`)
+	f.waitTotal(t, auditlog.Query{}, n)
+	if got := testutil.ToFloat64(f.metrics.Ingested.WithLabelValues("iam.user.created")); got != n {
+		t.Errorf("events_ingested_total = %v, want %d", got, n)
+	}
+	// The deliveries were written in batches, not one transaction each.
+	if txs := histCount(t, f.metrics.BatchSize); txs == 0 || txs >= n {
+		t.Errorf("%d transactions for %d events: not batched", txs, n)
+	}
+}
+
+func histCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+func TestIngestKeepsPublisherCreatedAtAndReceiveTime(t *testing.T) {
+	f := newFixture(t)
+	ev, _ := event.New("iam.tenant.deleted", json.RawMessage(`{"id":"t1"}`))
+	ev.Headers.CreatedAt = time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	ev.Headers.Extra = map[string]json.RawMessage{"type": json.RawMessage(`"manual"`)}
+	before := time.Now().Add(-time.Second)
+	if err := f.pub.Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	p := f.waitTotal(t, auditlog.Query{Name: "iam.tenant.deleted"}, 1)
+	e := p.Entries[0]
+	if !e.CreatedAt.Equal(ev.Headers.CreatedAt) {
+		t.Errorf("createdAt %v, want the publisher's %v", e.CreatedAt, ev.Headers.CreatedAt)
+	}
+	if e.ReceivedAt.Before(before) {
+		t.Errorf("receivedAt %v is not the receive time", e.ReceivedAt)
+	}
+	if e.ID != ev.Headers.ID || e.ServiceName != "accounts" || !strings.Contains(string(e.Headers), `"manual"`) {
+		t.Errorf("entry %+v lost id, serviceName or headers", e)
+	}
+}
+
+func TestIngestIsIdempotentAcrossRedeliveries(t *testing.T) {
+	f := newFixture(t)
+	ev := f.publish(t, "iam.role.created", `{"role":"Integrator","tenant":"t1"}`)
+	// The same event again, as a broker redelivers it.
+	again := ev.Clone()
+	if err := f.pub.Publish(context.Background(), again); err != nil {
+		t.Fatal(err)
+	}
+	marker := f.publish(t, "iam.role.deleted", `{"role":"r1"}`)
+	f.waitTotal(t, auditlog.Query{Name: marker.Headers.Name}, 1)
+	f.waitTotal(t, auditlog.Query{Name: "iam.role.created"}, 1)
+}
+
+func TestIngestMarksUnknownEventsMatchedByPattern(t *testing.T) {
+	f := newFixture(t, "#")
+	ev, _ := event.New("custom.thing.happened", json.RawMessage(`{"x":1}`))
+	pub, _ := bus.New(f.broker.Connect(), bus.WithService("custom"), bus.WithoutValidation())
+	defer pub.Close(context.Background())
+	if err := pub.Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, "iam.user.created", `{"id":"u1","username":"a@b.c"}`)
+	p := f.waitTotal(t, auditlog.Query{}, 2)
+	for _, e := range p.Entries {
+		if want := e.Name == "custom.thing.happened"; e.Unknown != want {
+			t.Errorf("%s: unknown = %v, want %v", e.Name, e.Unknown, want)
+		}
+	}
+}
+
+func TestUserDeletedAnonymisesWhereOIHMissesIt(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, "iam.user.created", `{"id":"u1","username":"jane@example.com"}`)
+	f.publish(t, "iam.user.created", `{"id":"u2","username":"joe@example.com"}`)
+	f.publish(t, "iam.user.loginFailed", `{"user":"jane@example.com"}`)
+	f.publish(t, "iam.user.loginFailed", `{"user":"joe@example.com"}`)
+	f.publish(t, "iam.token.deleted", `{"account":"u1"}`)
+	f.publish(t, "flowrepo.flow.created", `{"user":"u1","tenant":"t1","flowId":"f1"}`)
+	f.waitTotal(t, auditlog.Query{}, 6)
+	f.publish(t, "iam.user.deleted", `{"id":"u1"}`)
+	f.waitTotal(t, auditlog.Query{Name: "iam.user.deleted"}, 1)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := ""
+		for _, e := range p.Entries {
+			all += string(e.Payload) + "\n"
+		}
+		leaked := strings.Contains(all, "u1") || strings.Contains(all, "jane@example.com")
+		if !leaked {
+			if !strings.Contains(all, "joe@example.com") || !strings.Contains(all, "u2") {
+				t.Fatalf("another user's entries were anonymised:\n%s", all)
+			}
+			if got := testutil.ToFloat64(f.metrics.Anonymised); got < 5 {
+				t.Errorf("entries_anonymised_total = %v, want at least 5", got)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted user still visible:\n%s", all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// A long flush interval: only Close can commit these.
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 1000, FlushInterval: time.Hour})
+	const n = 10
+	errs := make(chan error, n)
+	for i := range n {
+		ev, _ := event.New("iam.user.created", json.RawMessage(fmt.Sprintf(`{"id":"u%d"}`, i)))
+		go func() { errs <- in.Handle(ctx, ev) }()
+	}
+	in.Close()
+	var committed int64
+	for range n {
+		switch err := <-errs; err {
+		case nil:
+			committed++
+		case auditlog.ErrIngesterClosed:
+		default:
+			t.Fatal(err)
+		}
+	}
+	p, err := store.Query(ctx, auditlog.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every Handle that returned nil (the bus would ack) is stored, and
+	// nothing else.
+	if p.Total != committed {
+		t.Fatalf("stored %d entries, but %d handlers reported a commit", p.Total, committed)
+	}
+}

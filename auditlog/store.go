@@ -1,0 +1,129 @@
+// Package auditlog is the audit-log service: it records audited events
+// from the bus in a Store, answers queries with tenant isolation, and
+// anonymises a deleted user's entries.
+package auditlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Entry is one stored event.
+type Entry struct {
+	// Seq is assigned by the store, increasing in insertion order.
+	Seq         int64
+	ID          string
+	Name        string
+	ServiceName string
+	// CreatedAt is the publisher's createdAt (zero when it sent none).
+	CreatedAt time.Time
+	// ReceivedAt is when the audit log received the event.
+	ReceivedAt time.Time
+	// User and Tenant are the reserved payload fields, for access control.
+	User   string
+	Tenant string
+	// Headers holds the extra headers the publisher sent (beyond name,
+	// serviceName, createdAt, id), as a JSON object, or nil.
+	Headers json.RawMessage
+	// Payload is the event payload, a JSON object.
+	Payload json.RawMessage
+	// Unknown marks an event whose name is not in the catalogue.
+	Unknown bool
+}
+
+// Order is the sort order of a query, by createdAt then seq.
+type Order int
+
+// Orders.
+const (
+	NewestFirst Order = iota // -createdAt, the default
+	OldestFirst              // createdAt
+)
+
+// Scope restricts a query to what a non-admin caller may see: entries whose
+// payload user is User, or whose payload tenant is Tenant (when Tenant is
+// not empty). A nil *Scope means no restriction (an admin).
+type Scope struct {
+	User   string
+	Tenant string
+}
+
+// Cursor is a position in a query's order: the (createdAt, seq) of the
+// last entry of a page. Pages that start after a cursor are keyset pages:
+// as fast at page 10,000 as at page 1.
+type Cursor struct {
+	CreatedAt time.Time
+	Seq       int64
+}
+
+// Query selects entries. Empty fields do not filter.
+type Query struct {
+	Scope   *Scope
+	Service string // headers.serviceName
+	Name    string
+	Tenant  string
+	User    string
+	// Payload filters on top-level payload keys, exact string match.
+	Payload map[string]string
+	// From and To bound createdAt (inclusive From, exclusive To).
+	From, To time.Time
+	Order    Order
+	// Limit is the page size; Offset the entries skipped (page numbers).
+	// After, when set, starts the page after that position instead, and
+	// Offset is ignored.
+	Limit  int
+	Offset int
+	After  *Cursor
+}
+
+// Page is one page of a query's results.
+type Page struct {
+	Entries []Entry
+	// Total counts every entry the query selects (filters and scope
+	// applied), not only this page.
+	Total int64
+	// Next is the cursor of the following page, nil on the last.
+	Next *Cursor
+}
+
+// Anonymisation is what one user's deletion anonymises.
+type Anonymisation struct {
+	// UserID is the deleted user's IAM id.
+	UserID string
+	// Usernames are the user's usernames (e-mail addresses), learned from
+	// their iam.user.created and iam.user.modified entries.
+	Usernames []string
+}
+
+// Redacted replaces anonymised values.
+const Redacted = "XXXXXXXXXX"
+
+// Store keeps audit-log entries. Implementations: auditlog/sqlite,
+// auditlog/postgres; both pass auditlog/storetest.
+type Store interface {
+	// Append stores entries in one transaction, skipping any whose ID is
+	// already stored, and returns how many were new. It returns only once
+	// the transaction is durable.
+	Append(ctx context.Context, entries []Entry) (int, error)
+	// Query returns one page of entries.
+	Query(ctx context.Context, q Query) (Page, error)
+	// Usernames returns the usernames seen in the payloads of
+	// iam.user.created and iam.user.modified entries for userID.
+	Usernames(ctx context.Context, userID string) ([]string, error)
+	// Anonymise replaces, in every entry whose payload user, id or account
+	// equals a.UserID or whose payload user or username equals one of
+	// a.Usernames, those values and username with Redacted, and clears the
+	// entry's User column accordingly. It returns the number of entries
+	// changed; running it again changes nothing.
+	Anonymise(ctx context.Context, a Anonymisation) (int64, error)
+	// Ping checks the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// ErrInvalidQuery is wrapped by errors for queries a store refuses (an
+// invalid payload key, say).
+var ErrInvalidQuery = errors.New("invalid query")

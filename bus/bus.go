@@ -1,0 +1,328 @@
+// Package bus publishes and subscribes Open Integration Hub events by name,
+// with AMQP topic wildcards, over a Transport (bus/amqp, bus/nats,
+// bus/memory). Delivery is at-least-once: a handler's error or panic
+// retries the delivery after a backoff, and after the last attempt the
+// delivery is dead-lettered with the error, never dropped.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/topic"
+)
+
+// Handler handles one event. Returning nil acknowledges it; an error (or a
+// panic) has it retried. Handlers must be idempotent: a retried delivery
+// runs every matching handler again, and transports deliver at least once.
+type Handler func(ctx context.Context, ev *event.Event) error
+
+// Middleware wraps a Handler.
+type Middleware func(Handler) Handler
+
+// Validator checks an event before it is published (the catalogue).
+type Validator interface {
+	Validate(ev *event.Event) error
+}
+
+// Match reports whether an event name matches a topic pattern (AMQP topic
+// semantics: '*' is one word, '#' zero or more).
+func Match(pattern, name string) bool { return topic.Match(pattern, name) }
+
+// Bus is one service's connection to the event bus.
+type Bus struct {
+	service   string
+	transport Transport
+	opts      options
+
+	mu     sync.Mutex
+	closed bool
+	// subs is replaced, never modified, so deliveries read it without
+	// b.mu (Subscribe holds b.mu while the transport binds, and a
+	// transport may deliver meanwhile).
+	subs     atomic.Pointer[[]subscription]
+	consumer Consumer
+	sem      chan struct{} // handler concurrency slots
+	// running counts deliveries being processed; idle, when not nil, is
+	// closed as running drops to zero (Close waits on it). A WaitGroup does
+	// not fit: after a Close that gave up at its deadline the transport may
+	// still hand out a delivery, and WaitGroup.Add concurrent with Wait
+	// panics. runMu is not mu, so that deliver never waits for a Subscribe
+	// that is waiting for the transport.
+	runMu   sync.Mutex
+	running int
+	idle    chan struct{}
+}
+
+type subscription struct {
+	pattern string
+	handler Handler
+}
+
+// New returns a bus for service on transport. The bus owns the transport:
+// Close closes it. The service name is required: it fills serviceName in
+// published events and names the queue this service consumes.
+func New(transport Transport, opts ...Option) (*Bus, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.service == "" {
+		return nil, errors.New("bus: a service name is required (bus.WithService)")
+	}
+	if transport == nil {
+		return nil, errors.New("bus: a transport is required")
+	}
+	if o.concurrency < 1 {
+		o.concurrency = 1
+	}
+	return &Bus{
+		service:   o.service,
+		transport: transport,
+		opts:      o,
+		sem:       make(chan struct{}, o.concurrency),
+	}, nil
+}
+
+// Service returns the bus's service name.
+func (b *Bus) Service() string { return b.service }
+
+// Transport returns the transport the bus was built on.
+func (b *Bus) Transport() Transport { return b.transport }
+
+// Status reports the transport's connection state; a transport without a
+// connection to watch is connected until closed.
+func (b *Bus) Status() Status {
+	if r, ok := b.transport.(StatusReporter); ok {
+		return r.Status()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return Status{State: StateClosed}
+	}
+	return Status{State: StateConnected}
+}
+
+// Publish fills the event's serviceName (when empty), createdAt (when zero)
+// and id (when empty), validates it (envelope rules, size, and the
+// catalogue unless turned off) and returns once the transport has accepted
+// it. ev is modified in place.
+func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if ev.Headers.ServiceName == "" {
+		ev.Headers.ServiceName = b.service
+	}
+	if ev.Headers.CreatedAt.IsZero() {
+		ev.Headers.CreatedAt = time.Now()
+	}
+	if ev.Headers.ID == "" {
+		ev.Headers.ID = event.NewID()
+	}
+	if err := ev.Validate(b.opts.maxSize); err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+	}
+	if b.opts.validator != nil {
+		if err := b.opts.validator.Validate(ev); err != nil {
+			return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+		}
+	}
+	body, err := ev.Encode()
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+	}
+	m := Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}
+	if err := b.transport.Publish(ctx, m); err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+	}
+	return nil
+}
+
+// Subscribe has handler called for every event whose name matches pattern.
+// The first Subscribe starts this service's consumer; later ones add a
+// binding to the same queue. Every handler whose pattern matches a delivery
+// runs, in subscription order; the delivery is acknowledged once, after all
+// of them succeeded.
+func (b *Bus) Subscribe(ctx context.Context, pattern string, handler Handler) error {
+	if err := topic.ValidatePattern(pattern); err != nil {
+		return fmt.Errorf("subscribe %q: %w", pattern, err)
+	}
+	if handler == nil {
+		return fmt.Errorf("subscribe %q: nil handler", pattern)
+	}
+	h := handler
+	for i := len(b.opts.middleware) - 1; i >= 0; i-- {
+		h = b.opts.middleware[i](h)
+	}
+	h = Recoverer(h)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	// Register before binding: a delivery for the new binding may arrive
+	// before Bind returns, and must find its handler.
+	old := b.subs.Load()
+	var subs []subscription
+	if old != nil {
+		subs = append(subs, *old...)
+	}
+	subs = append(subs, subscription{pattern: pattern, handler: h})
+	b.subs.Store(&subs)
+	var err error
+	if b.consumer == nil {
+		q := QueueSpec{Name: b.service, Temporary: b.opts.temporary, Prefetch: b.opts.prefetch}
+		b.consumer, err = b.transport.Consume(ctx, q, []string{pattern}, b.deliver)
+	} else {
+		err = b.consumer.Bind(ctx, pattern)
+	}
+	if err != nil {
+		b.subs.Store(old)
+		return fmt.Errorf("subscribe %q: %w", pattern, err)
+	}
+	return nil
+}
+
+// deliver is called by the transport, one delivery at a time. It blocks
+// while every handler slot is busy, which is the back-pressure that
+// bounds in-flight work to the concurrency setting.
+func (b *Bus) deliver(d Delivery) {
+	b.sem <- struct{}{}
+	b.runMu.Lock()
+	b.running++
+	b.runMu.Unlock()
+	if cap(b.sem) == 1 {
+		// One slot: run inline so deliveries are handled in order.
+		b.process(d)
+		return
+	}
+	go b.process(d)
+}
+
+func (b *Bus) process(d Delivery) {
+	defer func() {
+		b.runMu.Lock()
+		b.running--
+		if b.running == 0 && b.idle != nil {
+			close(b.idle)
+			b.idle = nil
+		}
+		b.runMu.Unlock()
+		<-b.sem
+	}()
+	ctx := context.Background()
+	log := b.opts.logger
+	ev, err := event.Decode(d.Body())
+	if err != nil {
+		log.Warn("dead-lettering undecodable message", "service", b.service, "error", err)
+		if derr := d.DeadLetter(ctx, fmt.Errorf("decode: %w", err)); derr != nil {
+			log.Error("dead-letter failed", "service", b.service, "error", derr)
+		}
+		return
+	}
+	var hs []Handler
+	if subs := b.subs.Load(); subs != nil {
+		for _, s := range *subs {
+			if topic.Match(s.pattern, ev.Headers.Name) {
+				hs = append(hs, s.handler)
+			}
+		}
+	}
+	if len(hs) == 0 {
+		// A binding left from an earlier version of the service, or a
+		// pattern another replica bound: not ours to handle, and keeping it
+		// would block the queue.
+		log.Warn("no handler for delivery; acknowledging", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID)
+		if err := d.Ack(ctx); err != nil {
+			log.Error("ack failed", "service", b.service, "event", ev.Headers.Name, "error", err)
+		}
+		return
+	}
+	hctx := context.WithValue(ctx, attemptKey{}, d.Attempt())
+	var herr error
+	for _, h := range hs {
+		if herr = h(hctx, ev); herr != nil {
+			break
+		}
+	}
+	if herr == nil {
+		if err := d.Ack(ctx); err != nil {
+			log.Error("ack failed", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "error", err)
+		}
+		return
+	}
+	attempt := d.Attempt()
+	if attempt >= b.opts.retry.MaxAttempts {
+		log.Error("dead-lettering after last attempt", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
+		if err := d.DeadLetter(ctx, herr); err != nil {
+			log.Error("dead-letter failed", "service", b.service, "id", ev.Headers.ID, "error", err)
+		}
+		return
+	}
+	delay := b.opts.retry.Backoff(attempt)
+	log.Warn("handler failed; retrying", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "delay", delay, "error", herr)
+	if err := d.Retry(ctx, delay, herr); err != nil {
+		log.Error("retry failed", "service", b.service, "id", ev.Headers.ID, "error", err)
+	}
+}
+
+// Close stops new deliveries, waits for running handlers (bounded by ctx),
+// then closes the transport. Publish and Subscribe after Close return
+// ErrClosed.
+func (b *Bus) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	c := b.consumer
+	b.mu.Unlock()
+
+	var errs []error
+	if c != nil {
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop consumer: %w", err))
+		}
+	}
+	b.runMu.Lock()
+	var idle chan struct{}
+	if b.running > 0 {
+		if b.idle == nil {
+			b.idle = make(chan struct{})
+		}
+		idle = b.idle
+	}
+	b.runMu.Unlock()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("waiting for running handlers: %w", ctx.Err()))
+		}
+	}
+	if err := b.transport.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close transport: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+type attemptKey struct{}
+
+// Attempt returns the delivery attempt (1 for the first) of the event a
+// handler is running for, or 0 outside a handler.
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}

@@ -1,0 +1,322 @@
+package bustest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/event"
+)
+
+// pollInterval is how often eventually looks at its condition again.
+const pollInterval = 2 * time.Millisecond
+
+// eventually waits until cond returns nil, failing the test with cond's
+// last error when timeout passes first. It is the suite's only way to wait:
+// every wait is for a condition, with a deadline.
+func eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still not true after %v: %v", timeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// waitClosed waits for ch to be closed, failing the test after timeout.
+func waitClosed(t testing.TB, timeout time.Duration, ch <-chan struct{}, what string) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-ch:
+	case <-timer.C:
+		t.Fatalf("%s did not happen within %v", what, timeout)
+	}
+}
+
+// collector is a handler that records every event it is given, with the
+// attempt it ran for, and returns what fail says (nil when fail is nil).
+type collector struct {
+	mu       sync.Mutex
+	events   []*event.Event   // in arrival order, one per call
+	attempts map[string][]int // event id → attempts it was called for
+	fail     func(ev *event.Event, attempt int) error
+}
+
+func newCollector() *collector {
+	return &collector{attempts: make(map[string][]int)}
+}
+
+func (c *collector) handle(ctx context.Context, ev *event.Event) error {
+	attempt := bus.Attempt(ctx)
+	c.mu.Lock()
+	c.events = append(c.events, ev.Clone())
+	c.attempts[ev.Headers.ID] = append(c.attempts[ev.Headers.ID], attempt)
+	fail := c.fail
+	c.mu.Unlock()
+	if fail != nil {
+		return fail(ev, attempt)
+	}
+	return nil
+}
+
+// count returns how often the handler ran for id.
+func (c *collector) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.attempts[id])
+}
+
+// attemptsOf returns the attempts the handler ran for id, in order.
+func (c *collector) attemptsOf(id string) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.attempts[id])
+}
+
+// get returns the first event received with id.
+func (c *collector) get(id string) *event.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.events {
+		if ev.Headers.ID == id {
+			return ev
+		}
+	}
+	return nil
+}
+
+// missing returns an error naming how many of ids were never received.
+func (c *collector) missing(ids ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var miss []string
+	for _, id := range ids {
+		if len(c.attempts[id]) == 0 {
+			miss = append(miss, id)
+		}
+	}
+	if len(miss) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d events not received (first missing: %s)", len(miss), len(ids), miss[0])
+}
+
+// receivedOf returns the events received whose id is in ids, in arrival
+// order, duplicates included.
+func (c *collector) receivedOf(ids map[string]bool) []*event.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*event.Event
+	for _, ev := range c.events {
+		if ids[ev.Headers.ID] {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// duplicates returns, for each of ids received more than once, how often.
+func (c *collector) duplicates(ids []string) map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := make(map[string]int)
+	for _, id := range ids {
+		if n := len(c.attempts[id]); n > 1 {
+			d[id] = n
+		}
+	}
+	return d
+}
+
+// newEvent returns an event with a fresh id, for name and payload.
+func newEvent(t testing.TB, name string, payload any) *event.Event {
+	t.Helper()
+	ev, err := event.New(name, payload)
+	if err != nil {
+		t.Fatalf("new event %s: %v", name, err)
+	}
+	return ev
+}
+
+// publish publishes an event with name and payload on b and returns it.
+func publish(t testing.TB, b *bus.Bus, name string, payload any) *event.Event {
+	t.Helper()
+	ev := newEvent(t, name, payload)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	if err := b.Publish(ctx, ev); err != nil {
+		t.Fatalf("publish %s: %v", name, err)
+	}
+	return ev
+}
+
+func subscribe(t testing.TB, b *bus.Bus, pattern string, h bus.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	if err := b.Subscribe(ctx, pattern, h); err != nil {
+		t.Fatalf("subscribe %q as %s: %v", pattern, b.Service(), err)
+	}
+}
+
+// closeBus closes b now, so that counts taken afterwards are final.
+func closeBus(t testing.TB, b *bus.Bus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Errorf("close bus %s: %v", b.Service(), err)
+	}
+}
+
+// jsonEqual reports whether a and b hold the same JSON value.
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+func idsOf(evs []*event.Event) []string {
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.Headers.ID
+	}
+	return ids
+}
+
+func setOf(ids []string) map[string]bool {
+	m := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
+}
+
+// idOfBody returns the event id of an encoded event, or "" when the body
+// does not decode.
+func idOfBody(body []byte) string {
+	ev, err := event.Decode(body)
+	if err != nil {
+		return ""
+	}
+	return ev.Headers.ID
+}
+
+// spyTransport wraps a transport and records how each delivery is settled,
+// to check what the bus does with deliveries (one ack, no double settle).
+type spyTransport struct {
+	bus.Transport
+
+	mu        sync.Mutex
+	delivered map[string]int      // event id → deliveries
+	settled   map[string][]string // event id → "ack", "retry", "dead", in order
+	errs      []error             // every settlement that failed
+}
+
+func newSpy(tr bus.Transport) *spyTransport {
+	return &spyTransport{Transport: tr, delivered: make(map[string]int), settled: make(map[string][]string)}
+}
+
+func (s *spyTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+	return s.Transport.Consume(ctx, q, patterns, func(d bus.Delivery) {
+		id := idOfBody(d.Body())
+		s.mu.Lock()
+		s.delivered[id]++
+		s.mu.Unlock()
+		deliver(&spyDelivery{Delivery: d, spy: s, id: id})
+	})
+}
+
+func (s *spyTransport) record(id, how string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.settled[id] = append(s.settled[id], how)
+	if err != nil {
+		s.errs = append(s.errs, fmt.Errorf("%s of %s: %w", how, id, err))
+	}
+}
+
+func (s *spyTransport) settlements(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.settled[id])
+}
+
+func (s *spyTransport) deliveries(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered[id]
+}
+
+func (s *spyTransport) failures() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+type spyDelivery struct {
+	bus.Delivery
+	spy *spyTransport
+	id  string
+}
+
+func (d *spyDelivery) Ack(ctx context.Context) error {
+	err := d.Delivery.Ack(ctx)
+	d.spy.record(d.id, "ack", err)
+	return err
+}
+
+func (d *spyDelivery) Retry(ctx context.Context, delay time.Duration, cause error) error {
+	err := d.Delivery.Retry(ctx, delay, cause)
+	d.spy.record(d.id, "retry", err)
+	return err
+}
+
+func (d *spyDelivery) DeadLetter(ctx context.Context, cause error) error {
+	err := d.Delivery.DeadLetter(ctx, cause)
+	d.spy.record(d.id, "dead", err)
+	return err
+}
+
+// findDeadLetter returns the dead letter of queue whose body is body (or,
+// when body is an event, whose id is id).
+func findDeadLetter(dls []bus.DeadLetter, id string, body []byte) (bus.DeadLetter, bool) {
+	for _, dl := range dls {
+		if body != nil && bytes.Equal(dl.Body, body) {
+			return dl, true
+		}
+		if id != "" && idOfBody(dl.Body) == id {
+			return dl, true
+		}
+	}
+	return bus.DeadLetter{}, false
+}
+
+func describeDups(d map[string]int) string {
+	parts := make([]string, 0, len(d))
+	for id, n := range d {
+		parts = append(parts, fmt.Sprintf("%s×%d", id, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}

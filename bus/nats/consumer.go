@@ -1,0 +1,551 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/topic"
+)
+
+// temporaryInactive is how long the server keeps a temporary queue's
+// consumer after its reader went away without deleting it.
+const temporaryInactive = time.Minute
+
+// pullExpiry is how long each pull request waits on the server; a
+// heartbeat comes every half of it, and two missed heartbeats make the
+// consumer check that its server-side consumer still exists.
+const pullExpiry = 5 * time.Second
+
+// Consume starts reading queue q: for a durable queue, the durable
+// consumer named after q.Name (created at the stream's end if it does not
+// exist, so it gets the events published from now on, as a new RabbitMQ
+// queue does); for a temporary one, a consumer of this reader's own that
+// the server deletes when it goes away. The consumer's filter and recorded
+// bindings are widened to cover patterns, keeping whatever other replicas
+// bound before. Deliveries whose name matches none of the queue's
+// bindings are acknowledged without being handed out.
+func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+	if deliver == nil {
+		return nil, errors.New("nats consume: nil deliver function")
+	}
+	if len(patterns) == 0 {
+		return nil, fmt.Errorf("nats consume %q: no patterns", q.Name)
+	}
+	c := &consumer{
+		t:        t,
+		q:        q,
+		label:    safeToken(q.Name),
+		deliver:  deliver,
+		prefetch: q.Prefetch,
+		patterns: append([]string(nil), patterns...),
+		stopCh:   make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	c.name = c.label
+	if q.Temporary {
+		c.name = c.label + "_tmp_" + nuid.Next()
+	}
+	if c.prefetch <= 0 {
+		c.prefetch = DefaultPrefetch
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, bus.ErrClosed
+	}
+	t.consumers[c] = struct{}{}
+	t.mu.Unlock()
+
+	cons, err := c.ensure(ctx)
+	if err != nil {
+		t.forget(c)
+		return nil, fmt.Errorf("nats consume %q: %w", q.Name, err)
+	}
+	it, err := c.messages(cons)
+	if err != nil {
+		t.forget(c)
+		return nil, fmt.Errorf("nats consume %q: %w", q.Name, err)
+	}
+	c.it = it
+	// After each reconnect, watch makes sure the consumer is there.
+	c.status = t.nc.StatusChanged(natsgo.CONNECTED)
+	go c.watch()
+	go c.run(it)
+	return c, nil
+}
+
+func (t *Transport) forget(c *consumer) {
+	t.mu.Lock()
+	delete(t.consumers, c)
+	t.mu.Unlock()
+}
+
+// consumer reads one queue and hands its deliveries to deliver, one at a
+// time, from one goroutine.
+type consumer struct {
+	t        *Transport
+	q        bus.QueueSpec
+	label    string // q.Name as a subject token
+	name     string // the server-side consumer
+	deliver  func(bus.Delivery)
+	prefetch int
+	status   chan natsgo.Status
+
+	mu       sync.Mutex
+	patterns []string // bound by this reader
+	bindings []string // recorded on the server-side consumer
+	it       jetstream.MessagesContext
+
+	stopping atomic.Bool
+	renew    atomic.Bool // the iterator was drained to be replaced
+	stopOnce sync.Once
+	stopCh   chan struct{}
+	done     chan struct{} // closed when run has returned
+}
+
+// ensure makes the server-side consumer exist with a filter that covers
+// every pattern of c and with c's patterns among its recorded bindings, and
+// returns it. Filter and bindings only ever grow: a replica that starts
+// with fewer patterns does not take away what another bound, as a
+// RabbitMQ binding stays until it is removed.
+func (c *consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
+	c.mu.Lock()
+	local := slices.Clone(c.patterns)
+	c.mu.Unlock()
+	var want []string
+	for _, p := range local {
+		want = append(want, patternSubjects(c.t.o.prefix, p)...)
+	}
+	js, stream := c.t.js, c.t.o.stream
+	// Replicas starting together race to create or widen the consumer;
+	// each reads back what the server has until its own patterns are in.
+	for range 10 {
+		single := c.t.single.Load()
+		cons, err := js.Consumer(ctx, stream, c.name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			cfg := c.config()
+			setFilters(&cfg, filterSet(want, single))
+			setBindings(&cfg, c.q.Name, local, single)
+			_, err = js.CreateConsumer(ctx, stream, cfg)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				continue // another replica was first: widen theirs
+			}
+			if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) && !single {
+				c.t.single.Store(true)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create consumer %s: %w", c.name, err)
+			}
+			continue // read it back
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up consumer %s: %w", c.name, err)
+		}
+		cfg := cons.CachedInfo().Config
+		haveFilters := filtersOf(cfg)
+		haveBindings, complete := bindingsOf(cfg)
+		bindings := union(haveBindings, local)
+		if covers(haveFilters, want) && (len(bindings) == len(haveBindings) || !complete) {
+			c.mu.Lock()
+			c.bindings = haveBindings
+			c.mu.Unlock()
+			return cons, nil
+		}
+		setFilters(&cfg, filterSet(append(haveFilters, want...), single))
+		setBindings(&cfg, c.q.Name, bindings, single)
+		_, err = js.UpdateConsumer(ctx, stream, cfg)
+		if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) && !single {
+			c.t.single.Store(true)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("widen consumer %s to %s: %w", c.name, strings.Join(filtersOf(cfg), ", "), err)
+		}
+	}
+	return nil, fmt.Errorf("consumer %s: its configuration kept changing under concurrent updates", c.name)
+}
+
+// config is the configuration a new server-side consumer gets, without
+// its filter and bindings.
+func (c *consumer) config() jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.t.o.ackWait,
+		// The bus decides when a delivery has failed often enough and
+		// dead-letters it; the server must never drop it on its own.
+		MaxDeliver:    -1,
+		MaxAckPending: max(1000, 4*c.prefetch),
+	}
+	if c.q.Temporary {
+		cfg.Name = c.name
+		cfg.InactiveThreshold = temporaryInactive
+		cfg.MemoryStorage = true
+	} else {
+		cfg.Durable = c.name
+	}
+	return cfg
+}
+
+// A consumer records the topic patterns bound to its queue, so that every
+// replica hands out exactly what the queue's bindings match, also those of
+// patterns it has no handler for (the bus acknowledges them, as it does on
+// RabbitMQ), and nothing else its wider filter lets through. Servers 2.10
+// and later keep them in the consumer's metadata; older ones only have the
+// description, which holds 4 KiB: patterns past that are left out, which
+// only means such deliveries are acknowledged here rather than by the bus.
+const (
+	bindingsKey        = "herald.bindings"
+	bindingsMarker     = "; bindings: "
+	bindingsTruncated  = "…"
+	maxDescriptionSize = 4096
+)
+
+func setBindings(cfg *jetstream.ConsumerConfig, queue string, patterns []string, single bool) {
+	all := strings.Join(patterns, " ")
+	if !single {
+		if cfg.Metadata == nil {
+			cfg.Metadata = make(map[string]string)
+		}
+		cfg.Metadata[bindingsKey] = all
+	}
+	d := "herald queue " + queue + bindingsMarker
+	for i, p := range patterns {
+		if len(d)+len(p)+1+len(bindingsTruncated)+1 > maxDescriptionSize {
+			d += bindingsTruncated
+			break
+		}
+		if i > 0 {
+			d += " "
+		}
+		d += p
+	}
+	cfg.Description = d
+}
+
+// bindingsOf returns the patterns recorded on a consumer, and whether that
+// record is complete.
+func bindingsOf(cfg jetstream.ConsumerConfig) ([]string, bool) {
+	if all, ok := cfg.Metadata[bindingsKey]; ok {
+		return strings.Fields(all), true
+	}
+	_, list, ok := strings.Cut(cfg.Description, bindingsMarker)
+	if !ok {
+		return nil, true
+	}
+	ps := strings.Fields(list)
+	if n := len(ps); n > 0 && strings.HasSuffix(ps[n-1], bindingsTruncated) {
+		ps[n-1] = strings.TrimSuffix(ps[n-1], bindingsTruncated)
+		if ps[n-1] == "" {
+			ps = ps[:n-1]
+		}
+		return ps, false
+	}
+	return ps, true
+}
+
+// union returns a followed by the elements of b it lacks.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func filtersOf(cfg jetstream.ConsumerConfig) []string {
+	if len(cfg.FilterSubjects) > 0 {
+		return append([]string(nil), cfg.FilterSubjects...)
+	}
+	if cfg.FilterSubject != "" {
+		return []string{cfg.FilterSubject}
+	}
+	return nil
+}
+
+// setFilters sets one filter as FilterSubject (which every server
+// understands) and several as FilterSubjects (2.10 and later).
+func setFilters(cfg *jetstream.ConsumerConfig, filters []string) {
+	cfg.FilterSubject, cfg.FilterSubjects = "", nil
+	if len(filters) == 1 {
+		cfg.FilterSubject = filters[0]
+	} else {
+		cfg.FilterSubjects = filters
+	}
+}
+
+// covers reports whether every subject of want is within one of have. A
+// consumer without a filter has the whole stream.
+func covers(have, want []string) bool {
+	if len(have) == 0 {
+		return true
+	}
+	for _, w := range want {
+		ok := false
+		for _, h := range have {
+			if subjectSubset(w, h) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext, error) {
+	return cons.Messages(
+		jetstream.PullMaxMessages(c.prefetch),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true),
+	)
+}
+
+// Bind adds a pattern: deliveries for it are handed out from now on, and
+// the server-side filter is widened to include it.
+func (c *consumer) Bind(ctx context.Context, pattern string) error {
+	if c.stopping.Load() {
+		return bus.ErrClosed
+	}
+	c.mu.Lock()
+	c.patterns = append(c.patterns, pattern)
+	c.mu.Unlock()
+	if _, err := c.ensure(ctx); err != nil {
+		return fmt.Errorf("nats bind %q to %q: %w", pattern, c.q.Name, err)
+	}
+	return nil
+}
+
+// matches reports whether an event name matches a pattern bound to the
+// queue. The server-side filter may be wider than the patterns (a '#'
+// inside a pattern, a server before 2.10).
+func (c *consumer) matches(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.patterns {
+		if topic.Match(p, name) {
+			return true
+		}
+	}
+	for _, p := range c.bindings {
+		if topic.Match(p, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// run reads deliveries until Stop, handing each matching one to deliver.
+func (c *consumer) run(it jetstream.MessagesContext) {
+	defer close(c.done)
+	prefix := c.t.o.prefix + "."
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			switch {
+			case c.stopping.Load() || c.t.nc.IsClosed():
+				return
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed),
+				errors.Is(err, jetstream.ErrConsumerDeleted),
+				errors.Is(err, jetstream.ErrBadRequest):
+				// The iterator has ended: replaced on purpose (renew), or
+				// ended by the server (its consumer was deleted).
+				if !c.renew.CompareAndSwap(true, false) {
+					c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
+				}
+				if it, err = c.restart(); err != nil {
+					return
+				}
+			default:
+				// Missed heartbeats: make sure the consumer exists (pulls
+				// go to it by name, so the iterator carries on once it
+				// does).
+				c.t.o.logger.Warn("NATS consumer missed heartbeats; checking it", "queue", c.q.Name, "error", err)
+				c.recover()
+			}
+			continue
+		}
+		if c.stopping.Load() {
+			// Prefetched but not handed out: back to the queue now
+			// rather than after AckWait.
+			_ = msg.Nak()
+			continue
+		}
+		name, ok := strings.CutPrefix(msg.Subject(), prefix)
+		if !ok || !c.matches(name) {
+			_ = msg.Ack() // within the filter, but none of our patterns
+			continue
+		}
+		d := &delivery{c: c, msg: msg, attempt: 1}
+		if md, err := msg.Metadata(); err == nil {
+			d.attempt = int(md.NumDelivered)
+			d.seq = md.Sequence.Stream
+		}
+		c.deliver(d)
+	}
+}
+
+// recover re-creates the server-side consumer if it is gone, retrying
+// until it succeeds or the consumer is stopped.
+func (c *consumer) recover() {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.ensure(ctx)
+		cancel()
+		if err == nil || c.stopping.Load() {
+			return
+		}
+		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
+		select {
+		case <-time.After(retryDelay(attempt + 5)):
+		case <-c.stopCh:
+			return
+		}
+	}
+}
+
+// restart replaces an iterator the server ended (its consumer was
+// deleted) with a new one on a re-created consumer.
+func (c *consumer) restart() (jetstream.MessagesContext, error) {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := c.ensure(ctx)
+		cancel()
+		var it jetstream.MessagesContext
+		if err == nil {
+			it, err = c.messages(cons)
+		}
+		if err == nil {
+			c.mu.Lock()
+			c.it = it
+			stopping := c.stopping.Load()
+			c.mu.Unlock()
+			if stopping {
+				it.Drain()
+			}
+			return it, nil
+		}
+		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
+		select {
+		case <-time.After(retryDelay(attempt + 5)):
+		case <-c.stopCh:
+			return nil, bus.ErrClosed
+		}
+	}
+}
+
+// watch makes sure the server-side consumer exists after each reconnect.
+// A temporary queue's iterator is replaced too: a server restarted under
+// it restores the consumer, but the pull request the iterator sends on
+// reconnecting gets no deliveries (seen with nats-server 2.15), and it
+// would wait for two missed heartbeats before pulling again.
+func (c *consumer) watch() {
+	for {
+		select {
+		case _, ok := <-c.status:
+			if !ok {
+				return
+			}
+			c.recover()
+			if c.q.Temporary {
+				c.mu.Lock()
+				if it := c.it; it != nil && !c.stopping.Load() {
+					c.renew.Store(true)
+					it.Drain()
+				}
+				c.mu.Unlock()
+			}
+		case <-c.stopCh:
+			return
+		}
+	}
+}
+
+// Stop stops taking deliveries: prefetched ones go back to the queue, and
+// Stop returns once deliver will not be called again (or ctx ends). A
+// temporary queue's consumer is deleted.
+func (c *consumer) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() {
+		c.mu.Lock()
+		c.stopping.Store(true)
+		it := c.it
+		c.mu.Unlock()
+		close(c.stopCh)
+		c.t.nc.RemoveStatusListener(c.status)
+		switch {
+		case it == nil:
+		case c.t.nc.IsConnected():
+			it.Drain()
+		default:
+			// Draining flushes the connection first, which waits 10s
+			// when it is down; the prefetched deliveries come back after
+			// AckWait instead.
+			it.Stop()
+		}
+	})
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return fmt.Errorf("stop consumer of %q: %w", c.q.Name, ctx.Err())
+	}
+	c.t.forget(c)
+	// A temporary consumer the server cannot be told about now goes away
+	// by itself after temporaryInactive.
+	if c.q.Temporary && c.t.nc.IsConnected() && ctx.Err() == nil {
+		err := c.t.js.DeleteConsumer(ctx, c.t.o.stream, c.name)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete temporary consumer %s: %w", c.name, err)
+		}
+	}
+	return nil
+}
+
+// delivery is one message handed to the bus.
+type delivery struct {
+	c       *consumer
+	msg     jetstream.Msg
+	attempt int
+	seq     uint64
+}
+
+func (d *delivery) Body() []byte { return d.msg.Data() }
+func (d *delivery) Attempt() int { return d.attempt }
+
+func (d *delivery) key() string { return d.c.name + "/" + fmt.Sprint(d.seq) }
+
+// Ack settles the delivery. The ack is not confirmed by the server: if it
+// is lost, the event comes again after AckWait (at least once).
+func (d *delivery) Ack(context.Context) error {
+	if d.attempt > 1 {
+		d.c.t.takeFailure(d.key())
+	}
+	if err := d.msg.Ack(); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// Retry has the server deliver the event again after delay.
+func (d *delivery) Retry(_ context.Context, delay time.Duration, _ error) error {
+	d.c.t.noteFailure(d.key())
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		return fmt.Errorf("nak with delay: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package bus
+
+import (
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+)
+
+// Option configures a Bus.
+type Option func(*options)
+
+type options struct {
+	service     string
+	logger      *slog.Logger
+	validator   Validator
+	middleware  []Middleware
+	concurrency int
+	prefetch    int
+	temporary   bool
+	maxSize     int
+	retry       RetryPolicy
+}
+
+func defaultOptions() options {
+	return options{
+		logger:      slog.New(slog.DiscardHandler),
+		validator:   catalog.Default(),
+		concurrency: 1,
+		maxSize:     event.DefaultMaxSize,
+		retry:       DefaultRetryPolicy(),
+	}
+}
+
+// WithService sets the service name (required). It is the serviceName of
+// published events and the name of the queue this service consumes.
+func WithService(name string) Option { return func(o *options) { o.service = name } }
+
+// WithLogger sets the logger; the default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithValidator replaces the catalogue that published events are checked
+// against.
+func WithValidator(v Validator) Option { return func(o *options) { o.validator = v } }
+
+// WithoutValidation turns catalogue validation of published events off. The
+// envelope rules (name syntax, object payload, size) still apply.
+func WithoutValidation() Option { return func(o *options) { o.validator = nil } }
+
+// WithMiddleware wraps every handler; the first middleware is the
+// outermost.
+func WithMiddleware(mw ...Middleware) Option {
+	return func(o *options) { o.middleware = append(o.middleware, mw...) }
+}
+
+// WithConcurrency sets how many deliveries are handled at once (default 1:
+// deliveries are handled one at a time, in the order the queue gives them).
+func WithConcurrency(n int) Option { return func(o *options) { o.concurrency = n } }
+
+// WithPrefetch bounds the deliveries the transport hands out before they
+// are settled (0: the transport's default).
+func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
+
+// WithTemporaryQueue consumes from a queue of this bus's own that
+// disappears when it closes, so the bus never takes deliveries from the
+// service's real queue (herald tail).
+func WithTemporaryQueue() Option { return func(o *options) { o.temporary = true } }
+
+// WithMaxEventSize sets the largest encoded event Publish accepts (default
+// event.DefaultMaxSize, 1 MiB).
+func WithMaxEventSize(n int) Option { return func(o *options) { o.maxSize = n } }
+
+// WithRetry sets the retry policy for failed handlers.
+func WithRetry(p RetryPolicy) Option {
+	return func(o *options) {
+		if p.MaxAttempts < 1 {
+			p.MaxAttempts = 1
+		}
+		o.retry = p
+	}
+}
+
+// RetryPolicy says how often and how soon a failed delivery is retried.
+type RetryPolicy struct {
+	// MaxAttempts is the number of deliveries before a failing one is
+	// dead-lettered (default 5).
+	MaxAttempts int
+	// InitialDelay is the delay after the first failure (default 1s); each
+	// further failure doubles it, up to MaxDelay (default 1m).
+	InitialDelay time.Duration
+	MaxDelay     time.Duration
+	// Jitter is the fraction of each delay that is randomised (default
+	// 0.2: a delay of 10s becomes 8s to 10s), so that retries of many
+	// deliveries that failed together spread out.
+	Jitter float64
+}
+
+// DefaultRetryPolicy returns 5 attempts, 1s initial delay doubling to 1m, 20% jitter.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 5, InitialDelay: time.Second, MaxDelay: time.Minute, Jitter: 0.2}
+}
+
+// Backoff returns the delay before the delivery following a failed
+// attempt (attempt is 1 for the first delivery).
+func (p RetryPolicy) Backoff(attempt int) time.Duration {
+	d := p.InitialDelay
+	for i := 1; i < attempt && (p.MaxDelay <= 0 || d < p.MaxDelay); i++ {
+		if d > math.MaxInt64/2 {
+			// Without a cap, doubling would overflow into a negative
+			// delay (attempt 35 from 1s): saturate instead.
+			d = math.MaxInt64
+			break
+		}
+		d *= 2
+	}
+	if p.MaxDelay > 0 && d > p.MaxDelay {
+		d = p.MaxDelay
+	}
+	if p.Jitter > 0 && d > 0 {
+		j := p.Jitter
+		if j > 1 {
+			j = 1
+		}
+		d -= time.Duration(rand.Float64() * j * float64(d))
+	}
+	return d
+}

@@ -1,0 +1,134 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Message is what a transport carries: one encoded event and what routing
+// and de-duplication need.
+type Message struct {
+	// ID is the event id (AMQP message-id, JetStream Nats-Msg-Id).
+	ID string
+	// Name is the event name, used as routing key or subject.
+	Name string
+	// Body is the event's wire JSON.
+	Body []byte
+	// CreatedAt is the event's creation time (AMQP timestamp).
+	CreatedAt time.Time
+}
+
+// Delivery is one message handed to a consumer. Exactly one of Ack, Retry
+// and DeadLetter is called for each delivery.
+type Delivery interface {
+	// Body is the message as it arrived.
+	Body() []byte
+	// Attempt is 1 for the first delivery and counts up with each retry.
+	Attempt() int
+	// Ack settles the delivery as handled.
+	Ack(ctx context.Context) error
+	// Retry settles the delivery and has the transport deliver it again to
+	// the same queue after at least delay, with Attempt one higher. cause
+	// is the reason, kept for the dead letter that may follow.
+	Retry(ctx context.Context, delay time.Duration, cause error) error
+	// DeadLetter settles the delivery and moves it to the queue's
+	// dead-letter store with cause and the attempt count.
+	DeadLetter(ctx context.Context, cause error) error
+}
+
+// QueueSpec names the queue a consumer reads.
+type QueueSpec struct {
+	// Name is the durable queue, shared by every consumer with this name
+	// (competing consumers). It is the subscribing service's name.
+	Name string
+	// Temporary asks for a queue that only this consumer reads and that
+	// disappears with it (herald tail); Name is then only a label.
+	Temporary bool
+	// Prefetch bounds the deliveries the transport hands out before they
+	// are settled; 0 lets the transport choose.
+	Prefetch int
+}
+
+// Consumer is a running consumer of one queue.
+type Consumer interface {
+	// Bind adds a topic pattern to the queue's bindings. Deliveries for it
+	// may arrive before Bind returns.
+	Bind(ctx context.Context, pattern string) error
+	// Stop stops taking new deliveries and returns once deliver will not be
+	// called again (or ctx is done). Deliveries handed out and not yet
+	// settled may still be settled after Stop returns; deliveries the
+	// transport prefetched but never handed out go back to the queue.
+	Stop(ctx context.Context) error
+}
+
+// Transport moves messages between services. Implementations: bus/memory,
+// bus/amqp, bus/nats. Every implementation passes bus/bustest.
+type Transport interface {
+	// Publish returns nil only once the broker has taken the message
+	// (publisher confirm, PubAck). It waits for a lost connection to come
+	// back, bounded by ctx.
+	Publish(ctx context.Context, m Message) error
+	// Consume starts a consumer on the queue, bound to patterns, and calls
+	// deliver for each delivery, from one goroutine: deliver may block to
+	// apply back-pressure.
+	Consume(ctx context.Context, q QueueSpec, patterns []string, deliver func(Delivery)) (Consumer, error)
+	// Close releases the connection. Publishes waiting for a confirm are
+	// answered (with an error if the confirm never came).
+	Close(ctx context.Context) error
+}
+
+// DeadLetter is a message a consumer gave up on.
+type DeadLetter struct {
+	Body         []byte
+	Name         string // original routing key
+	Error        string
+	Attempts     int
+	FirstFailure time.Time
+	DeadAt       time.Time
+}
+
+// DeadLetterLister is implemented by transports whose dead letters can be
+// read back (tests, herald's operators).
+type DeadLetterLister interface {
+	// DeadLetters returns the dead letters of queue, oldest first.
+	DeadLetters(ctx context.Context, queue string) ([]DeadLetter, error)
+}
+
+// State is a transport's connection state.
+type State int
+
+// Connection states.
+const (
+	StateConnected State = iota
+	StateReconnecting
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// Status is a snapshot of a transport's connection.
+type Status struct {
+	State     State
+	Since     time.Time
+	LastError error
+}
+
+// StatusReporter is implemented by transports with a connection to watch
+// (health checks, metrics).
+type StatusReporter interface {
+	Status() Status
+}
+
+// ErrClosed is returned by Publish and Subscribe after Close.
+var ErrClosed = errors.New("bus: closed")
