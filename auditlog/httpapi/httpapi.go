@@ -1,0 +1,315 @@
+// Package httpapi serves the audit log over HTTP with the REST contract of
+// Open Integration Hub's audit-log service, so OIH's web UI and scripts
+// keep working against herald:
+//
+//	GET  /logs           entries, paged and filtered; non-admins see only theirs
+//	POST /logs           store one event
+//	GET  /healthcheck    store and bus state (no auth)
+//	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
+//	GET  /metrics        Prometheus metrics (no auth)
+//
+// It fixes what OIH's audit log gets wrong: admins are recognised by the
+// permission "all", a user without a tenant sees only their own entries,
+// the order is really newest first, total counts the filtered entries,
+// page sizes are bounded and filter values are never operators.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/iam"
+)
+
+// OIH's audit-log permissions (LOG_READ_PERMISSION, LOG_PUSH_PERMISSION
+// override them; the cmd layer reads those).
+const (
+	DefaultReadPermission = "logs.read"
+	DefaultPushPermission = "logs.push"
+)
+
+// Page sizes of GET /logs.
+const (
+	DefaultPageSize = 10
+	MaxPageSize     = 1000
+)
+
+// Config configures the API. Store and Auth are required.
+type Config struct {
+	// Store holds the entries.
+	Store auditlog.Store
+	// Auth authenticates every /logs request: an *iam.Introspector
+	// against OIH's IAM, or an *iam.StaticToken. There is no anonymous
+	// access.
+	Auth iam.Authenticator
+	// ReadPermission is needed for GET /logs (default logs.read);
+	// PushPermission for POST /logs (default logs.push).
+	ReadPermission string
+	PushPermission string
+	// Health reports the state of the parts beside the store (the bus:
+	// "queue", as OIH names it) for GET /healthcheck. It is called on
+	// every healthcheck and should answer fast; nil reports the store
+	// only.
+	Health func(ctx context.Context) map[string]Check
+	// Catalog marks POSTed events whose name it does not know as unknown
+	// (nil marks none, as auditlog.EntryFromEvent).
+	Catalog *catalog.Catalog
+	// Registerer receives the HTTP metrics; Gatherer is what GET /metrics
+	// serves. Pass the same *prometheus.Registry to both, and to
+	// auditlog.NewMetrics, to serve every metric from one endpoint. A nil
+	// Gatherer takes the Registerer when it is one; both nil use a
+	// registry of this API's own.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Logger receives server-side failures (default: discard).
+	Logger *slog.Logger
+	// Now is the receive time of POSTed events (default time.Now).
+	Now func() time.Time
+	// Version is reported by GET /healthcheck (default "dev").
+	Version string
+	// MaxEventSize bounds a POSTed event, encoded (default
+	// event.DefaultMaxSize).
+	MaxEventSize int
+}
+
+// Check is the state of one part of the service, in GET /healthcheck's
+// details.
+type Check struct {
+	// Status is "pass" or "fail".
+	Status string
+	// Message says why a check fails. It is shown to unauthenticated
+	// callers: keep secrets (URLs with passwords) out of it.
+	Message string
+	// Info holds more facts (transport, connected since, …), written
+	// beside status and message.
+	Info map[string]any
+}
+
+// Check statuses, as OIH's healthcheck names them.
+const (
+	StatusPass = "pass"
+	StatusFail = "fail"
+)
+
+// MarshalJSON writes {"status":…, "message":…, …Info}.
+func (c Check) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(c.Info)+2)
+	for k, v := range c.Info {
+		m[k] = v
+	}
+	m["status"] = c.Status
+	if c.Message != "" {
+		m["message"] = c.Message
+	}
+	return json.Marshal(m)
+}
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// OpenAPI returns the OpenAPI 3.1 document of the API (a copy).
+func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
+
+type api struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New returns the API's handler. It panics when Store or Auth is nil, or
+// when its metrics cannot be registered (a name taken by a different
+// metric), as http.Handle panics on a nil handler: these are wiring
+// mistakes, not runtime conditions. Calling New twice with one registry
+// shares the metrics.
+func New(cfg Config) http.Handler {
+	if cfg.Store == nil {
+		panic("httpapi: Config.Store is nil")
+	}
+	if cfg.Auth == nil {
+		panic("httpapi: Config.Auth is nil")
+	}
+	if cfg.ReadPermission == "" {
+		cfg.ReadPermission = DefaultReadPermission
+	}
+	if cfg.PushPermission == "" {
+		cfg.PushPermission = DefaultPushPermission
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.MaxEventSize <= 0 {
+		cfg.MaxEventSize = event.DefaultMaxSize
+	}
+	if cfg.Gatherer == nil {
+		if g, ok := cfg.Registerer.(prometheus.Gatherer); ok {
+			cfg.Gatherer = g
+		} else if cfg.Registerer == nil {
+			reg := prometheus.NewRegistry()
+			cfg.Registerer, cfg.Gatherer = reg, reg
+		} else {
+			panic("httpapi: Config.Registerer is not a Gatherer and Config.Gatherer is nil")
+		}
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		panic(fmt.Sprintf("httpapi: %v", err))
+	}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m}
+
+	mux := http.NewServeMux()
+	handle := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, a.instrument(pattern, h))
+	}
+	handle("GET /logs", a.authorize(cfg.ReadPermission, a.listLogs))
+	handle("POST /logs", a.authorize(cfg.PushPermission, a.postLog))
+	handle("GET /healthcheck", a.healthcheck)
+	handle("GET /openapi.json", a.openapi)
+	mux.Handle("GET /metrics", a.instrument("GET /metrics",
+		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{a.log}}).ServeHTTP))
+	return cors(mux)
+}
+
+// authorize authenticates the request and checks perm, answering as OIH's
+// iam-utils does on failure: 401 with its message, 403 MISSING_PERMISSION.
+func (a *api) authorize(perm string, next func(http.ResponseWriter, *http.Request, *iam.User)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := a.cfg.Auth.Authenticate(r.Context(), r)
+		if err != nil {
+			var e *iam.Error
+			if !errors.As(err, &e) {
+				e = iam.ErrAuthorizationFailed
+			}
+			level := slog.LevelDebug
+			if errors.Is(err, iam.ErrAuthorizationFailed) {
+				// IAM could not answer: an operator should know.
+				level = slog.LevelWarn
+			}
+			a.log.Log(r.Context(), level, "authentication failed", "path", r.URL.Path, "error", err)
+			writeError(w, e.Status, e.Message, "")
+			return
+		}
+		if !u.Can(perm) {
+			details, _ := json.Marshal([]string{perm})
+			writeError(w, http.StatusForbidden, iam.ErrMissingPermission.Message, string(details))
+			return
+		}
+		next(w, r, u)
+	}
+}
+
+// apiError is an error answered to the caller.
+type apiError struct {
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+	Details string `json:"details,omitempty"`
+}
+
+// writeError answers OIH's error shape: {"errors":[{"message","code"}]}.
+func writeError(w http.ResponseWriter, status int, message, details string) {
+	writeJSON(w, status, struct {
+		Errors []apiError `json:"errors"`
+	}{[]apiError{{Message: message, Code: status, Details: details}}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"errors":[{"message":"encode response","code":500}]}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// internalError logs err and answers 500 without its details, which may
+// name hosts or files.
+func (a *api) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	a.log.ErrorContext(r.Context(), what, "method", r.Method, "path", r.URL.Path, "error", err)
+	writeError(w, http.StatusInternalServerError, what, "")
+}
+
+func (a *api) openapi(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(openAPIDocument)
+}
+
+// healthcheck answers as OIH's: {status, version, details:{…}}, 200 when
+// every part passes, else 500. The store is pinged; the rest comes from
+// Config.Health.
+func (a *api) healthcheck(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	details := map[string]Check{}
+	if a.cfg.Health != nil {
+		for k, c := range a.cfg.Health(ctx) {
+			details[k] = c
+		}
+	}
+	store := Check{Status: StatusPass}
+	if err := a.cfg.Store.Ping(ctx); err != nil {
+		a.log.WarnContext(ctx, "healthcheck: store unreachable", "error", err)
+		store = Check{Status: StatusFail, Message: "store unreachable"}
+	}
+	details["store"] = store
+	status, code := StatusPass, http.StatusOK
+	for _, c := range details {
+		if c.Status != StatusPass {
+			status, code = StatusFail, http.StatusInternalServerError
+		}
+	}
+	writeJSON(w, code, struct {
+		Status  string           `json:"status"`
+		Version string           `json:"version"`
+		Details map[string]Check `json:"details"`
+	}{status, a.cfg.Version, details})
+}
+
+// cors answers as the cors middleware OIH's services use with its
+// defaults: any origin (the API takes bearer tokens, never cookies), and
+// preflight requests with 204.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE")
+			if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+				h.Add("Vary", "Access-Control-Request-Headers")
+			}
+			h.Set("Content-Length", "0")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// slogPrinter adapts a *slog.Logger to promhttp's ErrorLog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) {
+	p.log.Error(strings.TrimSpace(fmt.Sprintln(v...)))
+}

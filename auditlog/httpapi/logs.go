@@ -1,0 +1,285 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/iam"
+)
+
+// scopeOf is what u may see: nil (everything) for an admin; else the
+// entries whose payload user is u, or whose payload tenant is u's tenant
+// when u has one. A user without a tenant sees only their own entries,
+// never every tenant-less one (OIH's null-tenant bug).
+func scopeOf(u *iam.User) *auditlog.Scope {
+	if u.Admin() {
+		return nil
+	}
+	return &auditlog.Scope{User: u.Sub, Tenant: u.Tenant}
+}
+
+// listLogs answers GET /logs:
+// {data:[…], meta:{page, perPage, total, totalPages}, nextCursor?}.
+func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
+	req, err := parseList(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	q := req.query
+	q.Scope = scopeOf(u)
+	if q.Scope != nil && q.Scope.User == "" && q.Scope.Tenant == "" {
+		// An identity with neither id nor tenant owns nothing. The Store
+		// contract does not say what an empty Scope selects, so it is
+		// not asked.
+		a.writePage(w, req, auditlog.Page{})
+		return
+	}
+	page, err := a.cfg.Store.Query(r.Context(), q)
+	if err != nil {
+		if errors.Is(err, auditlog.ErrInvalidQuery) {
+			writeError(w, http.StatusBadRequest, err.Error(), "")
+			return
+		}
+		a.internalError(w, r, "query the audit log", err)
+		return
+	}
+	a.writePage(w, req, page)
+}
+
+func (a *api) writePage(w http.ResponseWriter, req listRequest, page auditlog.Page) {
+	type meta struct {
+		Page       int   `json:"page"`
+		PerPage    int   `json:"perPage"`
+		Total      int64 `json:"total"`
+		TotalPages int64 `json:"totalPages"`
+	}
+	resp := struct {
+		Data       []json.RawMessage `json:"data"`
+		Meta       meta              `json:"meta"`
+		NextCursor string            `json:"nextCursor,omitempty"`
+	}{
+		Data: make([]json.RawMessage, 0, len(page.Entries)),
+		Meta: meta{
+			Page:       req.page,
+			PerPage:    req.pageSize,
+			Total:      page.Total,
+			TotalPages: (page.Total + int64(req.pageSize) - 1) / int64(req.pageSize),
+		},
+	}
+	for _, e := range page.Entries {
+		resp.Data = append(resp.Data, renderEntry(e))
+	}
+	if page.Next != nil {
+		resp.NextCursor = cursor{
+			order:     req.query.Order,
+			seq:       page.Next.Seq,
+			filters:   filtersDigest(req.filters),
+			page:      req.page + 1,
+			createdAt: page.Next.CreatedAt,
+		}.encode()
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// isoTime formats t as JavaScript's toISOString (what OIH's MongoDB dates
+// became in JSON), or null for the zero time.
+func isoTime(t time.Time) []byte {
+	if t.IsZero() {
+		return []byte("null")
+	}
+	return []byte(`"` + t.UTC().Format("2006-01-02T15:04:05.000Z") + `"`)
+}
+
+// renderEntry writes an entry in OIH's shape, {_id, headers, payload}, plus
+// herald's id, seq, receivedAt and unknown. headers holds name,
+// serviceName, createdAt, id, then every other header the publisher sent.
+func renderEntry(e auditlog.Entry) json.RawMessage {
+	var b bytes.Buffer
+	str := func(s string) []byte { v, _ := json.Marshal(s); return v }
+	b.WriteString(`{"_id":`)
+	b.Write(str(e.ID))
+	b.WriteString(`,"id":`)
+	b.Write(str(e.ID))
+	b.WriteString(`,"seq":`)
+	fmt.Fprint(&b, e.Seq)
+	b.WriteString(`,"headers":{"name":`)
+	b.Write(str(e.Name))
+	b.WriteString(`,"serviceName":`)
+	b.Write(str(e.ServiceName))
+	b.WriteString(`,"createdAt":`)
+	b.Write(isoTime(e.CreatedAt))
+	b.WriteString(`,"id":`)
+	b.Write(str(e.ID))
+	var extra map[string]json.RawMessage
+	if len(e.Headers) > 0 && json.Unmarshal(e.Headers, &extra) == nil {
+		keys := make([]string, 0, len(extra))
+		for k := range extra {
+			switch k {
+			case "name", "serviceName", "createdAt", "id":
+			default:
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteByte(',')
+			b.Write(str(k))
+			b.WriteByte(':')
+			b.Write(extra[k])
+		}
+	}
+	b.WriteString(`},"payload":`)
+	if p := bytes.TrimSpace(e.Payload); len(p) > 0 && p[0] == '{' {
+		b.Write(p)
+	} else {
+		b.WriteString("{}")
+	}
+	b.WriteString(`,"receivedAt":`)
+	b.Write(isoTime(e.ReceivedAt))
+	fmt.Fprintf(&b, `,"unknown":%t}`, e.Unknown)
+	return b.Bytes()
+}
+
+// postLog answers POST /logs: it stores one event in OIH's shape,
+// {headers:{name, serviceName, createdAt}, payload}, and answers 201 with
+// the stored entry.
+//
+//   - A caller who is not an admin writes as themselves: serviceName
+//     becomes their username (their IAM id when they have none), whatever
+//     the body says, so nobody can forge another service's entries. An
+//     admin's serviceName is kept (their own name fills it when absent).
+//   - A missing createdAt is the receive time, as OIH's model defaults
+//     it; a given one is kept.
+//   - Storing is idempotent by headers.id (derived from the body when
+//     absent, so a retried identical POST is recognised): posting an id
+//     already stored answers 200 with the entry as first stored, unchanged,
+//     or 409 when that entry was written by someone else and is not
+//     visible to the caller, or differs in name or createdAt.
+func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
+	// Room for a pretty-printed body; the encoded event is checked below.
+	limit := int64(a.cfg.MaxEventSize)*4 + 4096
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), "")
+		return
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		writeError(w, http.StatusBadRequest, `request body is empty: want an event {"headers":{"name":…,"serviceName":…,"createdAt":…},"payload":{…}}`, "")
+		return
+	}
+	ev, err := event.Decode(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	now := a.cfg.Now()
+	identity := u.Username
+	if identity == "" {
+		identity = u.Sub
+	}
+	if !u.Admin() || ev.Headers.ServiceName == "" {
+		ev.Headers.ServiceName = identity
+	}
+	createdAtGiven := !ev.Headers.CreatedAt.IsZero()
+	if !createdAtGiven {
+		ev.Headers.CreatedAt = now
+	}
+	if err := ev.Validate(a.cfg.MaxEventSize); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	entry, err := auditlog.EntryFromEvent(ev, now, a.cfg.Catalog)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	n, err := a.cfg.Store.Append(r.Context(), []auditlog.Entry{entry})
+	if err != nil {
+		a.internalError(w, r, "store the event", err)
+		return
+	}
+	stored, found, err := a.findStored(r, entry, createdAtGiven)
+	if err != nil {
+		a.internalError(w, r, "read the stored event back", err)
+		return
+	}
+	if n == 1 {
+		if !found {
+			a.internalError(w, r, "read the stored event back", fmt.Errorf("entry %s stored but not found", entry.ID))
+			return
+		}
+		writeJSON(w, http.StatusCreated, renderEntry(stored))
+		return
+	}
+	// Already stored.
+	if !found {
+		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name or createdAt", entry.ID), "")
+		return
+	}
+	if !u.Admin() && stored.ServiceName != identity && !visible(u, stored) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored", entry.ID), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, renderEntry(stored))
+}
+
+// visible reports whether u's scope shows e.
+func visible(u *iam.User, e auditlog.Entry) bool {
+	s := scopeOf(u)
+	return s == nil || (s.User != "" && e.User == s.User) || (s.Tenant != "" && e.Tenant == s.Tenant)
+}
+
+// findStored reads back the entry stored under e.ID. The Store has no
+// lookup by id, so it is searched among the entries of e's name: first
+// within a second of e's createdAt (stores may round timestamps), a
+// handful; then, for an event posted without createdAt (whose retry gets
+// a later one), among the newest of that name, a bounded number.
+func (a *api) findStored(r *http.Request, e auditlog.Entry, createdAtGiven bool) (auditlog.Entry, bool, error) {
+	near := auditlog.Query{
+		Name:  e.Name,
+		From:  e.CreatedAt.Add(-time.Second),
+		To:    e.CreatedAt.Add(time.Second),
+		Order: auditlog.OldestFirst,
+		Limit: MaxPageSize,
+	}
+	s, found, err := a.scan(r, near, e.ID, 100)
+	if found || err != nil || createdAtGiven {
+		return s, found, err
+	}
+	return a.scan(r, auditlog.Query{Name: e.Name, Order: auditlog.NewestFirst, Limit: MaxPageSize}, e.ID, 10)
+}
+
+// scan looks for id in at most pages pages of q.
+func (a *api) scan(r *http.Request, q auditlog.Query, id string, pages int) (auditlog.Entry, bool, error) {
+	for range pages {
+		page, err := a.cfg.Store.Query(r.Context(), q)
+		if err != nil {
+			return auditlog.Entry{}, false, err
+		}
+		for _, s := range page.Entries {
+			if s.ID == id {
+				return s, true, nil
+			}
+		}
+		if page.Next == nil {
+			break
+		}
+		q.After = page.Next
+	}
+	return auditlog.Entry{}, false, nil
+}
