@@ -58,10 +58,8 @@ func newFixture(t *testing.T, patterns ...string) *fixture {
 	if len(patterns) == 0 {
 		patterns = catalog.Default().Audited()
 	}
-	for _, p := range patterns {
-		if err := audit.Subscribe(ctx, p, in.Handle); err != nil {
-			t.Fatal(err)
-		}
+	if err := audit.SubscribeAll(ctx, patterns, in.Handle); err != nil {
+		t.Fatal(err)
 	}
 	pub, err := bus.New(broker.Connect(), bus.WithService("accounts"))
 	if err != nil {

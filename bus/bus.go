@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,8 +61,17 @@ type Bus struct {
 }
 
 type subscription struct {
-	pattern string
-	handler Handler
+	patterns []string
+	handler  Handler
+}
+
+func (s subscription) matches(name string) bool {
+	for _, p := range s.patterns {
+		if topic.Match(p, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // New returns a bus for service on transport. The bus owns the transport:
@@ -153,12 +163,28 @@ func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
 // binding to the same queue. Every handler whose pattern matches a delivery
 // runs, in subscription order; the delivery is acknowledged once, after all
 // of them succeeded.
+//
+// A service that subscribes several patterns should use SubscribeAll: the
+// consumer then starts with every pattern at once, so a backlog left in a
+// durable queue is never delivered before its handler exists.
 func (b *Bus) Subscribe(ctx context.Context, pattern string, handler Handler) error {
-	if err := topic.ValidatePattern(pattern); err != nil {
-		return fmt.Errorf("subscribe %q: %w", pattern, err)
+	return b.SubscribeAll(ctx, []string{pattern}, handler)
+}
+
+// SubscribeAll has handler called for every event whose name matches any of
+// patterns (once per delivery, however many patterns match), binding all
+// of them before the first delivery.
+func (b *Bus) SubscribeAll(ctx context.Context, patterns []string, handler Handler) error {
+	if len(patterns) == 0 {
+		return errors.New("subscribe: no pattern")
+	}
+	for _, p := range patterns {
+		if err := topic.ValidatePattern(p); err != nil {
+			return fmt.Errorf("subscribe %q: %w", p, err)
+		}
 	}
 	if handler == nil {
-		return fmt.Errorf("subscribe %q: nil handler", pattern)
+		return fmt.Errorf("subscribe %q: nil handler", patterns)
 	}
 	h := handler
 	for i := len(b.opts.middleware) - 1; i >= 0; i-- {
@@ -178,18 +204,30 @@ func (b *Bus) Subscribe(ctx context.Context, pattern string, handler Handler) er
 	if old != nil {
 		subs = append(subs, *old...)
 	}
-	subs = append(subs, subscription{pattern: pattern, handler: h})
+	subs = append(subs, subscription{patterns: slices.Clone(patterns), handler: h})
 	b.subs.Store(&subs)
-	var err error
-	if b.consumer == nil {
-		q := QueueSpec{Name: b.service, Temporary: b.opts.temporary, Prefetch: b.opts.prefetch}
-		b.consumer, err = b.transport.Consume(ctx, q, []string{pattern}, b.deliver)
-	} else {
-		err = b.consumer.Bind(ctx, pattern)
-	}
+	err := b.bind(ctx, patterns)
 	if err != nil {
 		b.subs.Store(old)
-		return fmt.Errorf("subscribe %q: %w", pattern, err)
+		return fmt.Errorf("subscribe %q: %w", patterns, err)
+	}
+	return nil
+}
+
+func (b *Bus) bind(ctx context.Context, patterns []string) error {
+	if b.consumer == nil {
+		q := QueueSpec{Name: b.service, Temporary: b.opts.temporary, Prefetch: b.opts.prefetch}
+		c, err := b.transport.Consume(ctx, q, patterns, b.deliver)
+		if err != nil {
+			return err
+		}
+		b.consumer = c
+		return nil
+	}
+	for _, p := range patterns {
+		if err := b.consumer.Bind(ctx, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -234,23 +272,20 @@ func (b *Bus) process(d Delivery) {
 	var hs []Handler
 	if subs := b.subs.Load(); subs != nil {
 		for _, s := range *subs {
-			if topic.Match(s.pattern, ev.Headers.Name) {
+			if s.matches(ev.Headers.Name) {
 				hs = append(hs, s.handler)
 			}
 		}
 	}
+	var herr error
 	if len(hs) == 0 {
-		// A binding left from an earlier version of the service, or a
-		// pattern another replica bound: not ours to handle, and keeping it
-		// would block the queue.
-		log.Warn("no handler for delivery; acknowledging", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID)
-		if err := d.Ack(ctx); err != nil {
-			log.Error("ack failed", "service", b.service, "event", ev.Headers.Name, "error", err)
-		}
-		return
+		// A binding left by an earlier version of the service, or a
+		// delivery that arrived before its Subscribe: retried like a
+		// failure, so a late handler still gets it, and dead-lettered in
+		// the end rather than dropped.
+		herr = fmt.Errorf("%w for %s in service %s", ErrNoHandler, ev.Headers.Name, b.service)
 	}
 	hctx := context.WithValue(ctx, attemptKey{}, d.Attempt())
-	var herr error
 	for _, h := range hs {
 		if herr = h(hctx, ev); herr != nil {
 			break
@@ -317,6 +352,10 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ErrNoHandler is the error a delivery that matches no handler of the bus
+// is retried and finally dead-lettered with.
+var ErrNoHandler = errors.New("no handler")
 
 type attemptKey struct{}
 

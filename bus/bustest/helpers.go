@@ -247,6 +247,15 @@ func (s *spyTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []
 	})
 }
 
+// DeadLetters forwards to the wrapped transport, when it can list them.
+func (s *spyTransport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
+	l, ok := s.Transport.(bus.DeadLetterLister)
+	if !ok {
+		return nil, fmt.Errorf("%T cannot list dead letters", s.Transport)
+	}
+	return l.DeadLetters(ctx, queue)
+}
+
 func (s *spyTransport) record(id, how string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -66,7 +66,7 @@ var cases = []struct {
 	{"ClosedBusRefusesWork", (*suite).closed},
 	{"ContextCancellation", (*suite).cancellation},
 	{"ConcurrentPublishes", (*suite).concurrentPublishes},
-	{"StaleBindingIsAcked", (*suite).staleBinding},
+	{"StaleBindingIsDeadLettered", (*suite).staleBinding},
 	{"TemporaryQueueGetsCopies", (*suite).temporaryQueue},
 	{"PublishersSurviveReconnect", (*suite).reconnect},
 }
@@ -805,6 +805,11 @@ func (s *suite) concurrentPublishes(t *testing.T) {
 // staleBinding leaves a binding on the service's queue that no handler of
 // the next bus of the service matches (a pattern an earlier version
 // subscribed): its deliveries are acked, not retried forever.
+// staleBinding: a delivery that matches no handler of the bus (a binding
+// left by an earlier version of the service) is retried, in case its
+// handler is being subscribed, and then dead-lettered with ErrNoHandler:
+// never acked unseen, never redelivered forever, never given to a handler
+// of another pattern.
 func (s *suite) staleBinding(t *testing.T) {
 	p := s.prefix("stale")
 	svc := s.service("stale")
@@ -813,27 +818,23 @@ func (s *suite) staleBinding(t *testing.T) {
 	subscribe(t, old, p+".old.#", func(context.Context, *event.Event) error { return nil })
 	closeBus(t, old)
 
+	policy := fastRetry
+	policy.MaxAttempts = 3
 	spy := newSpy(s.transport(t))
-	cur := s.newBusOn(t, spy, svc)
+	cur := s.newBusOn(t, spy, svc, bus.WithRetry(policy))
 	col := newCollector()
 	subscribe(t, cur, p+".live", col.handle)
 	stale := publish(t, pub, p+".old.thing", nil).Headers.ID
 	live := publish(t, pub, p+".live", nil).Headers.ID
 	eventually(t, defaultTimeout, func() error { return col.missing(live) })
-	eventually(t, defaultTimeout, func() error {
-		if got := spy.settlements(stale); len(got) == 0 {
-			return errors.New("the event for the stale binding is not settled")
-		}
-		return nil
-	})
-	sentinel := publish(t, pub, p+".live", nil).Headers.ID
-	eventually(t, defaultTimeout, func() error { return col.missing(sentinel) })
-	closeBus(t, cur)
-	if got := spy.settlements(stale); !slices.Equal(got, []string{"ack"}) {
-		t.Errorf("event for the stale binding settled as %v, want [ack]", got)
+	dl := s.waitDeadLetter(t, cur, svc, stale, nil, s.retryWait(3))
+	if !strings.Contains(dl.Error, bus.ErrNoHandler.Error()) {
+		t.Errorf("dead letter error = %q, want it to say %q", dl.Error, bus.ErrNoHandler)
 	}
-	if n := spy.deliveries(stale); n != 1 {
-		t.Errorf("event for the stale binding delivered %d times, want once", n)
+	closeBus(t, cur)
+	got := spy.settlements(stale)
+	if want := []string{"retry", "retry", "dead"}; !slices.Equal(got, want) {
+		t.Errorf("event for the stale binding settled as %v, want %v", got, want)
 	}
 	if n := col.count(stale); n != 0 {
 		t.Errorf("handler of another pattern ran %d times for the stale event", n)
