@@ -139,17 +139,23 @@ func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
 	if ev.Headers.ID == "" {
 		ev.Headers.ID = event.NewID()
 	}
-	if err := ev.Validate(b.opts.maxSize); err != nil {
+	// The envelope rules of ev.Validate, with one encoding: Encode refuses
+	// a payload that is not an object, and the size is that of the body
+	// sent.
+	if err := event.ValidateName(ev.Headers.Name); err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+	}
+	body, err := ev.Encode()
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
+	}
+	if err := event.CheckSize(len(body), b.opts.maxSize); err != nil {
 		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
 	}
 	if b.opts.validator != nil {
 		if err := b.opts.validator.Validate(ev); err != nil {
 			return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
 		}
-	}
-	body, err := ev.Encode()
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
 	}
 	m := Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}
 	if err := b.transport.Publish(ctx, m); err != nil {
