@@ -162,7 +162,7 @@ func (t *Transport) URL() string { return t.display }
 func (t *Transport) dial(ctx context.Context) (*amqp091.Connection, error) {
 	cfg := amqp091.Config{
 		Heartbeat:       t.opts.heartbeat,
-		TLSClientConfig: t.opts.tls,
+		TLSClientConfig: t.opts.tls.Clone(), // amqp091 sets ServerName on it
 		Properties:      amqp091.NewConnectionProperties(),
 		Dial: func(network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: t.opts.dialTimeout}

@@ -180,7 +180,8 @@ func closeViaCtl(t testing.TB, match func(string) bool) int {
 
 // canRestartBroker reports whether this test may stop and start the
 // RabbitMQ application (a local broker and a working rabbitmqctl), and why
-// not.
+// not. When it may, the test holds the broker lock exclusively until it
+// ends.
 func canRestartBroker(t testing.TB) (bool, string) {
 	t.Helper()
 	u, err := url.Parse(testURL(t))
@@ -196,6 +197,9 @@ func canRestartBroker(t testing.TB) (bool, string) {
 	if out, err := exec.Command("rabbitmqctl", "-q", "status").CombinedOutput(); err != nil {
 		return false, fmt.Sprintf("rabbitmqctl status failed (root is needed): %v: %s", err, firstLine(out))
 	}
+	// No other package's test may use the broker while this one restarts
+	// or blocks it.
+	lockBroker(t, true)
 	return true, ""
 }
 
