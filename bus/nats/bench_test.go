@@ -24,6 +24,9 @@ import (
 // waits for its PubAck and carries a Nats-Msg-Id, every delivery is acked
 // explicitly, from a durable pull consumer. Both sides build each event
 // with the event package (a ~280-byte OIH event, as in BASELINES.md).
+// The "transport" variants use this package without the bus (each event
+// encoded once, bodies decoded as the raw consumer does), to tell the
+// transport's cost from the bus's and the envelope codec's.
 //
 //	go test ./bus/nats -run '^$' -bench . -benchtime 20000x -count 3
 //
@@ -211,6 +214,42 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			publishConcurrently(b, b.N, func(i int) error { return pub.Publish(ctx, newBenchEvent("bench.user.created", i)) })
+			<-lat.done
+			reportRate(b, b.N, time.Since(start))
+			b.StopTimer()
+			lat.report(b)
+		})
+		// The transport alone on both ends: events encoded once, bodies
+		// decoded as the raw consumer does, without the bus.
+		b.Run(s.name+"/transport", func(b *testing.B) {
+			opts := isolated(b, s.url)
+			lat := newLatencies(b.N)
+			sub := dial(b, s.url, opts...)
+			ctx := context.Background()
+			c, err := sub.Consume(ctx, bus.QueueSpec{Name: "bench-sub", Prefetch: benchPrefetch}, []string{"bench.#"}, func(d bus.Delivery) {
+				var ev struct{ Payload benchPayload }
+				if err := json.Unmarshal(d.Body(), &ev); err != nil {
+					_ = d.DeadLetter(ctx, err)
+					return
+				}
+				lat.record(ev.Payload.T)
+				_ = d.Ack(ctx)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Stop(context.Background()) })
+			pub := dial(b, s.url, opts...)
+			b.ResetTimer()
+			start := time.Now()
+			publishConcurrently(b, b.N, func(i int) error {
+				ev := newBenchEvent("bench.user.created", i)
+				body, err := ev.Encode()
+				if err != nil {
+					return err
+				}
+				return pub.Publish(ctx, bus.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
+			})
 			<-lat.done
 			reportRate(b, b.N, time.Since(start))
 			b.StopTimer()

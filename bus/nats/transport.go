@@ -201,17 +201,19 @@ func (t *Transport) ensureStreams(ctx context.Context) error {
 // update against a consumer being created (seen with -race).
 func (t *Transport) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	s, err := t.js.Stream(ctx, cfg.Name)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		_, err = t.js.CreateStream(ctx, cfg)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil // another process created it just now
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, cerr := t.js.CreateStream(ctx, cfg)
+		if cerr == nil {
+			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		// Another process may have created it just now (the server then
+		// says the name is in use, or, before 2.10, that the subjects
+		// overlap): look again.
+		if s, err = t.js.Stream(ctx, cfg.Name); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, cerr)
 		}
-		return nil
-	case err != nil:
+	}
+	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 	}
 	have := s.CachedInfo().Config
