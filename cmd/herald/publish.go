@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+)
+
+type publishOptions struct {
+	name       string
+	payload    string
+	service    string
+	user       string
+	tenant     string
+	count      int
+	rate       float64
+	noValidate bool
+	broker     string
+	timeout    time.Duration
+	output     string
+}
+
+// publishWorkers is how many publishes of --count are in flight at once:
+// each waits for its own confirm, so one at a time would cost a round trip
+// per event.
+const publishWorkers = 64
+
+func newPublishCmd() *cobra.Command {
+	var o publishOptions
+	cmd := &cobra.Command{
+		Use:   "publish NAME",
+		Short: "Publish an event",
+		Long: `publish sends one event (or --count of them) to the broker and returns once
+the broker has confirmed each. The payload is checked against the catalogue
+first (herald catalog lists every name); --no-validate sends it anyway.
+
+--user and --tenant set the payload's reserved user and tenant fields, the
+ones the audit log uses to decide who may see the event.`,
+		Example: `  herald publish iam.user.created --payload '{"id":"5f1c0c6e2a9b4c0012345678","username":"jane@example.com"}' --service accounts
+  herald publish flowrepo.flow.created --payload @flow.json --user 5f1c…78 --tenant 5f1c…aa
+  echo '{"id":"5f1c0c6e2a9b4c0012345678"}' | herald publish iam.user.deleted --payload @-
+  herald publish iam.token.modified --payload '{"id":"t1"}' --count 10000 --rate 500
+  herald publish my.own.event --no-validate --broker amqp://guest:guest@localhost:5672/`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("publish takes one event name, got %d arguments (see herald publish --help)", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.name = args[0]
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			return runPublish(cmd.Context(), o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.payload, "payload", "p", "{}", "payload: a JSON object, @file, or @- for standard input")
+	f.StringVar(&o.service, "service", "herald-cli", "serviceName of the event (the publishing service)")
+	f.StringVar(&o.user, "user", "", "set payload.user, the IAM id of the user who caused the event")
+	f.StringVar(&o.tenant, "tenant", "", "set payload.tenant, the IAM id of the tenant")
+	f.IntVarP(&o.count, "count", "n", 1, "how many events to publish (each with its own id)")
+	f.Float64Var(&o.rate, "rate", 0, "events per second with --count; 0 is as fast as the broker confirms")
+	f.BoolVar(&o.noValidate, "no-validate", false, "skip the catalogue check of name and payload")
+	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect and to confirm each event")
+	f.StringVarP(&o.output, "output", "o", "text", "what to print: text, or json (each event published, in its wire form, one per line)")
+	return cmd
+}
+
+// publishEvent builds the event publish sends: name, payload with --user
+// and --tenant, and checks it (envelope rules, and the catalogue unless
+// --no-validate). Errors here are usage errors: nothing was sent.
+func (o publishOptions) publishEvent(stdin io.Reader) (*event.Event, error) {
+	raw, err := o.readPayload(stdin)
+	if err != nil {
+		return nil, err
+	}
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &p); err != nil || p == nil {
+		return nil, usagef("--payload must be a JSON object: %s", describeJSONError(raw, err))
+	}
+	for key, val := range map[string]string{event.PayloadUser: o.user, event.PayloadTenant: o.tenant} {
+		if val != "" {
+			p[key], _ = json.Marshal(val)
+		}
+	}
+	ev, err := event.New(o.name, p)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	ev.Headers.ServiceName = o.service
+	if err := ev.Validate(0); err != nil {
+		return nil, usagef("%v", err)
+	}
+	if !o.noValidate {
+		if err := catalog.Default().Validate(ev); err != nil {
+			return nil, usagef("%v (--no-validate sends it anyway)", err)
+		}
+	}
+	return ev, nil
+}
+
+func describeJSONError(raw []byte, err error) string {
+	s := strings.TrimSpace(string(raw))
+	if len(s) > 60 {
+		s = s[:60] + "…"
+	}
+	if err == nil {
+		return fmt.Sprintf("got %s", s)
+	}
+	return fmt.Sprintf("%v in %s", err, s)
+}
+
+func (o publishOptions) readPayload(stdin io.Reader) ([]byte, error) {
+	src, ok := strings.CutPrefix(o.payload, "@")
+	if !ok {
+		return []byte(o.payload), nil
+	}
+	if src == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("read payload from standard input: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return nil, usagef("--payload @%s: %v", src, err)
+	}
+	return b, nil
+}
+
+func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, stderr io.Writer, log *slog.Logger) error {
+	switch {
+	case o.count < 1:
+		return usagef("--count must be at least 1, got %d", o.count)
+	case o.rate < 0:
+		return usagef("--rate must be 0 (as fast as possible) or more, got %g", o.rate)
+	case o.rate > 0 && o.count == 1:
+		return usagef("--rate paces --count; it needs --count above 1")
+	case o.timeout <= 0:
+		return usagef("--timeout must be positive, got %v", o.timeout)
+	case o.output != "text" && o.output != "json":
+		return usagef("--output %q: want text or json", o.output)
+	case o.service == "":
+		return usagef("--service must not be empty")
+	}
+	template, err := o.publishEvent(stdin)
+	if err != nil {
+		return err
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	t, err := openTransport(dctx, o.broker, log)
+	cancel()
+	if err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		return brokerError(redactURL(o.broker), err)
+	}
+	opts := []bus.Option{bus.WithService(o.service), bus.WithLogger(log)}
+	if o.noValidate {
+		opts = append(opts, bus.WithoutValidation())
+	}
+	b, err := bus.New(t, opts...)
+	if err != nil {
+		_ = t.Close(ctx)
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = b.Close(cctx)
+	}()
+
+	var out sync.Mutex
+	emit := func(ev *event.Event) error {
+		if o.output != "json" {
+			return nil
+		}
+		wire, err := ev.Encode()
+		if err != nil {
+			return err
+		}
+		out.Lock()
+		defer out.Unlock()
+		_, err = fmt.Fprintf(stdout, "%s\n", wire)
+		return err
+	}
+	publishOne := func(ev *event.Event) error {
+		pctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		if err := b.Publish(pctx, ev); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return fmt.Errorf("%w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)", err, redactURL(o.broker), o.timeout)
+			}
+			return err
+		}
+		return emit(ev)
+	}
+
+	if o.count == 1 {
+		if err := publishOne(template); err != nil {
+			return err
+		}
+		if o.output == "text" {
+			fmt.Fprintf(stdout, "published %s (id %s) to %s\n", template.Headers.Name, template.Headers.ID, redactURL(o.broker))
+		}
+		return nil
+	}
+
+	start := time.Now()
+	bar := newSimulateProgress(o.count, stderr)
+	var done atomic.Int64
+	jobs := make(chan int)
+	errc := make(chan error, 1)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	for range min(publishWorkers, o.count) {
+		wg.Go(func() {
+			for range jobs {
+				ev := template.Clone()
+				ev.Headers.ID = event.NewID()
+				ev.Headers.CreatedAt = time.Now()
+				if err := publishOne(ev); err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+					stop()
+					return
+				}
+				bar.set(int(done.Add(1)))
+			}
+		})
+	}
+	tick := time.Duration(0)
+	if o.rate > 0 {
+		tick = time.Duration(float64(time.Second) / o.rate)
+	}
+feed:
+	for i := range o.count {
+		if tick > 0 {
+			if wait := time.Until(start.Add(time.Duration(i) * tick)); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-pctx.Done():
+					break feed
+				}
+			}
+		}
+		select {
+		case jobs <- i:
+		case <-pctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	bar.finish()
+	n := done.Load()
+	elapsed := time.Since(start)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("published %d of %d events, then: %w", n, o.count, err)
+	default:
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted after %d of %d events", n, o.count)
+	}
+	if o.output == "text" {
+		fmt.Fprintf(stdout, "published %d %s events to %s in %v (%.0f events/s)\n",
+			n, o.name, redactURL(o.broker), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	}
+	return nil
+}
+
+// redactURL hides a password in a broker URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
+}

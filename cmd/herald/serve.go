@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/httpapi"
+	"github.com/heraldhq/herald/auditlog/postgres"
+	"github.com/heraldhq/herald/auditlog/sqlite"
+	"github.com/heraldhq/herald/bus"
+	natsbus "github.com/heraldhq/herald/bus/nats"
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/iam"
+)
+
+type serveOptions struct {
+	broker     string
+	natsListen string
+	store      string
+	listen     string
+	data       string
+	events     []string
+	batchSize  int
+	logLevel   string
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the hub: embedded broker, audit log and its HTTP API",
+		Long: `serve runs everything herald offers in one process.
+
+With no flags it starts an embedded NATS JetStream broker on 127.0.0.1:4222,
+keeps its data and a SQLite audit store in ./herald-data/, and serves the
+audit log's OIH-compatible API on http://127.0.0.1:3007. With no IAM
+configured it generates an admin token, stores it in the data folder (mode
+0600) and prints where it is.
+
+In production, point it at a shared broker and database: --broker amqp://…
+(an OIH RabbitMQ) or nats://…, --store postgres://…, and OIH IAM
+introspection through IAM's environment variables (INTROSPECT_TYPE,
+INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).`,
+		Example: `  herald serve
+  herald serve --broker amqp://guest:guest@rabbitmq:5672 --store postgres://herald@db/herald
+  PORT=3007 INTROSPECT_ENDPOINT_BASIC=http://iam/api/v1/tokens/introspect IAM_TOKEN=… herald serve --broker amqp://…`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.broker, "broker", os.Getenv(envBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+"); empty runs the embedded NATS broker")
+	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS broker (when --broker is empty)")
+	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://… or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
+	f.StringVar(&o.listen, "listen", defaultServeListen(), "HTTP address of the audit-log API (env "+envPort+" sets the port on all interfaces)")
+	addDataDirFlag(cmd, &o.data)
+	f.StringSliceVar(&o.events, "events", nil, "event patterns the audit log records (default: every audited catalogue event; '#' for all)")
+	f.IntVar(&o.batchSize, "batch-size", 500, "most events written in one store transaction")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// defaultServeListen follows OIH's audit log: PORT, when set, is the port
+// on every interface (as in its containers); otherwise localhost:3007.
+func defaultServeListen() string {
+	if p := os.Getenv(envPort); p != "" {
+		return ":" + p
+	}
+	return defaultListen
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usagef("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err error) {
+	level, err := parseLevel(o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.batchSize < 1 {
+		return usagef("--batch-size must be at least 1")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	patterns := o.events
+	if len(patterns) == 0 {
+		patterns = catalog.Default().Audited()
+	}
+
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+
+	// Bind the HTTP port first: a taken port should fail at once, before
+	// anything else starts.
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another address with --listen)", o.listen, err)
+	}
+	defer ln.Close()
+
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	brokerURL := o.broker
+	if brokerURL == "" {
+		host, port, err := splitHostPort(o.natsListen)
+		if err != nil {
+			return usagef("--nats-listen: %v", err)
+		}
+		srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: filepath.Join(o.data, "nats"), Host: host, Port: port, Logger: log.With("component", "nats")})
+		if err != nil {
+			return fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
+		}
+		cleanups = append(cleanups, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		})
+		brokerURL = srv.ClientURL()
+	}
+
+	store, storeDesc, err := openStore(ctx, o)
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { store.Close() })
+
+	auth, authDesc, err := serveAuth(o.data)
+	if err != nil {
+		return err
+	}
+
+	transport, err := openTransport(ctx, brokerURL, log)
+	if err != nil {
+		return err
+	}
+	b, err := bus.New(transport,
+		bus.WithService(auditlog.QueueName),
+		bus.WithConcurrency(o.batchSize),
+		bus.WithPrefetch(2*o.batchSize),
+		bus.WithLogger(log),
+	)
+	if err != nil {
+		transport.Close(ctx)
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ingester := auditlog.NewIngester(auditlog.IngestConfig{
+		Store:     store,
+		Catalog:   catalog.Default(),
+		BatchSize: o.batchSize,
+		Metrics:   auditlog.NewMetrics(reg),
+		Logger:    log,
+	})
+	// Shutdown order: stop consuming and let running handlers see their
+	// batch commit (bus.Close), then stop the ingester, then the store and
+	// broker (deferred cleanups above).
+	cleanups = append(cleanups, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.Close(cctx); err != nil {
+			log.Error("closing bus", "error", err)
+		}
+		ingester.Close()
+	})
+	if err := b.SubscribeAll(ctx, patterns, ingester.Handle); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Store:          store,
+		Auth:           auth,
+		ReadPermission: envOr("LOG_READ_PERMISSION", "logs.read"),
+		PushPermission: envOr("LOG_PUSH_PERMISSION", "logs.push"),
+		Catalog:        catalog.Default(),
+		Registerer:     reg,
+		Gatherer:       reg,
+		Logger:         log,
+		Version:        buildVersion(),
+		Health: func(context.Context) map[string]httpapi.Check {
+			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
+		},
+	})
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+
+	base := "http://" + displayAddr(ln.Addr().String())
+	fmt.Fprintf(stdout, `herald %s is running
+  audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
+  broker         %s
+  audit store    %s
+  auth           %s
+  recording      %s
+Press Ctrl-C to stop.
+`, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("http shutdown", "error", err)
+	}
+	return nil
+}
+
+// busCheck reports the bus connection for GET /healthcheck.
+func busCheck(s bus.Status) httpapi.Check {
+	if s.State == bus.StateConnected {
+		return httpapi.Check{Status: httpapi.StatusPass}
+	}
+	msg := s.State.String()
+	if s.LastError != nil {
+		msg += ": " + s.LastError.Error()
+	}
+	return httpapi.Check{Status: httpapi.StatusFail, Message: msg}
+}
+
+func summarise(s []string, n int) []string {
+	if len(s) <= n {
+		return s
+	}
+	return append(append([]string(nil), s[:n]...), fmt.Sprintf("… (%d patterns)", len(s)))
+}
+
+func openStore(ctx context.Context, o serveOptions) (auditlog.Store, string, error) {
+	switch {
+	case strings.HasPrefix(o.store, "postgres://"), strings.HasPrefix(o.store, "postgresql://"):
+		s, err := postgres.Open(ctx, o.store)
+		if err != nil {
+			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
+		}
+		return s, "PostgreSQL " + redactURL(o.store), nil
+	default:
+		path := strings.TrimPrefix(o.store, "sqlite://")
+		if path == "" {
+			path = filepath.Join(o.data, "audit.db")
+		}
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
+		}
+		return s, "SQLite " + path, nil
+	}
+}
+
+// serveAuth returns OIH IAM introspection when IAM is configured, else a
+// generated admin token kept in the data folder.
+func serveAuth(dataDir string) (iam.Authenticator, string, error) {
+	cfg, err := iam.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return nil, "", fmt.Errorf("IAM configuration: %w", err)
+	}
+	if cfg.Configured {
+		in, err := iam.NewIntrospector(cfg)
+		if err != nil {
+			return nil, "", fmt.Errorf("IAM introspection: %w", err)
+		}
+		return in, "OIH IAM introspection (" + cfg.Type + ")", nil
+	}
+	path := tokenPath(dataDir)
+	token, created, err := iam.LoadOrCreateToken(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("admin token: %w", err)
+	}
+	desc := "admin token in " + path
+	if created {
+		desc += " (new)"
+	}
+	st, err := iam.NewStaticToken(token)
+	if err != nil {
+		return nil, "", fmt.Errorf("admin token in %s: %w", path, err)
+	}
+	return st, desc + " — curl -H \"Authorization: Bearer $(cat " + path + ")\"", nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, port, nil
+}
+
+// displayAddr turns a listener address into one a browser can open.
+func displayAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}

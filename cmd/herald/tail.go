@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/topic"
+)
+
+type tailOptions struct {
+	patterns []string
+	service  string
+	output   string
+	broker   string
+	count    int
+	timeout  time.Duration
+}
+
+// tailService names tail's temporary queue in the broker's listings.
+const tailService = "herald-tail"
+
+// errNotPrinted hands a service's delivery that arrived after --count back
+// to the service's queue.
+var errNotPrinted = errors.New("herald tail stopped before printing it")
+
+func newTailCmd() *cobra.Command {
+	var o tailOptions
+	cmd := &cobra.Command{
+		Use:   "tail [PATTERN…]",
+		Short: "Print events as they are published",
+		Long: `tail prints every event whose name matches one of the patterns (default "#",
+all of them) as it is published, until Ctrl-C (or --count events).
+
+Patterns use AMQP topic rules: words are separated by '.', '*' matches
+exactly one word and '#' zero or more, in any position.
+
+Without --service, tail reads a temporary queue of its own: it sees a copy of
+each event and takes nothing from any service. With --service it joins that
+service's queue as one more replica: it receives a share of the service's
+deliveries and acknowledges each one it prints, so the service never gets
+those. Use it to drain or inspect a queue, not on a live service.
+
+--output json prints one event per line in its wire form
+({"headers":{…,"id":…},"payload":{…}}), for jq and scripts.`,
+		Example: `  herald tail
+  herald tail 'iam.#' 'secrets.*.*'
+  herald tail '#.deleted' --output json | jq .payload
+  herald tail flowrepo.flow.created --count 1 --output json
+  herald tail --broker amqp://guest:guest@localhost:5672/ --service audit-log 'iam.#'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.patterns = args
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			return runTail(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.service, "service", "", "join this service's queue (shares and acknowledges its deliveries) instead of a temporary one")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (one wire-form event per line)")
+	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
+	f.IntVarP(&o.count, "count", "n", 0, "stop after this many events (0: until interrupted)")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect")
+	return cmd
+}
+
+func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *slog.Logger) error {
+	switch {
+	case o.output != "text" && o.output != "json":
+		return usagef("--output %q: want text or json", o.output)
+	case o.count < 0:
+		return usagef("--count must be 0 (until interrupted) or more, got %d", o.count)
+	case o.timeout <= 0:
+		return usagef("--timeout must be positive, got %v", o.timeout)
+	}
+	patterns := o.patterns
+	if len(patterns) == 0 {
+		patterns = []string{"#"}
+	}
+	for _, p := range patterns {
+		if err := topic.ValidatePattern(p); err != nil {
+			return usagef("pattern %q: %v", p, err)
+		}
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	t, err := openTransport(dctx, o.broker, log)
+	cancel()
+	if err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		return brokerError(redactURL(o.broker), err)
+	}
+	service := o.service
+	// tail's handler fails only for a delivery it hands back (see
+	// errNotPrinted): soon, and never into the service's dead letters.
+	retry := bus.RetryPolicy{MaxAttempts: math.MaxInt32, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	opts := []bus.Option{bus.WithLogger(log), bus.WithRetry(retry)}
+	if service == "" {
+		service = tailService
+		opts = append(opts, bus.WithTemporaryQueue())
+	}
+	b, err := bus.New(t, append(opts, bus.WithService(service))...)
+	if err != nil {
+		_ = t.Close(ctx)
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = b.Close(cctx)
+	}()
+
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w := newTailWriter(o.output, stdout)
+	var (
+		mu      sync.Mutex
+		last    *event.Event // the bus hands every matching handler the same event
+		printed int
+		werr    error
+	)
+	handler := func(_ context.Context, ev *event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev == last {
+			return nil
+		}
+		if werr != nil || (o.count > 0 && printed >= o.count) {
+			// Arrived while tail stops. A copy on tail's own queue can go;
+			// a delivery of a service's queue goes back to it (retried after
+			// the shortest delay), since tail did not print it.
+			if o.service != "" {
+				return errNotPrinted
+			}
+			return nil
+		}
+		last = ev
+		if werr = w.write(ev); werr != nil {
+			stop()
+			return nil
+		}
+		if printed++; o.count > 0 && printed >= o.count {
+			stop()
+		}
+		return nil
+	}
+	for _, p := range patterns {
+		sctx, cancel := context.WithTimeout(ctx, o.timeout)
+		err := b.Subscribe(sctx, p, handler)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("tail %q on %s: %w", p, redactURL(o.broker), err)
+		}
+	}
+	if o.service == "" {
+		fmt.Fprintf(stderr, "tailing %s on %s (temporary queue; Ctrl-C to stop)\n", strings.Join(patterns, " "), redactURL(o.broker))
+	} else {
+		fmt.Fprintf(stderr, "tailing %s on %s as a replica of %q: its deliveries are shared, and what tail prints it acknowledges (Ctrl-C to stop)\n",
+			strings.Join(patterns, " "), redactURL(o.broker), o.service)
+	}
+	<-tctx.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	return nil
+}
+
+// tailWriter prints events as text (a line each, aligned, the name coloured
+// on a terminal) or as wire-form JSON lines.
+type tailWriter struct {
+	format string
+	w      io.Writer
+	color  bool
+	width  int
+}
+
+func newTailWriter(format string, w io.Writer) *tailWriter {
+	tw := &tailWriter{format: format, w: w}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tw.color = os.Getenv("NO_COLOR") == ""
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil {
+			tw.width = width
+		}
+	}
+	return tw
+}
+
+func (tw *tailWriter) write(ev *event.Event) error {
+	if tw.format == "json" {
+		wire, err := ev.Encode()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(tw.w, "%s\n", wire)
+		return err
+	}
+	when := "-"
+	if !ev.Headers.CreatedAt.IsZero() {
+		when = ev.Headers.CreatedAt.Local().Format("2006-01-02 15:04:05.000")
+	}
+	var p bytes.Buffer
+	if err := json.Compact(&p, ev.Payload); err != nil {
+		p.Reset()
+		p.Write(ev.Payload)
+	}
+	name := pad(ev.Headers.Name, 30)
+	if tw.color {
+		if c := verbColor(ev.Headers.Name); c != "" {
+			name = c + name + ansiReset
+		}
+	}
+	line := fmt.Sprintf("%-23s  %s  %-22s  ", when, name, orDash(ev.Headers.ServiceName))
+	payload := p.String()
+	if tw.width > 0 {
+		// On a terminal, one event is one screen line.
+		room := tw.width - (23 + 2 + max(30, len(ev.Headers.Name)) + 2 + max(22, len(ev.Headers.ServiceName)) + 2)
+		payload = truncate(payload, max(room, 20))
+	}
+	_, err := fmt.Fprintf(tw.w, "%s%s\n", line, payload)
+	return err
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldhq/herald/event"
+)
+
+func TestTailUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tail", "--output", "xml"}, "--output"},
+		{[]string{"tail", "--count", "-1"}, "--count"},
+		{[]string{"tail", "--timeout", "0s"}, "--timeout"},
+		{[]string{"tail", "a..b"}, "a..b"},
+		{[]string{"tail", "--broker", "ftp://host/"}, "--broker"},
+	} {
+		code, _, stderr := herald(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("herald %s: exit %d, stderr %q; want exit 2 mentioning %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+}
+
+func TestTailNamesTheBrokerFlagWhenNothingAnswers(t *testing.T) {
+	code, _, stderr := herald(t, "tail", "--broker", unreachableBroker)
+	if code != 1 || !strings.Contains(stderr, "no broker answers") || !strings.Contains(stderr, "--broker") {
+		t.Errorf("exit %d, stderr %q: want 1, naming --broker", code, stderr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a command writing while the test
+// reads, which closes ready once a line containing mark was written.
+type syncBuffer struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	mark  string
+	ready chan struct{}
+	once  sync.Once
+}
+
+func newSyncBuffer(mark string) *syncBuffer {
+	return &syncBuffer{mark: mark, ready: make(chan struct{})}
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.b.Write(p)
+	if s.mark != "" && strings.Contains(s.b.String(), s.mark) {
+		s.once.Do(func() { close(s.ready) })
+	}
+	return n, err
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startTail runs herald tail with args in the background and waits until
+// it is subscribed; the returned function waits for its exit code.
+func startTail(t *testing.T, ctx context.Context, args ...string) (stdout *syncBuffer, wait func() int) {
+	t.Helper()
+	stdout, stderr := newSyncBuffer(""), newSyncBuffer("tailing ")
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, append([]string{"tail"}, args...), stdout, stderr) }()
+	select {
+	case <-stderr.ready:
+	case c := <-code:
+		t.Fatalf("tail exited with %d before subscribing: %s", c, stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("tail did not subscribe within 30s: %s", stderr)
+	}
+	return stdout, func() int {
+		select {
+		case c := <-code:
+			if c != 0 {
+				t.Errorf("tail: exit %d: %s", c, stderr)
+			}
+			return c
+		case <-time.After(60 * time.Second):
+			t.Fatalf("tail did not exit within 60s; stderr: %s", stderr)
+		}
+		return -1
+	}
+}
+
+func TestTailPrintsWhatPublishSendsAsWireJSON(t *testing.T) {
+	broker := testBrokerURL(t)
+	p := "clitest-" + cliRun()
+	out, wait := startTail(t, context.Background(), p+".#", "--broker", broker, "--output", "json", "--count", "300")
+	code, _, stderr := herald(t, "publish", p+".thing.done", "--no-validate", "--payload", `{"k":[1,"two"]}`,
+		"--user", "u-1", "--tenant", "t-1", "--count", "300", "--broker", broker)
+	if code != 0 {
+		t.Fatalf("publish --count 300: exit %d: %s", code, stderr)
+	}
+	wait()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 300 {
+		t.Fatalf("tail printed %d lines, want 300", len(lines))
+	}
+	ids := make(map[string]bool)
+	for _, line := range lines {
+		var wire struct {
+			Headers map[string]json.RawMessage `json:"headers"`
+			Payload map[string]any             `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(line), &wire); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		ev, err := event.Decode([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := wire.Headers["id"]; !ok || ev.Headers.Name != p+".thing.done" || ev.Headers.ServiceName != "herald-cli" {
+			t.Errorf("line %s: want the wire form with an id, the name and serviceName herald-cli", line)
+		}
+		if ev.User() != "u-1" || ev.Tenant() != "t-1" || !jsonSame(ev.Payload, []byte(`{"k":[1,"two"],"user":"u-1","tenant":"t-1"}`)) {
+			t.Errorf("line %s: payload %s", line, ev.Payload)
+		}
+		ids[ev.Headers.ID] = true
+	}
+	if len(ids) != 300 {
+		t.Errorf("%d distinct ids among 300 events", len(ids))
+	}
+}
+
+func TestTailTextShowsNameServiceAndPayload(t *testing.T) {
+	broker := testBrokerURL(t)
+	out, wait := startTail(t, context.Background(), "iam.user.deleted", "--broker", broker, "--count", "1")
+	id := "5f1c0c6e2a9b4c00" + cliRun()
+	if code, _, stderr := herald(t, "publish", "iam.user.deleted", "--payload", `{"id":"`+id+`"}`, "--service", "accounts", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	wait()
+	line := out.String()
+	// Another run on a shared broker may publish iam.user.deleted too: the
+	// line printed is some iam.user.deleted event.
+	if !strings.Contains(line, "iam.user.deleted") || strings.Count(line, "\n") != 1 {
+		t.Errorf("tail printed %q, want one line with the name", line)
+	}
+	if strings.Contains(line, id) && !strings.Contains(line, "accounts") {
+		t.Errorf("tail printed %q, want the service", line)
+	}
+}
+
+func TestTailStopsOnInterrupt(t *testing.T) {
+	broker := testBrokerURL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, wait := startTail(t, ctx, "clitest-"+cliRun()+".never", "--broker", broker)
+	cancel() // what SIGINT does through main's signal.NotifyContext
+	if code := wait(); code != 0 {
+		t.Errorf("tail exit %d on interrupt, want 0", code)
+	}
+}
+
+// TestTailWithServiceSharesTheServiceQueue: with --service, tail is one
+// more replica on the service's durable queue and acknowledges what it
+// prints, so the events are gone from the queue afterwards.
+func TestTailWithServiceSharesTheServiceQueue(t *testing.T) {
+	broker := testBrokerURL(t)
+	run := cliRun()
+	service := "clitest-" + run + "-svc"
+	p := "clitest-" + run
+	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead") })
+	out, wait := startTail(t, context.Background(), p+".x", "--broker", broker, "--service", service, "--count", "5", "--output", "json")
+	if code, _, stderr := herald(t, "publish", p+".x", "--no-validate", "--count", "5", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	wait()
+	if n := strings.Count(out.String(), "\n"); n != 5 {
+		t.Errorf("tail printed %d events, want 5", n)
+	}
+	conn, err := amqp091.Dial(broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(service, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("the service's durable queue %s: %v", service, err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("queue %s holds %d messages after tail printed them, want 0 (acknowledged)", service, q.Messages)
+	}
+}
+
+func deleteTestQueues(t *testing.T, broker string, names ...string) {
+	conn, err := amqp091.Dial(broker)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		_, _ = ch.QueueDelete(n, false, false, false)
+	}
+}
+
+// TestTailWithServiceAcknowledgesOnlyWhatItPrints: the events of a
+// service's queue that tail does not print (past --count) stay the
+// service's.
+func TestTailWithServiceAcknowledgesOnlyWhatItPrints(t *testing.T) {
+	broker := testBrokerURL(t)
+	run := cliRun()
+	service := "clitest-" + run + "-keep"
+	name := "clitest-" + run + ".kept"
+	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead", service+".retry.100ms") })
+	conn, err := amqp091.Dial(broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The service's queue, as the service (or OIH) declares it.
+	if _, err := ch.QueueDeclare(service, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(service, name, "event-bus", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := herald(t, "publish", name, "--no-validate", "--count", "50", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	out, wait := startTail(t, context.Background(), name, "--broker", broker, "--service", service, "--count", "1")
+	wait()
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Errorf("tail --count 1 printed %d lines", n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		q, err := ch.QueueDeclarePassive(service, true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Messages == 49 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue %s holds %d messages after tail printed one of 50, want 49", service, q.Messages)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

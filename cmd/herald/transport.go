@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/amqp"
+	natsbus "github.com/heraldhq/herald/bus/nats"
+)
+
+// openTransport connects to the broker at rawURL, choosing the transport by
+// the URL's scheme: amqp:// and amqps:// are RabbitMQ, nats:// is NATS
+// JetStream. A URL herald cannot use is a usage error naming --broker.
+func openTransport(ctx context.Context, rawURL string, log *slog.Logger) (bus.Transport, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, usagef("--broker %q is not a broker URL: want amqp://user:pass@host:5672/ or nats://host:4222 (env %s)", rawURL, envBrokerURL)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "amqp", "amqps":
+		t, err := amqp.Dial(ctx, rawURL, amqp.WithLogger(log), amqp.WithConnectionName(connectionName()))
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	case "nats":
+		t, err := natsbus.Dial(ctx, rawURL, natsbus.WithLogger(log), natsbus.WithName(connectionName()))
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	default:
+		return nil, usagef("--broker %q: unknown scheme %q; want amqp://, amqps:// or nats:// (env %s)", u.Redacted(), u.Scheme, envBrokerURL)
+	}
+}
+
+// connectionName is how the broker lists this process's connection
+// (RabbitMQ's management UI, rabbitmqctl list_connections).
+func connectionName() string {
+	name := "herald"
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		name += " " + os.Args[1]
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s (%s, pid %d)", name, host, os.Getpid())
+}
