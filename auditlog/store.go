@@ -12,7 +12,9 @@ import (
 
 // Entry is one stored event.
 type Entry struct {
-	// Seq is assigned by the store, increasing in insertion order.
+	// Seq is assigned by the store, increasing in insertion order; stores
+	// commit appends in seq order, so a reader that sees seq n has seen
+	// every entry below it.
 	Seq         int64
 	ID          string
 	Name        string
@@ -65,12 +67,16 @@ type Query struct {
 	Name    string
 	Tenant  string
 	User    string
-	// Payload filters on top-level payload keys, exact string match.
+	// Payload filters on top-level payload keys, exact string match: only
+	// string values match (a number 42 does not match "42", as in OIH's
+	// MongoDB query). Keys must match ^[A-Za-z0-9_-]{1,64}$, else the
+	// query fails with ErrInvalidQuery.
 	Payload map[string]string
 	// From and To bound createdAt (inclusive From, exclusive To).
 	From, To time.Time
 	Order    Order
-	// Limit is the page size; Offset the entries skipped (page numbers).
+	// Limit is the page size (0: no limit); Offset the entries skipped
+	// (page numbers). Negative values fail with ErrInvalidQuery.
 	// After, when set, starts the page after that position instead, and
 	// Offset is ignored.
 	Limit  int
@@ -82,7 +88,7 @@ type Query struct {
 type Page struct {
 	Entries []Entry
 	// Total counts every entry the query selects (filters and scope
-	// applied), not only this page.
+	// applied), not only this page, and not only those after Query.After.
 	Total int64
 	// Next is the cursor of the following page, nil on the last.
 	Next *Cursor
@@ -115,8 +121,11 @@ type Store interface {
 	// Anonymise replaces, in every entry whose payload user, id or account
 	// equals a.UserID or whose payload user or username equals one of
 	// a.Usernames, those values and username with Redacted, and clears the
-	// entry's User column accordingly. It returns the number of entries
-	// changed; running it again changes nothing.
+	// entry's User column accordingly (sets it to Redacted, as the payload
+	// user it mirrors). Any other top-level string value equal to the id or
+	// a username is redacted too (as OIH does); nested values are not. It
+	// returns the number of entries changed; running it again changes
+	// nothing.
 	Anonymise(ctx context.Context, a Anonymisation) (int64, error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
