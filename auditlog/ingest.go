@@ -200,9 +200,27 @@ func (in *Ingester) flush(batch []ingestReq) {
 	for i, r := range batch {
 		entries[i] = r.entry
 	}
+	err := in.append(entries)
+	if err != nil && len(batch) > 1 {
+		// One entry a store refuses (PostgreSQL takes no NUL in JSON, say)
+		// fails its whole transaction. Write the batch one entry at a
+		// time, so that only that entry's delivery is retried and, in the
+		// end, dead-lettered, and the others are acknowledged.
+		in.cfg.Logger.Warn("audit batch failed; writing its entries one by one", "entries", len(batch), "error", err)
+		for i, r := range batch {
+			r.res <- in.append(entries[i : i+1])
+		}
+		return
+	}
+	for _, r := range batch {
+		r.res <- err
+	}
+}
+
+// append writes entries in one transaction. It runs whatever happens to
+// the callers' contexts: they are waiting for its outcome.
+func (in *Ingester) append(entries []Entry) error {
 	start := time.Now()
-	// The batch is written whatever happens to the callers' contexts: they
-	// are waiting for its outcome.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	n, err := in.cfg.Store.Append(ctx, entries)
 	cancel()
@@ -210,12 +228,10 @@ func (in *Ingester) flush(batch []ingestReq) {
 		m.observeBatch(entries, n, time.Since(start), err, in.cfg.Now())
 	}
 	if err != nil {
-		err = fmt.Errorf("store batch of %d: %w", len(entries), err)
-		in.cfg.Logger.Error("audit batch failed; deliveries will be retried", "error", err)
+		err = fmt.Errorf("store %d entries: %w", len(entries), err)
+		in.cfg.Logger.Error("audit store failed; deliveries will be retried", "error", err)
 	}
-	for _, r := range batch {
-		r.res <- err
-	}
+	return err
 }
 
 // Close writes the batch being collected and stops the ingester. Call it

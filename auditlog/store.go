@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -136,3 +137,36 @@ type Store interface {
 // ErrInvalidQuery is wrapped by errors for queries a store refuses (an
 // invalid payload key, say).
 var ErrInvalidQuery = errors.New("invalid query")
+
+// MaxPayloadKeyLength is the longest payload key a filter may name.
+const MaxPayloadKeyLength = 64
+
+// ValidPayloadKey reports whether a payload filter may name key: 1 to 64
+// ASCII letters, digits, '_' or '-'. Such keys are safe in any query
+// language the stores use, and are what OIH's payloads hold.
+func ValidPayloadKey(key string) bool {
+	if key == "" || len(key) > MaxPayloadKeyLength {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks what every store refuses: a negative limit or offset,
+// and payload keys ValidPayloadKey refuses. Errors wrap ErrInvalidQuery.
+func (q Query) Validate() error {
+	if q.Limit < 0 || q.Offset < 0 {
+		return fmt.Errorf("%w: negative limit or offset", ErrInvalidQuery)
+	}
+	for k := range q.Payload {
+		if !ValidPayloadKey(k) {
+			return fmt.Errorf("%w: payload key %q: want 1 to %d letters, digits, '_' or '-'", ErrInvalidQuery, k, MaxPayloadKeyLength)
+		}
+	}
+	return nil
+}

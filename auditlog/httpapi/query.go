@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,9 +15,6 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/event"
 )
-
-// payloadKey is what a filter[<key>] may name: a top-level payload key.
-var payloadKey = regexp.MustCompile(`^[A-Za-z0-9_\-]{1,64}$`)
 
 // maxOffset bounds page[number] × page[size]: deeper pages take a cursor.
 const maxOffset = 10_000_000
@@ -150,7 +146,7 @@ func addFilter(q *auditlog.Query, param, value string) error {
 		return badf("%s is not a filter: write filter[<key>]=<value>; values are plain strings, never operators", param)
 	}
 	key := inner[:len(inner)-1]
-	if !payloadKey.MatchString(key) {
+	if !auditlog.ValidPayloadKey(key) {
 		return badf("filter key %q must be 1 to 64 letters, digits, '_' or '-'", key)
 	}
 	if value == "" {

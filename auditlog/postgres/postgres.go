@@ -222,8 +222,6 @@ func isObject(b []byte) bool {
 	return false
 }
 
-var payloadKey = regexp.MustCompile(`^[A-Za-z0-9_\-]{1,64}$`)
-
 const columns = `seq, id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown`
 
 func scanEntries(rows pgx.Rows) ([]auditlog.Entry, error) {
@@ -255,13 +253,8 @@ var denseMatches int64 = 5000 // a variable for the test that forces the walk
 // Query returns one page of entries. The count and the page are read from
 // one snapshot; without payload filters, in one round trip.
 func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, error) {
-	if q.Limit < 0 || q.Offset < 0 {
-		return auditlog.Page{}, fmt.Errorf("%w: negative limit or offset", auditlog.ErrInvalidQuery)
-	}
-	for k := range q.Payload {
-		if !payloadKey.MatchString(k) {
-			return auditlog.Page{}, fmt.Errorf("%w: payload key %q: want 1 to 64 letters, digits, '_' or '-'", auditlog.ErrInvalidQuery, k)
-		}
+	if err := q.Validate(); err != nil {
+		return auditlog.Page{}, err
 	}
 	var page auditlog.Page
 	countSQL, countArgs := countSQL(q)

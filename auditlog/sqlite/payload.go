@@ -7,17 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/heraldhq/herald/auditlog"
 )
-
-// payloadKey is what a payload filter may name; only such keys are
-// indexed.
-var payloadKey = regexp.MustCompile(`^[A-Za-z0-9_\-]{1,64}$`)
 
 // term is the token entry_terms holds for a top-level payload key and
 // string value: 32 hex digits of SHA-256(key NUL value). Keys hold no NUL,
@@ -143,7 +138,7 @@ func stringValue(raw json.RawMessage) (string, bool) {
 func terms(fs []field) string {
 	var b strings.Builder
 	for _, f := range fs {
-		if !payloadKey.MatchString(f.key) {
+		if !auditlog.ValidPayloadKey(f.key) {
 			continue
 		}
 		v, ok := stringValue(f.raw)

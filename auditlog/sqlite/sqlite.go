@@ -429,15 +429,7 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 }
 
 func validate(q auditlog.Query) error {
-	if q.Limit < 0 || q.Offset < 0 {
-		return fmt.Errorf("%w: negative limit or offset", auditlog.ErrInvalidQuery)
-	}
-	for k := range q.Payload {
-		if !payloadKey.MatchString(k) {
-			return fmt.Errorf("%w: payload key %q: want 1 to 64 letters, digits, '_' or '-'", auditlog.ErrInvalidQuery, k)
-		}
-	}
-	return nil
+	return q.Validate()
 }
 
 func filterless(q auditlog.Query) bool {
