@@ -131,7 +131,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err e
 		if err != nil {
 			return usagef("--nats-listen: %v", err)
 		}
-		srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: filepath.Join(o.data, "nats"), Host: host, Port: port, Logger: log.With("component", "nats")})
+		srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
 		if err != nil {
 			return fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
 		}
@@ -247,6 +247,15 @@ func busCheck(s bus.Status) httpapi.Check {
 	return httpapi.Check{Status: httpapi.StatusFail, Message: msg}
 }
 
+// natsLogger keeps the embedded server's start-up banner and notices out
+// of the log unless --log-level is debug: warnings and errors pass.
+func natsLogger(w io.Writer, level slog.Level) *slog.Logger {
+	if level > slog.LevelDebug {
+		level = max(level, slog.LevelWarn)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("component", "nats")
+}
+
 func summarise(s []string, n int) []string {
 	if len(s) <= n {
 		return s
@@ -302,7 +311,7 @@ func serveAuth(dataDir string) (iam.Authenticator, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("admin token in %s: %w", path, err)
 	}
-	return st, desc + " — curl -H \"Authorization: Bearer $(cat " + path + ")\"", nil
+	return st, desc + " — curl -g -H \"Authorization: Bearer $(cat " + path + ")\" …", nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
