@@ -63,7 +63,9 @@ type Cursor struct {
 
 // Query selects entries. Empty fields do not filter.
 type Query struct {
-	Scope   *Scope
+	Scope *Scope
+	// ID selects the entry with this event id.
+	ID      string
 	Service string // headers.serviceName
 	Name    string
 	Tenant  string

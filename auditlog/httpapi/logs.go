@@ -213,7 +213,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.internalError(w, r, "store the event", err)
 		return
 	}
-	stored, found, err := a.findStored(r, entry, createdAtGiven)
+	stored, found, err := a.findStored(r, entry.ID)
 	if err != nil {
 		a.internalError(w, r, "read the stored event back", err)
 		return
@@ -226,8 +226,10 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeJSON(w, http.StatusCreated, renderEntry(stored))
 		return
 	}
-	// Already stored.
-	if !found {
+	// Already stored: the same event again is answered with what is
+	// stored; another event under the same id is a conflict.
+	sameTime := !createdAtGiven || stored.CreatedAt.UnixMilli() == entry.CreatedAt.UnixMilli()
+	if !found || stored.Name != entry.Name || !sameTime {
 		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name or createdAt", entry.ID), "")
 		return
 	}
@@ -244,42 +246,11 @@ func visible(u *iam.User, e auditlog.Entry) bool {
 	return s == nil || (s.User != "" && e.User == s.User) || (s.Tenant != "" && e.Tenant == s.Tenant)
 }
 
-// findStored reads back the entry stored under e.ID. The Store has no
-// lookup by id, so it is searched among the entries of e's name: first
-// within a second of e's createdAt (stores may round timestamps), a
-// handful; then, for an event posted without createdAt (whose retry gets
-// a later one), among the newest of that name, a bounded number.
-func (a *api) findStored(r *http.Request, e auditlog.Entry, createdAtGiven bool) (auditlog.Entry, bool, error) {
-	near := auditlog.Query{
-		Name:  e.Name,
-		From:  e.CreatedAt.Add(-time.Second),
-		To:    e.CreatedAt.Add(time.Second),
-		Order: auditlog.OldestFirst,
-		Limit: MaxPageSize,
+// findStored reads back the entry stored under id.
+func (a *api) findStored(r *http.Request, id string) (auditlog.Entry, bool, error) {
+	page, err := a.cfg.Store.Query(r.Context(), auditlog.Query{ID: id, Limit: 1})
+	if err != nil || len(page.Entries) == 0 {
+		return auditlog.Entry{}, false, err
 	}
-	s, found, err := a.scan(r, near, e.ID, 100)
-	if found || err != nil || createdAtGiven {
-		return s, found, err
-	}
-	return a.scan(r, auditlog.Query{Name: e.Name, Order: auditlog.NewestFirst, Limit: MaxPageSize}, e.ID, 10)
-}
-
-// scan looks for id in at most pages pages of q.
-func (a *api) scan(r *http.Request, q auditlog.Query, id string, pages int) (auditlog.Entry, bool, error) {
-	for range pages {
-		page, err := a.cfg.Store.Query(r.Context(), q)
-		if err != nil {
-			return auditlog.Entry{}, false, err
-		}
-		for _, s := range page.Entries {
-			if s.ID == id {
-				return s, true, nil
-			}
-		}
-		if page.Next == nil {
-			break
-		}
-		q.After = page.Next
-	}
-	return auditlog.Entry{}, false, nil
+	return page.Entries[0], true, nil
 }

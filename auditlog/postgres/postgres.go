@@ -336,7 +336,7 @@ func onlyTime(q auditlog.Query) bool {
 }
 
 func filterless(q auditlog.Query) bool {
-	return q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
+	return q.ID == "" && q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
 }
 
 // conds is a conjunction of SQL conditions; args are numbered across
@@ -383,6 +383,9 @@ func where(c *conds, q auditlog.Query, dense bool) {
 
 // filters adds the query's filters, without scope or cursor.
 func filters(c *conds, q auditlog.Query, dense bool) {
+	if q.ID != "" {
+		c.add(`id = ` + c.arg(q.ID))
+	}
 	if q.Service != "" {
 		c.add(`service_name = ` + c.arg(q.Service))
 	}

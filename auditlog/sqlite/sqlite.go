@@ -433,7 +433,7 @@ func validate(q auditlog.Query) error {
 }
 
 func filterless(q auditlog.Query) bool {
-	return q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
+	return q.ID == "" && q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
 }
 
 // onlyPayload reports whether payload filters are all a query has.
@@ -486,6 +486,9 @@ func where(q auditlog.Query, dense bool) conds {
 // filters returns the query's filters, without scope or cursor.
 func filters(q auditlog.Query, dense bool) conds {
 	var c conds
+	if q.ID != "" {
+		c.add(`id = ?`, q.ID)
+	}
 	if q.Service != "" {
 		c.add(`service_name = ?`, q.Service)
 	}

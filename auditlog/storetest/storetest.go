@@ -313,6 +313,9 @@ func testFilters(t *testing.T, s auditlog.Store) {
 		want []string // newest first
 	}{
 		{"no filter", auditlog.Query{}, []string{"f7", "f6", "f5", "f4", "f3", "f2", "f1"}},
+		{"id", auditlog.Query{ID: "f3"}, []string{"f3"}},
+		{"id of no entry", auditlog.Query{ID: "f9"}, nil},
+		{"id and another attribute", auditlog.Query{ID: "f3", Tenant: "t1"}, nil},
 		{"service", auditlog.Query{Service: "accounts"}, []string{"f5", "f4"}},
 		{"name", auditlog.Query{Name: "flowrepo.flow.created"}, []string{"f7", "f3", "f1"}},
 		{"tenant", auditlog.Query{Tenant: "t1"}, []string{"f6", "f2", "f1"}},
