@@ -62,7 +62,34 @@ NATS JetStream or in process), the catalogue of every event, and the audit log.`
 		newTailCmd(),
 		newBrokerCmd(),
 	)
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes argument errors (a missing or extra argument, an
+// unknown subcommand) usage errors, exit code 2, like flag errors.
+func markUsageErrors(cmd *cobra.Command) {
+	if args := cmd.Args; args != nil {
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return &usageError{err}
+			}
+			return nil
+		}
+	} else if cmd.HasSubCommands() && !cmd.Runnable() {
+		// A command that only groups others prints its help, and an
+		// unknown word after it is a usage error.
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return usagef("unknown command %q for %q (see %s --help)", a[0], c.CommandPath(), c.CommandPath())
+			}
+			return c.Help()
+		}
+	}
+	for _, c := range cmd.Commands() {
+		markUsageErrors(c)
+	}
 }
 
 // usageError marks an error in how a command was called (exit code 2).
