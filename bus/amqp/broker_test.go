@@ -18,6 +18,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/internal/brokerlock"
 )
 
 // Test gates and broker control shared by the tests of this package.
@@ -199,7 +200,7 @@ func canRestartBroker(t testing.TB) (bool, string) {
 	}
 	// No other package's test may use the broker while this one restarts
 	// or blocks it.
-	lockBroker(t, true)
+	brokerlock.Hold(t, true)
 	return true, ""
 }
 

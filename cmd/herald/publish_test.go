@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/brokerlock"
 )
 
 // testBrokerURL returns the RabbitMQ the CLI tests run against, skipping
@@ -26,7 +27,7 @@ func testBrokerURL(t *testing.T) string {
 		t.Skip("set HERALD_TEST_AMQP_URL (for example amqp://guest:guest@127.0.0.1:5672/) to run against RabbitMQ")
 	}
 	// bus/amqp's tests restart the broker; not while this test uses it.
-	lockBroker(t, false)
+	brokerlock.Hold(t, false)
 	return u
 }
 
