@@ -90,6 +90,10 @@ func WithRetry(p RetryPolicy) Option {
 }
 
 // RetryPolicy says how often and how soon a failed delivery is retried.
+// The defaults named below are DefaultRetryPolicy's; a policy given to
+// WithRetry is taken as it is (a zero InitialDelay retries at once, a zero
+// MaxDelay sets no cap, a zero Jitter none), except that MaxAttempts is at
+// least 1.
 type RetryPolicy struct {
 	// MaxAttempts is the number of deliveries before a failing one is
 	// dead-lettered (default 5).
