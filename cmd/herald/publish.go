@@ -227,7 +227,7 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	}
 
 	start := time.Now()
-	bar := newSimulateProgress(o.count, stderr)
+	bar := newProgressBar(o.count, stderr)
 	var done atomic.Int64
 	jobs := make(chan int)
 	errc := make(chan error, 1)

@@ -8,13 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
@@ -125,7 +122,7 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 		return brokerError(broker, err)
 	}
 
-	bar := newSimulateProgress(o.count, stderr)
+	bar := newProgressBar(o.count, stderr)
 	sc := simulate.New(o.seed, simulate.Options{Tenants: o.tenants, Users: o.users, OIHOnly: o.oihOnly})
 	st, err := simulate.Run(ctx, sc, timeoutPublisher{router, o.timeout}, simulate.Config{
 		Count:    o.count,
@@ -148,11 +145,6 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 	return fmt.Errorf("publishing to %s: %w", broker, err)
 }
 
-// brokerError says which flag to change when no broker answers.
-func brokerError(url string, err error) error {
-	return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
-}
-
 // timeoutPublisher bounds each publish: a transport waits for a lost
 // connection to come back, and a broker that never answers would otherwise
 // hold simulate forever.
@@ -165,43 +157,6 @@ func (p timeoutPublisher) Publish(ctx context.Context, ev *event.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	return p.pub.Publish(ctx, ev)
-}
-
-// simulateProgress is a progress bar on a terminal and nothing elsewhere.
-type simulateProgress struct{ bar *progressbar.ProgressBar }
-
-func newSimulateProgress(count int, stderr io.Writer) simulateProgress {
-	f, ok := stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return simulateProgress{}
-	}
-	total := count
-	if total == 0 {
-		total = -1 // a spinner: the run ends when interrupted
-	}
-	return simulateProgress{bar: progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("publishing"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetWidth(40),
-	)}
-}
-
-func (p simulateProgress) set(done int) {
-	if p.bar != nil {
-		_ = p.bar.Set(done)
-	}
-}
-
-// finish takes the bar off the screen: the summary follows.
-func (p simulateProgress) finish() {
-	if p.bar != nil {
-		_ = p.bar.Clear()
-		_ = p.bar.Exit()
-	}
 }
 
 func printSimulateSummary(w io.Writer, o simulateOptions, st simulate.Stats) error {

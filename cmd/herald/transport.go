@@ -49,3 +49,8 @@ func connectionName() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s (%s, pid %d)", name, host, os.Getpid())
 }
+
+// brokerError says which flag to change when no broker answers.
+func brokerError(url string, err error) error {
+	return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
+}

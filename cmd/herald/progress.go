@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// progressBar shows how many of count events are published, on a terminal
+// only (publish --count, simulate).
+type progressBar struct{ bar *progressbar.ProgressBar }
+
+func newProgressBar(count int, stderr io.Writer) progressBar {
+	f, ok := stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return progressBar{}
+	}
+	total := count
+	if total == 0 {
+		total = -1 // a spinner: the run ends when interrupted
+	}
+	return progressBar{bar: progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionSetDescription("publishing"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("events"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(40),
+	)}
+}
+
+func (p progressBar) set(done int) {
+	if p.bar != nil {
+		_ = p.bar.Set(done)
+	}
+}
+
+// finish takes the bar off the screen: the summary follows.
+func (p progressBar) finish() {
+	if p.bar != nil {
+		_ = p.bar.Clear()
+		_ = p.bar.Exit()
+	}
+}
