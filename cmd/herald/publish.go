@@ -165,15 +165,9 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 		return err
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	t, err := openTransport(dctx, o.broker, log)
-	cancel()
+	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return err
-		}
-		return brokerError(redactURL(o.broker), err)
+		return err
 	}
 	opts := []bus.Option{bus.WithService(o.service), bus.WithLogger(log)}
 	if o.noValidate {

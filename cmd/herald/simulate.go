@@ -115,10 +115,6 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 	// One connection per publishing service, opened up front: a broker
 	// nobody answers on is reported before the story starts.
 	if err := router.Open(simulate.Services()...); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return ue
-		}
 		return brokerError(broker, err)
 	}
 

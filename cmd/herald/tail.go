@@ -96,15 +96,9 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		}
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, o.timeout)
-	t, err := openTransport(dctx, o.broker, log)
-	cancel()
+	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return err
-		}
-		return brokerError(redactURL(o.broker), err)
+		return err
 	}
 	service := o.service
 	// tail's handler fails only for a delivery it hands back (see

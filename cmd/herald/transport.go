@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/amqp"
@@ -50,7 +52,25 @@ func connectionName() string {
 	return fmt.Sprintf("%s (%s, pid %d)", name, host, os.Getpid())
 }
 
-// brokerError says which flag to change when no broker answers.
+// dialBroker is openTransport for the commands a person runs against a
+// broker (publish, tail): it gives up after timeout and says which flag to
+// change when no broker answers.
+func dialBroker(ctx context.Context, rawURL string, timeout time.Duration, log *slog.Logger) (bus.Transport, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t, err := openTransport(ctx, rawURL, log)
+	if err != nil {
+		return nil, brokerError(redactURL(rawURL), err)
+	}
+	return t, nil
+}
+
+// brokerError says which flag to change when no broker answers; a usage
+// error (a URL herald cannot use) is returned as it is.
 func brokerError(url string, err error) error {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return err
+	}
 	return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
 }
