@@ -52,13 +52,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		if latest := ms[len(ms)-1].Version; current > latest {
-			return fmt.Errorf("migrate: the database's schema version %d is newer than this herald's %d", current, latest)
+		pending, err := migration.Pending(ms, current)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
-		for _, m := range ms {
-			if m.Version <= current {
-				continue
-			}
+		for _, m := range pending {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("migrate to %s: %w", m.Name, err)
 			}

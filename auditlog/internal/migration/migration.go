@@ -49,3 +49,18 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 	}
 	return out, nil
 }
+
+// Pending returns the migrations after version current, in order. A
+// database at a version newer than the last migration is refused: it was
+// written by a newer herald, and guessing would be worse than stopping.
+func Pending(ms []Migration, current int) ([]Migration, error) {
+	if len(ms) > 0 && current > ms[len(ms)-1].Version {
+		return nil, fmt.Errorf("the database's schema version %d is newer than this herald's %d", current, ms[len(ms)-1].Version)
+	}
+	for i, m := range ms {
+		if m.Version > current {
+			return ms[i:], nil
+		}
+	}
+	return nil, nil
+}

@@ -35,3 +35,16 @@ func TestLoadRefusesBadNamesAndSharedVersions(t *testing.T) {
 		}
 	}
 }
+
+func TestPendingIsWhatComesAfterTheDatabaseVersion(t *testing.T) {
+	ms := []Migration{{Version: 1}, {Version: 2}, {Version: 5}}
+	for current, want := range map[int]int{0: 3, 1: 2, 2: 1, 3: 1, 5: 0} {
+		got, err := Pending(ms, current)
+		if err != nil || len(got) != want {
+			t.Errorf("at version %d: %d pending (%v), want %d", current, len(got), err, want)
+		}
+	}
+	if _, err := Pending(ms, 6); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("a database newer than herald: got %v, want a refusal", err)
+	}
+}
