@@ -29,10 +29,9 @@ func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog)
 		ServiceName: ev.Headers.ServiceName,
 		CreatedAt:   ev.Headers.CreatedAt,
 		ReceivedAt:  receivedAt,
-		User:        ev.User(),
-		Tenant:      ev.Tenant(),
 		Payload:     ev.Payload,
 	}
+	e.User, e.Tenant = ev.Reserved()
 	if len(e.Payload) == 0 {
 		e.Payload = json.RawMessage("{}")
 	}

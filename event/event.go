@@ -134,17 +134,29 @@ func jsonKind(c byte) string {
 
 // User returns the reserved payload field user: the IAM id of the user who
 // caused the event, or "" when absent or not a string.
-func (e *Event) User() string { return e.reserved(PayloadUser) }
+func (e *Event) User() string { u, _ := e.Reserved(); return u }
 
 // Tenant returns the reserved payload field tenant: the IAM id of the
 // tenant the event happened in, or "". IAM's iam.tenant.created carries the
 // whole tenant document there; for an object the tenant's "_id" (or "id")
 // is returned.
-func (e *Event) Tenant() string { return e.reserved(PayloadTenant) }
+func (e *Event) Tenant() string { _, t := e.Reserved(); return t }
 
-func (e *Event) reserved(key string) string {
-	v, ok := e.Field(key)
-	if !ok {
+// Reserved returns User and Tenant with one reading of the payload.
+func (e *Event) Reserved() (user, tenant string) {
+	var p struct {
+		User   json.RawMessage `json:"user"`
+		Tenant json.RawMessage `json:"tenant"`
+	}
+	if len(e.Payload) == 0 || json.Unmarshal(e.Payload, &p) != nil {
+		return "", ""
+	}
+	return reservedValue(p.User), reservedValue(p.Tenant)
+}
+
+// reservedValue reads a reserved field: a string, or the id of an object.
+func reservedValue(v json.RawMessage) string {
+	if len(v) == 0 {
 		return ""
 	}
 	var s string
@@ -162,19 +174,6 @@ func (e *Event) reserved(key string) string {
 		return obj.ID
 	}
 	return ""
-}
-
-// Field returns the raw JSON of a top-level payload field.
-func (e *Event) Field(key string) (json.RawMessage, bool) {
-	if len(e.Payload) == 0 {
-		return nil, false
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(e.Payload, &m) != nil {
-		return nil, false
-	}
-	v, ok := m[key]
-	return v, ok
 }
 
 // Clone returns a deep copy of e.

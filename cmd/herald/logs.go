@@ -293,7 +293,7 @@ func (e *logEntry) UnmarshalJSON(b []byte) error {
 	e.CreatedAt = jsonTime(w.Headers.CreatedAt)
 	e.ReceivedAt = jsonTime(w.ReceivedAt)
 	ev := event.Event{Payload: w.Payload}
-	e.User, e.Tenant = ev.User(), ev.Tenant()
+	e.User, e.Tenant = ev.Reserved()
 	return nil
 }
 
