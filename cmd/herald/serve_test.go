@@ -21,6 +21,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	natsbus "github.com/heraldhq/herald/bus/nats"
+	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -205,6 +206,35 @@ func TestServeRecordsPublishedEventsAndServesThemWithTheGeneratedToken(t *testin
 	}
 	if p, _ := getLogs(t, api+"/logs?filter[name]=component.started", token); p.Meta.Total != 0 {
 		t.Errorf("an event the audit log does not record was stored")
+	}
+
+	// The demo: simulate publishes a story, logs shows what was recorded.
+	var simOut, simErr bytes.Buffer
+	if code := run(ctx, []string{"simulate", "--count", "300", "--seed", "3", "--broker", broker, "--output", "json"}, &simOut, &simErr); code != 0 {
+		t.Fatalf("simulate exited %d: %s", code, simErr.String())
+	}
+	var sim struct {
+		ByName map[string]int `json:"byName"`
+	}
+	if err := json.Unmarshal(simOut.Bytes(), &sim); err != nil {
+		t.Fatalf("simulate summary %q: %v", simOut.String(), err)
+	}
+	audited := 20 // the iam.user.created events above
+	for name, n := range sim.ByName {
+		if e, ok := catalog.Default().Lookup(name); ok && e.Audited {
+			audited += n
+		}
+	}
+	waitFor(t, 20*time.Second, "the simulated story in the audit log", func() bool {
+		p, _ := getLogs(t, api+"/logs", token)
+		return p.Meta.Total == audited
+	})
+	var logsOut, logsErr bytes.Buffer
+	if code := run(ctx, []string{"logs", "--url", api, "--token", token, "--limit", "0", "--output", "ndjson"}, &logsOut, &logsErr); code != 0 {
+		t.Fatalf("logs exited %d: %s", code, logsErr.String())
+	}
+	if lines := strings.Count(logsOut.String(), "\n"); lines != audited {
+		t.Errorf("herald logs printed %d entries, want the %d recorded", lines, audited)
 	}
 
 	cancel()
