@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/httpapi/wire"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/iam"
@@ -39,12 +40,6 @@ import (
 const (
 	DefaultReadPermission = "logs.read"
 	DefaultPushPermission = "logs.push"
-)
-
-// Page sizes of GET /logs.
-const (
-	DefaultPageSize = 10
-	MaxPageSize     = 1000
 )
 
 // Config configures the API. Store and Auth are required.
@@ -216,18 +211,9 @@ func (a *api) authorize(perm string, next func(http.ResponseWriter, *http.Reques
 	}
 }
 
-// apiError is an error answered to the caller.
-type apiError struct {
-	Message string `json:"message"`
-	Code    int    `json:"code"`
-	Details string `json:"details,omitempty"`
-}
-
 // writeError answers OIH's error shape: {"errors":[{"message","code"}]}.
 func writeError(w http.ResponseWriter, status int, message, details string) {
-	writeJSON(w, status, struct {
-		Errors []apiError `json:"errors"`
-	}{[]apiError{{Message: message, Code: status, Details: details}}})
+	writeJSON(w, status, wire.ErrorBody{Errors: []wire.ErrorMessage{{Message: message, Code: status, Details: details}}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/httpapi/wire"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -40,7 +41,7 @@ func badf(format string, args ...any) error { return &badRequest{fmt.Sprintf(for
 // those are refused rather than guessed at. Each parameter may be given
 // once.
 func parseList(values url.Values) (listRequest, error) {
-	req := listRequest{page: 1, pageSize: DefaultPageSize}
+	req := listRequest{page: 1, pageSize: wire.DefaultPageSize}
 	q := &req.query
 	q.Order = auditlog.NewestFirst
 	var sortGiven, pageGiven bool
@@ -61,8 +62,8 @@ func parseList(values url.Values) (listRequest, error) {
 		switch {
 		case key == "page[size]":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > MaxPageSize {
-				return req, badf("page[size] must be a whole number from 1 to %d, not %q", MaxPageSize, v)
+			if err != nil || n < 1 || n > wire.MaxPageSize {
+				return req, badf("page[size] must be a whole number from 1 to %d, not %q", wire.MaxPageSize, v)
 			}
 			req.pageSize = n
 		case key == "page[number]":

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/httpapi/wire"
 )
 
 func mustQuery(t *testing.T, raw string) url.Values {
@@ -207,7 +208,7 @@ func FuzzParseList(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if req.pageSize < 1 || req.pageSize > MaxPageSize || req.page < 1 || req.query.Offset < 0 {
+		if req.pageSize < 1 || req.pageSize > wire.MaxPageSize || req.page < 1 || req.query.Offset < 0 {
 			t.Fatalf("accepted out-of-range paging: %+v", req)
 		}
 		for k := range req.query.Payload {
