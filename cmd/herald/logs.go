@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"iter"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,18 +18,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/heraldhq/herald/auditlog/client"
 	"github.com/heraldhq/herald/event"
 )
-
-// maxPageSize is the largest page the audit log's /logs serves.
-const maxPageSize = 1000
-
-// followOverlap is how far before the newest entry seen each --follow poll
-// looks again: an event created earlier can be stored later (another
-// publisher, another batch), and the ids already printed weed out repeats.
-// An entry stored more than this after its createdAt (a backlog caught up
-// after a restart) is not shown by --follow.
-const followOverlap = 5 * time.Second
 
 type logsOptions struct {
 	url      string
@@ -102,129 +91,180 @@ interrupted.`,
 	return cmd
 }
 
-// logQuery is a validated logs request.
-type logQuery struct {
-	base    *url.URL
-	token   string
-	filters url.Values // filter[...], from, to
-	from    time.Time
-	limit   int
-	newest  bool
-}
-
 func runLogs(ctx context.Context, o logsOptions, stdout io.Writer) error {
 	q, err := o.query(time.Now())
 	if err != nil {
 		return err
 	}
+	c, err := client.New(o.url, client.WithToken(o.bearer()), client.WithPollInterval(o.interval))
+	if err != nil {
+		return usagef("--url %q: want http://host:port or https://…", o.url)
+	}
 	out, err := newLogWriter(o.output, stdout, o.follow)
 	if err != nil {
 		return err
 	}
-	c := &logsClient{http: &http.Client{Timeout: 30 * time.Second}, base: q.base, token: q.token, hint: o.tokenHint()}
-	if !o.follow {
-		if err := c.fetch(ctx, q, q.limit, q.newest, out.write); err != nil {
-			return err
+	batches := pageEntries(c.Pages(ctx, q))
+	if o.follow {
+		batches = c.Follow(ctx, q)
+	}
+	err = writeAll(out, batches)
+	// A listing that failed prints nothing more; a follow that printed
+	// nothing says so whatever stopped it.
+	if err == nil || o.follow {
+		if cerr := out.close(); err == nil {
+			err = cerr
 		}
-		return out.close()
 	}
-	err = c.follow(ctx, q, o.interval, out.write)
-	if cerr := out.close(); err == nil {
-		err = cerr
-	}
-	return err
+	return o.explain(err)
 }
 
-// query checks the options and turns them into a request.
-func (o logsOptions) query(now time.Time) (logQuery, error) {
-	var q logQuery
-	u, err := url.Parse(strings.TrimSuffix(o.url, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return q, usagef("--url %q: want http://host:port or https://…", o.url)
+// writeAll writes each batch of entries until the first error.
+func writeAll(out *logWriter, batches iter.Seq2[[]client.Entry, error]) error {
+	for es, err := range batches {
+		if err != nil {
+			return err
+		}
+		if err := out.write(es); err != nil {
+			return err
+		}
 	}
-	q.base = u
+	return nil
+}
+
+// pageEntries turns pages into their entries, a page at a time: the table
+// is aligned a page at a time.
+func pageEntries(pages iter.Seq2[*client.Page, error]) iter.Seq2[[]client.Entry, error] {
+	return func(yield func([]client.Entry, error) bool) {
+		for p, err := range pages {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(p.Entries, nil) {
+				return
+			}
+		}
+	}
+}
+
+// query checks the options and turns them into the client's query.
+func (o logsOptions) query(now time.Time) (client.Query, error) {
+	q := client.Query{Service: o.service, Name: o.name, User: o.user, Tenant: o.tenant, Limit: o.limit}
 	if o.limit < 0 {
 		return q, usagef("--limit must be 0 (all) or more, got %d", o.limit)
 	}
-	q.limit = o.limit
 	switch o.sort {
 	case "newest":
-		q.newest = true
+		q.Order = client.NewestFirst
 	case "oldest":
+		q.Order = client.OldestFirst
 	default:
 		return q, usagef("--sort %q: want newest or oldest", o.sort)
 	}
-	if o.follow {
-		if o.sortSet && q.newest {
-			return q, usagef("--follow prints entries oldest first, as they come; drop --sort newest")
-		}
-		if o.until != "" {
-			return q, usagef("--follow and --until contradict each other: follow waits for new entries")
-		}
-		if o.interval <= 0 {
-			return q, usagef("--interval must be positive, got %v", o.interval)
-		}
+	if err := o.checkFollow(); err != nil {
+		return q, err
 	}
-	f := url.Values{}
-	set := func(key, v string) {
-		if v != "" {
-			f.Set("filter["+key+"]", v)
-		}
+	if err := o.addWhere(&q); err != nil {
+		return q, err
 	}
-	set("service", o.service)
-	set("name", o.name)
-	set("user", o.user)
-	set("tenant", o.tenant)
+	return q, o.addTimes(&q, now)
+}
+
+// checkFollow refuses what --follow cannot do.
+func (o logsOptions) checkFollow() error {
+	switch {
+	case !o.follow:
+		return nil
+	case o.sortSet && o.sort == "newest":
+		return usagef("--follow prints entries oldest first, as they come; drop --sort newest")
+	case o.until != "":
+		return usagef("--follow and --until contradict each other: follow waits for new entries")
+	case o.interval <= 0:
+		return usagef("--interval must be positive, got %v", o.interval)
+	}
+	return nil
+}
+
+// addWhere adds the --where filters. --where user=… and tenant=… are the
+// --user and --tenant filters: the API reads those keys so.
+func (o logsOptions) addWhere(q *client.Query) error {
 	for _, w := range o.where {
 		k, v, ok := strings.Cut(w, "=")
 		k = strings.TrimSpace(k)
 		if !ok || k == "" {
-			return q, usagef("--where %q: want key=value", w)
+			return usagef("--where %q: want key=value", w)
 		}
+		var field *string
 		switch k {
 		case "service", "name":
 			// The API reads filter[service] and filter[name] as headers, as
 			// OIH's does, so a payload key of that name cannot be filtered.
-			return q, usagef("--where %s=…: the audit log reads filter[%s] as the event's %s; use --%s", k, k, map[string]string{"service": "serviceName", "name": "name"}[k], k)
+			return usagef("--where %s=…: the audit log reads filter[%s] as the event's %s; use --%s", k, k, map[string]string{"service": "serviceName", "name": "name"}[k], k)
+		case "user":
+			field = &q.User
+		case "tenant":
+			field = &q.Tenant
 		}
-		if f.Has("filter[" + k + "]") {
-			return q, usagef("--where %s is given twice (or also as --%s)", k, k)
+		_, dup := q.Payload[k]
+		if dup || field != nil && *field != "" {
+			return usagef("--where %s is given twice (or also as --%s)", k, k)
 		}
-		f.Set("filter["+k+"]", v)
+		if field != nil {
+			*field = v
+			continue
+		}
+		if q.Payload == nil {
+			q.Payload = map[string]string{}
+		}
+		q.Payload[k] = v
 	}
+	return nil
+}
+
+// addTimes adds --since and --until.
+func (o logsOptions) addTimes(q *client.Query, now time.Time) error {
 	if o.since != "" {
 		t, err := parseWhen(o.since, now)
 		if err != nil {
-			return q, usagef("--since: %v", err)
+			return usagef("--since: %v", err)
 		}
-		q.from = t
-		f.Set("from", t.UTC().Format(time.RFC3339Nano))
+		q.From = t
 	}
 	if o.until != "" {
 		t, err := parseWhen(o.until, now)
 		if err != nil {
-			return q, usagef("--until: %v", err)
+			return usagef("--until: %v", err)
 		}
-		if !q.from.IsZero() && !t.After(q.from) {
-			return q, usagef("--until %s is not after --since %s", o.until, o.since)
+		if !q.From.IsZero() && !t.After(q.From) {
+			return usagef("--until %s is not after --since %s", o.until, o.since)
 		}
-		f.Set("to", t.UTC().Format(time.RFC3339Nano))
+		q.To = t
 	}
-	q.filters = f
-	q.token = o.token
-	if q.token == "" && !o.tokenSet {
-		// The local herald serve's token; a missing file is not an error
-		// here: the server says what it wants.
-		if b, err := os.ReadFile(tokenPath(o.data)); err == nil {
-			q.token = strings.TrimSpace(string(b))
-		}
-	}
-	return q, nil
+	return nil
 }
 
-// tokenHint is added to a 401: where a token comes from.
-func (o logsOptions) tokenHint() string {
-	return fmt.Sprintf("pass --token or set %s (herald serve writes its admin token to %s)", envToken, tokenPath(o.data))
+// bearer is --token, else the token of the local herald serve. A missing
+// token file is not an error here: the server says what it wants.
+func (o logsOptions) bearer() string {
+	if o.token != "" || o.tokenSet {
+		return o.token
+	}
+	if b, err := os.ReadFile(tokenPath(o.data)); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
+}
+
+// explain adds to an error the flag or variable that would change it.
+func (o logsOptions) explain(err error) error {
+	switch {
+	case errors.Is(err, client.ErrUnauthorized):
+		return fmt.Errorf("%w; pass --token or set %s (herald serve writes its admin token to %s)", err, envToken, tokenPath(o.data))
+	case errors.Is(err, client.ErrUnreachable):
+		return fmt.Errorf("%w (start herald serve, or point --url or %s at one)", err, envURL)
+	}
+	return err
 }
 
 // parseWhen reads a time as a duration back from now (90s, 15m, 1h, 2d),
@@ -250,297 +290,6 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither a duration back from now (90s, 15m, 1h, 2d) nor a time (RFC 3339, 2006-01-02)", s)
-}
-
-// logEntry is one item of a /logs response. Raw keeps it as the server
-// sent it, for the json and ndjson outputs.
-type logEntry struct {
-	ID         string
-	Seq        int64
-	CreatedAt  time.Time
-	ReceivedAt time.Time
-	Name       string
-	Service    string
-	User       string
-	Tenant     string
-	Payload    json.RawMessage
-	Raw        json.RawMessage
-}
-
-func (e *logEntry) UnmarshalJSON(b []byte) error {
-	var w struct {
-		ID         string          `json:"id"`
-		MongoID    string          `json:"_id"` // OIH's audit log
-		Seq        int64           `json:"seq"`
-		ReceivedAt json.RawMessage `json:"receivedAt"`
-		Headers    struct {
-			Name        string          `json:"name"`
-			ServiceName string          `json:"serviceName"`
-			CreatedAt   json.RawMessage `json:"createdAt"`
-		} `json:"headers"`
-		Payload json.RawMessage `json:"payload"`
-	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	*e = logEntry{
-		ID: w.ID, Seq: w.Seq, Name: w.Headers.Name, Service: w.Headers.ServiceName,
-		Payload: w.Payload, Raw: slices.Clone(json.RawMessage(b)),
-	}
-	if e.ID == "" {
-		e.ID = w.MongoID
-	}
-	e.CreatedAt = jsonTime(w.Headers.CreatedAt)
-	e.ReceivedAt = jsonTime(w.ReceivedAt)
-	ev := event.Event{Payload: w.Payload}
-	e.User, e.Tenant = ev.Reserved()
-	return nil
-}
-
-// jsonTime reads a time the way OIH writes one (ms number or string, or
-// RFC 3339); anything else is the zero time.
-func jsonTime(raw json.RawMessage) time.Time {
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		s = string(raw)
-	}
-	t, err := event.ParseTime(s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
-}
-
-// logsResponse is a /logs response.
-type logsResponse struct {
-	Data []logEntry `json:"data"`
-	Meta struct {
-		Page       int   `json:"page"`
-		PerPage    int   `json:"perPage"`
-		Total      int64 `json:"total"`
-		TotalPages int   `json:"totalPages"`
-	} `json:"meta"`
-	NextCursor string `json:"nextCursor"`
-}
-
-type logsClient struct {
-	http  *http.Client
-	base  *url.URL
-	token string
-	hint  string // added to a 401
-}
-
-// fetch pages through the query's entries, up to limit (0: all), in the
-// given order, handing each page to emit. It follows nextCursor, or page
-// numbers from a server that sends no cursor (OIH's audit log).
-func (c *logsClient) fetch(ctx context.Context, q logQuery, limit int, newest bool, emit func([]logEntry) error) error {
-	_, err := c.pages(ctx, q.filters, limit, newest, emit)
-	return err
-}
-
-// pages is fetch returning the number of entries emitted.
-func (c *logsClient) pages(ctx context.Context, filters url.Values, limit int, newest bool, emit func([]logEntry) error) (int, error) {
-	v := url.Values{}
-	for k, vs := range filters {
-		v[k] = vs
-	}
-	if newest {
-		v.Set("sort", "-createdAt")
-	} else {
-		v.Set("sort", "createdAt")
-	}
-	done, page := 0, 1
-	for limit == 0 || done < limit {
-		size := maxPageSize
-		if limit > 0 {
-			size = min(size, limit-done)
-		}
-		v.Set("page[size]", strconv.Itoa(size))
-		p, err := c.get(ctx, v)
-		if err != nil {
-			return done, err
-		}
-		if len(p.Data) > size {
-			p.Data = p.Data[:size]
-		}
-		if len(p.Data) > 0 {
-			if err := emit(p.Data); err != nil {
-				return done, err
-			}
-		}
-		done += len(p.Data)
-		switch {
-		case p.NextCursor != "":
-			v.Del("page[number]")
-			v.Set("cursor", p.NextCursor)
-		case v.Get("cursor") == "" && len(p.Data) == size && p.Meta.TotalPages > page:
-			page++
-			v.Set("page[number]", strconv.Itoa(page))
-		default:
-			return done, nil
-		}
-		if len(p.Data) == 0 {
-			return done, nil
-		}
-	}
-	return done, nil
-}
-
-// get asks for one page.
-func (c *logsClient) get(ctx context.Context, v url.Values) (*logsResponse, error) {
-	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + "/logs"
-	u.RawQuery = v.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("no audit log answers at %s (start herald serve, or point --url or %s at one): %w", c.base, envURL, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: reading the response: %w", u.Redacted(), err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		msg := serverMessage(body)
-		if msg == "" {
-			msg = http.StatusText(resp.StatusCode)
-		}
-		err := fmt.Errorf("GET %s: %s: %s", u.Path, resp.Status, msg)
-		if resp.StatusCode == http.StatusUnauthorized {
-			err = fmt.Errorf("%w; %s", err, c.hint)
-		}
-		return nil, err
-	}
-	var p logsResponse
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, fmt.Errorf("GET %s: not an audit log response: %w", u.Path, err)
-	}
-	return &p, nil
-}
-
-// serverMessage returns errors[0].message of an error body, or a short
-// excerpt of a body that is not one.
-func serverMessage(body []byte) string {
-	var e struct {
-		Errors []struct {
-			Message string `json:"message"`
-		} `json:"errors"`
-	}
-	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 && e.Errors[0].Message != "" {
-		return e.Errors[0].Message
-	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// follow prints the newest entries (up to q.limit, oldest first), then
-// polls every interval for entries stored since, until ctx is done.
-//
-// The API has no "stored after" filter, so each poll asks for the entries
-// created since followOverlap before the newest one seen, and prints those
-// it has not printed (by id) that were not already there at the start: an
-// entry is new when its seq is above every seq of the first answer (or, from
-// a server without seq, such as OIH's, when it was created after them).
-func (c *logsClient) follow(ctx context.Context, q logQuery, interval time.Duration, emit func([]logEntry) error) error {
-	var backlog []logEntry
-	if _, err := c.pages(ctx, q.filters, q.limit, true, func(es []logEntry) error {
-		backlog = append(backlog, es...)
-		return nil
-	}); err != nil {
-		return ignoreDone(ctx, err)
-	}
-	slices.Reverse(backlog)
-	var startSeq int64
-	var startAt time.Time
-	for _, e := range backlog {
-		startSeq = max(startSeq, e.Seq)
-		if e.CreatedAt.After(startAt) {
-			startAt = e.CreatedAt
-		}
-	}
-	existed := func(e logEntry) bool {
-		if e.Seq != 0 {
-			return e.Seq <= startSeq
-		}
-		return !e.CreatedAt.After(startAt)
-	}
-	seen := make(map[string]time.Time)
-	newest := startAt
-	fresh := func(es []logEntry, first bool) []logEntry {
-		out := es[:0]
-		for _, e := range es {
-			if _, dup := seen[e.ID]; dup && e.ID != "" {
-				continue
-			}
-			seen[e.ID] = e.CreatedAt
-			if e.CreatedAt.After(newest) {
-				newest = e.CreatedAt
-			}
-			if first || !existed(e) {
-				out = append(out, e)
-			}
-		}
-		return out
-	}
-	if es := fresh(backlog, true); len(es) > 0 {
-		if err := emit(es); err != nil {
-			return err
-		}
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		f := url.Values{}
-		for k, vs := range q.filters {
-			f[k] = vs
-		}
-		if !newest.IsZero() {
-			if from := newest.Add(-followOverlap); from.After(q.from) {
-				f.Set("from", from.UTC().Format(time.RFC3339Nano))
-			}
-		}
-		_, err := c.pages(ctx, f, 0, false, func(es []logEntry) error {
-			if es = fresh(es, false); len(es) > 0 {
-				return emit(es)
-			}
-			return nil
-		})
-		if err != nil {
-			return ignoreDone(ctx, err)
-		}
-		// Forget ids too old to come back in a poll.
-		for id, at := range seen {
-			if at.Before(newest.Add(-2 * followOverlap)) {
-				delete(seen, id)
-			}
-		}
-	}
-}
-
-func ignoreDone(ctx context.Context, err error) error {
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil
-	}
-	return err
 }
 
 // --- output ------------------------------------------------------------
@@ -584,7 +333,7 @@ func newLogWriter(format string, w io.Writer, follow bool) (*logWriter, error) {
 	return lw, nil
 }
 
-func (lw *logWriter) write(es []logEntry) error {
+func (lw *logWriter) write(es []client.Entry) error {
 	defer func() { lw.n += len(es) }()
 	switch lw.format {
 	case "table":
@@ -608,7 +357,7 @@ func (lw *logWriter) write(es []logEntry) error {
 			_ = json.Compact(&p, e.Payload)
 			_ = lw.csv.Write([]string{
 				e.ID, strconv.FormatInt(e.Seq, 10), csvTime(e.CreatedAt), csvTime(e.ReceivedAt),
-				e.Name, e.Service, e.User, e.Tenant, p.String(),
+				e.Name, e.ServiceName, e.User, e.Tenant, p.String(),
 			})
 		}
 		lw.csv.Flush()
@@ -682,7 +431,7 @@ func verbColor(name string) string {
 // iam.user.loginFailed can be long).
 const tableCellMax = 32
 
-func (lw *logWriter) table(es []logEntry) error {
+func (lw *logWriter) table(es []client.Entry) error {
 	rows := make([][6]string, 0, len(es)+1)
 	if lw.n == 0 {
 		rows = append(rows, [6]string{"TIME", "NAME", "SERVICE", "USER", "TENANT", "ID"})
@@ -693,7 +442,7 @@ func (lw *logWriter) table(es []logEntry) error {
 			when = e.CreatedAt.Local().Format("2006-01-02 15:04:05.000")
 		}
 		rows = append(rows, [6]string{
-			when, e.Name, e.Service,
+			when, e.Name, e.ServiceName,
 			truncate(orDash(e.User), tableCellMax), truncate(orDash(e.Tenant), tableCellMax),
 			shortID(e.ID),
 		})

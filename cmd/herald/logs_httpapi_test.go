@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/client"
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/catalog"
@@ -72,11 +73,11 @@ func TestLogsAgainstTheRealAPI(t *testing.T) {
 		}
 		var prev time.Time
 		for _, l := range lines {
-			var e logEntry
+			var e client.Entry
 			if err := json.Unmarshal([]byte(l), &e); err != nil {
 				t.Fatal(err)
 			}
-			if e.Service != "accounts" || e.ID == "" || e.Seq == 0 {
+			if e.ServiceName != "accounts" || e.ID == "" || e.Seq == 0 {
 				t.Fatalf("entry %s", l)
 			}
 			if !prev.IsZero() && e.CreatedAt.After(prev) {
