@@ -55,6 +55,8 @@ type server struct {
 
 	mu      sync.Mutex
 	queries []url.Values
+	// onQuery, when set, runs before each GET /logs is answered.
+	onQuery func(r *http.Request)
 }
 
 // newServer serves the real API over a real store; oihShape rewrites its
@@ -89,7 +91,11 @@ func newServer(t *testing.T, oihShape bool) *server {
 		if r.Method == http.MethodGet && r.URL.Path == "/logs" {
 			s.mu.Lock()
 			s.queries = append(s.queries, r.URL.Query())
+			hook := s.onQuery
 			s.mu.Unlock()
+			if hook != nil {
+				hook(r)
+			}
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -410,8 +416,8 @@ func TestAllStopsWhenTheLoopDoes(t *testing.T) {
 			break
 		}
 	}
-	if q := s.takeQueries(); len(q) != 1 {
-		t.Errorf("%d requests for 3 entries, want 1", len(q))
+	if q := s.takeQueries(); n != 3 || len(q) != 1 {
+		t.Errorf("%d entries in %d requests, want 3 in 1", n, len(q))
 	}
 }
 
@@ -646,5 +652,30 @@ func TestFollowEndsWithAnErrorWhenTheLogRefuses(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d values, want the one error", n)
+	}
+}
+
+func TestFollowEndsQuietlyWhenCancelledDuringAPoll(t *testing.T) {
+	s := newServer(t, false)
+	s.add(t, 0, 2)
+	c := newClient(t, s, client.WithPollInterval(10*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	polls := 0
+	s.onQuery = func(r *http.Request) {
+		if polls++; polls == 2 { // the first poll after the newest entries
+			cancel()
+			<-r.Context().Done() // answer only once the client gave up
+		}
+	}
+	var got []client.Entry
+	for batch, err := range c.Follow(ctx, client.Query{}) {
+		if err != nil {
+			t.Fatalf("cancelled follow: %v, want it to end without an error", err)
+		}
+		got = append(got, batch...)
+	}
+	if polls != 2 || len(got) != 2 {
+		t.Fatalf("%d requests, %d entries: want the cancel during the first poll, after both entries", polls, len(got))
 	}
 }

@@ -433,3 +433,14 @@ func TestLogsFollowPrintsNewEntriesOnce(t *testing.T) {
 		t.Fatalf("poll query %v", q)
 	}
 }
+
+func TestLogsPrintsNothingWhenTheLogRefuses(t *testing.T) {
+	f, srv := newFakeLog(t, 1)
+	f.status = http.StatusInternalServerError
+	for _, format := range []string{"table", "json"} {
+		code, out, _ := heraldLogs(t, "--url", srv.URL, "--output", format)
+		if code != 1 || out != "" {
+			t.Errorf("--output %s: exit %d, stdout %q; want 1 and nothing printed (no empty table or array)", format, code, out)
+		}
+	}
+}
