@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
@@ -146,6 +147,33 @@ func (o publishOptions) readPayload(stdin io.Reader) ([]byte, error) {
 }
 
 func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, stderr io.Writer, log *slog.Logger) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	template, err := o.publishEvent(stdin)
+	if err != nil {
+		return err
+	}
+	b, err := o.openBus(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus(ctx, b, 10*time.Second)
+	p := &publisher{
+		pub:     timeoutPublisher{b, o.timeout},
+		broker:  redactURL(o.broker),
+		timeout: o.timeout,
+		json:    o.output == "json",
+		out:     stdout,
+	}
+	if o.count == 1 {
+		return p.once(ctx, template)
+	}
+	return p.repeat(ctx, template, o.count, pace(o.rate), newProgressBar(o.count, stderr))
+}
+
+// check refuses flags that contradict each other or make no sense.
+func (o publishOptions) check() error {
 	switch {
 	case o.count < 1:
 		return usagef("--count must be at least 1, got %d", o.count)
@@ -160,14 +188,14 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	case o.service == "":
 		return usagef("--service must not be empty")
 	}
-	template, err := o.publishEvent(stdin)
-	if err != nil {
-		return err
-	}
+	return nil
+}
 
+// openBus connects to --broker as --service.
+func (o publishOptions) openBus(ctx context.Context, log *slog.Logger) (*bus.Bus, error) {
 	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := []bus.Option{bus.WithService(o.service), bus.WithLogger(log)}
 	if o.noValidate {
@@ -176,115 +204,112 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	b, err := bus.New(t, opts...)
 	if err != nil {
 		_ = t.Close(ctx)
+		return nil, err
+	}
+	return b, nil
+}
+
+// pace is the limiter of --rate: as simulate's, a bucket of 10 ms worth of
+// events (at least one) keeps high rates reachable without turning a pause
+// into a burst. A rate of 0 does not wait.
+func pace(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/100)))
+}
+
+// publisher sends what publish sends, and prints it.
+type publisher struct {
+	pub     timeoutPublisher
+	broker  string // without its password
+	timeout time.Duration
+	json    bool // print each event sent, in its wire form
+
+	mu  sync.Mutex // out
+	out io.Writer
+}
+
+// once publishes ev and says so.
+func (p *publisher) once(ctx context.Context, ev *event.Event) error {
+	if err := p.publish(ctx, ev); err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = b.Close(cctx)
-	}()
-
-	var out sync.Mutex
-	emit := func(ev *event.Event) error {
-		if o.output != "json" {
-			return nil
-		}
-		wire, err := ev.Encode()
-		if err != nil {
-			return err
-		}
-		out.Lock()
-		defer out.Unlock()
-		_, err = fmt.Fprintf(stdout, "%s\n", wire)
-		return err
+	if !p.json {
+		fmt.Fprintf(p.out, "published %s (id %s) to %s\n", ev.Headers.Name, ev.Headers.ID, p.broker)
 	}
-	publishOne := func(ev *event.Event) error {
-		pctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		if err := b.Publish(pctx, ev); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return fmt.Errorf("%w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)", err, redactURL(o.broker), o.timeout)
-			}
-			return err
-		}
-		return emit(ev)
-	}
+	return nil
+}
 
-	if o.count == 1 {
-		if err := publishOne(template); err != nil {
-			return err
-		}
-		if o.output == "text" {
-			fmt.Fprintf(stdout, "published %s (id %s) to %s\n", template.Headers.Name, template.Headers.ID, redactURL(o.broker))
-		}
-		return nil
-	}
-
+// repeat publishes count copies of template, paced by lim, and says how
+// fast that went.
+func (p *publisher) repeat(ctx context.Context, template *event.Event, count int, lim *rate.Limiter, bar progressBar) error {
 	start := time.Now()
-	bar := newProgressBar(o.count, stderr)
-	var done atomic.Int64
-	jobs := make(chan int)
-	errc := make(chan error, 1)
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
+	n, err := p.copies(ctx, template, count, lim, bar.set)
+	bar.finish()
+	elapsed := time.Since(start)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted after %d of %d events", n, count)
+	case err != nil:
+		return fmt.Errorf("published %d of %d events, then: %w", n, count, err)
+	}
+	if !p.json {
+		fmt.Fprintf(p.out, "published %d %s events to %s in %v (%.0f events/s)\n",
+			n, template.Headers.Name, p.broker, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	}
+	return nil
+}
+
+// copies publishes count copies of template, each with its own id and
+// createdAt, publishWorkers at a time, and returns how many the broker
+// confirmed. The first failure stops every worker and is returned.
+func (p *publisher) copies(ctx context.Context, template *event.Event, count int, lim *rate.Limiter, progress func(done int)) (int, error) {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var claimed, done atomic.Int64
 	var wg sync.WaitGroup
-	for range min(publishWorkers, o.count) {
+	for range min(publishWorkers, count) {
 		wg.Go(func() {
-			for range jobs {
-				ev := template.Clone()
-				ev.Headers.ID = event.NewID()
-				ev.Headers.CreatedAt = time.Now()
-				if err := publishOne(ev); err != nil {
-					select {
-					case errc <- err:
-					default:
-					}
-					stop()
+			for claimed.Add(1) <= int64(count) {
+				err := lim.Wait(ctx)
+				if err == nil {
+					ev := template.Clone()
+					ev.Headers.ID = event.NewID()
+					ev.Headers.CreatedAt = time.Now()
+					err = p.publish(ctx, ev)
+				}
+				if err != nil {
+					stop(err)
 					return
 				}
-				bar.set(int(done.Add(1)))
+				progress(int(done.Add(1)))
 			}
 		})
 	}
-	tick := time.Duration(0)
-	if o.rate > 0 {
-		tick = time.Duration(float64(time.Second) / o.rate)
-	}
-feed:
-	for i := range o.count {
-		if tick > 0 {
-			if wait := time.Until(start.Add(time.Duration(i) * tick)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-pctx.Done():
-					break feed
-				}
-			}
-		}
-		select {
-		case jobs <- i:
-		case <-pctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
 	wg.Wait()
-	bar.finish()
-	n := done.Load()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("published %d of %d events, then: %w", n, o.count, err)
-	default:
+	return int(done.Load()), context.Cause(ctx)
+}
+
+// publish sends ev and, with --output json, prints it.
+func (p *publisher) publish(ctx context.Context, ev *event.Event) error {
+	if err := p.pub.Publish(ctx, ev); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("%w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)", err, p.broker, p.timeout)
+		}
+		return err
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted after %d of %d events", n, o.count)
+	if !p.json {
+		return nil
 	}
-	if o.output == "text" {
-		fmt.Fprintf(stdout, "published %d %s events to %s in %v (%.0f events/s)\n",
-			n, o.name, redactURL(o.broker), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	wire, err := ev.Encode()
+	if err != nil {
+		return err
 	}
-	return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err = fmt.Fprintf(p.out, "%s\n", wire)
+	return err
 }
 
 // redactURL hides a password in a broker URL.

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/brokerlock"
@@ -145,3 +148,92 @@ func TestPublishTextSaysWhatWasSent(t *testing.T) {
 func cliRun() string { return fmt.Sprintf("%08x", rand.Uint32()) }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestPublishCountSendsEachCopyAtTheRate publishes --count copies through
+// the embedded broker of herald broker. The duration is a lower bound only
+// (the limiter's), which a slow machine cannot break.
+func TestPublishCountSendsEachCopyAtTheRate(t *testing.T) {
+	broker := startBroker(t, "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	const count, perSecond = 40, 100.0
+	start := time.Now()
+	code, stdout, stderr := herald(t, "publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
+		"--count", strconv.Itoa(count), "--rate", fmt.Sprint(perSecond), "--broker", broker, "--output", "json")
+	elapsed := time.Since(start)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	ids := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		ev, err := event.Decode([]byte(line))
+		if err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		ids[ev.Headers.ID] = true
+	}
+	if len(ids) != count {
+		t.Errorf("%d distinct events printed, want %d", len(ids), count)
+	}
+	// A bucket of one event at 100/s: the first goes at once, each other
+	// waits 10 ms.
+	if least := time.Duration(count-1) * time.Second / time.Duration(perSecond); elapsed < least {
+		t.Errorf("%d events at %v/s took %v, less than %v", count, perSecond, elapsed, least)
+	}
+}
+
+func TestPublishCountStopsWhenTheBrokerGoes(t *testing.T) {
+	ctx, stopBroker := context.WithCancel(context.Background())
+	defer stopBroker()
+	var brokerOut, brokerErr brokerBuffer
+	brokerDone := make(chan int, 1)
+	go func() {
+		brokerDone <- run(ctx, []string{"broker", "--output", "json", "--listen", "127.0.0.1:0", "--data", t.TempDir()}, &brokerOut, &brokerErr)
+	}()
+	waitFor(t, 30*time.Second, "the broker's URL", func() bool { return strings.Contains(brokerOut.String(), "\n") })
+	var b struct{ URL string }
+	if err := json.Unmarshal([]byte(brokerOut.String()), &b); err != nil {
+		t.Fatal(err)
+	}
+
+	// Far more than can be sent before the broker goes: a run that kept
+	// going would take 100 s.
+	var out, errb brokerBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
+			"--count", "100000", "--rate", "1000", "--timeout", "1s", "--broker", b.URL, "--output", "json"}, &out, &errb)
+	}()
+	waitFor(t, 30*time.Second, "the first events", func() bool { return strings.Count(out.String(), "\n") >= 20 })
+	stopBroker()
+	<-brokerDone
+	select {
+	case code := <-done:
+		if code != 1 || !strings.Contains(errb.String(), " of 100000 events, then:") || !strings.Contains(errb.String(), "did not confirm it within 1s") {
+			t.Errorf("exit %d, stderr %q: want 1, the count before the failure, and the broker's silence", code, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("publish went on after the broker had gone")
+	}
+}
+
+func TestPublishCountSaysHowFarItGotWhenInterrupted(t *testing.T) {
+	broker := startBroker(t, "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	var out, errb brokerBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
+			"--count", "100000", "--rate", "1000", "--broker", broker, "--output", "json"}, &out, &errb)
+	}()
+	waitFor(t, 30*time.Second, "the first events", func() bool { return strings.Count(out.String(), "\n") >= 20 })
+	interrupt()
+	select {
+	case code := <-done:
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(errb.String(), "herald: "), "interrupted after %d of 100000 events", &n); code != 1 || err != nil || n < 20 || n != strings.Count(out.String(), "\n") {
+			t.Errorf("exit %d, stderr %q, %d events printed: want 1, and how many of 100000 were sent before Ctrl-C", code, errb.String(), strings.Count(out.String(), "\n"))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish went on after Ctrl-C")
+	}
+}

@@ -107,11 +107,7 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 		}
 		return b, nil
 	})
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = router.Close(cctx)
-	}()
+	defer closeBus(ctx, router, 10*time.Second)
 	// One connection per publishing service, opened up front: a broker
 	// nobody answers on is reported before the story starts.
 	if err := router.Open(simulate.Services()...); err != nil {

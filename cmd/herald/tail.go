@@ -114,11 +114,7 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		_ = t.Close(ctx)
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = b.Close(cctx)
-	}()
+	defer closeBus(ctx, b, 5*time.Second)
 
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()

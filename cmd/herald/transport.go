@@ -74,3 +74,12 @@ func brokerError(url string, err error) error {
 	}
 	return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
 }
+
+// closeBus closes b within d even when ctx, the command's, is done
+// (Ctrl-C): what was handed to the broker still gets its confirm, and a
+// broker that went away does not hold the command.
+func closeBus(ctx context.Context, b interface{ Close(context.Context) error }, d time.Duration) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	defer cancel()
+	_ = b.Close(cctx)
+}
