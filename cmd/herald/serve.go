@@ -92,20 +92,16 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err error) {
-	level, err := parseLevel(o.logLevel)
+func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error {
+	level, err := o.check()
 	if err != nil {
 		return err
-	}
-	if o.batchSize < 1 {
-		return usagef("--batch-size must be at least 1")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	patterns := o.events
 	if len(patterns) == 0 {
 		patterns = catalog.Default().Audited()
 	}
-
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -118,86 +114,44 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err e
 	}
 	defer ln.Close()
 
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-
-	brokerURL := o.broker
-	if brokerURL == "" {
-		host, port, err := splitHostPort(o.natsListen)
-		if err != nil {
-			return usagef("--nats-listen: %v", err)
-		}
-		srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
-		if err != nil {
-			return fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
-		}
-		cleanups = append(cleanups, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Shutdown(sctx)
-		})
-		brokerURL = srv.ClientURL()
+	// Shutdown order: stop consuming and let running handlers see their
+	// batch commit (bus.Close), then stop the ingester, then the store and
+	// broker.
+	var stop cleanups
+	defer stop.run()
+	brokerURL, err := o.startBroker(ctx, &stop, stderr, level)
+	if err != nil {
+		return err
 	}
-
 	store, storeDesc, err := openStore(ctx, o)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { store.Close() })
-
+	stop.add(func() { store.Close() })
 	auth, authDesc, err := serveAuth(o.data)
 	if err != nil {
 		return err
 	}
-
-	transport, err := openTransport(ctx, brokerURL, log)
-	if err != nil {
-		return err
-	}
-	b, err := bus.New(transport,
-		bus.WithService(auditlog.QueueName),
-		bus.WithConcurrency(o.batchSize),
-		bus.WithPrefetch(2*o.batchSize),
-		bus.WithLogger(log),
-	)
-	if err != nil {
-		transport.Close(ctx)
-		return err
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ingester := auditlog.NewIngester(auditlog.IngestConfig{
-		Store:     store,
-		Catalog:   catalog.Default(),
-		BatchSize: o.batchSize,
-		Metrics:   auditlog.NewMetrics(reg),
-		Logger:    log,
-	})
-	// Shutdown order: stop consuming and let running handlers see their
-	// batch commit (bus.Close), then stop the ingester, then the store and
-	// broker (deferred cleanups above).
-	cleanups = append(cleanups, func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := b.Close(cctx); err != nil {
-			log.Error("closing bus", "error", err)
-		}
-		ingester.Close()
-	})
-	if err := b.SubscribeAll(ctx, patterns, ingester.Handle); err != nil {
-		return fmt.Errorf("audit log: %w", err)
+	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, log)
+	if err != nil {
+		return err
 	}
 
-	api := httpapi.New(httpapi.Config{
-		Store:          store,
-		Auth:           auth,
-		ReadPermission: envOr("LOG_READ_PERMISSION", "logs.read"),
-		PushPermission: envOr("LOG_PUSH_PERMISSION", "logs.push"),
+	api := auditAPI(store, auth, reg, b, log)
+	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), brokerURL, storeDesc, authDesc, patterns)
+	return serveHTTP(ctx, ln, api, log)
+}
+
+// auditAPI is the audit log's HTTP API, reporting b as its queue.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, log *slog.Logger) http.Handler {
+	return httpapi.New(httpapi.Config{
+		Store: store,
+		Auth:  auth,
+		// Empty unless set: the API's defaults are OIH's permissions.
+		ReadPermission: os.Getenv("LOG_READ_PERMISSION"),
+		PushPermission: os.Getenv("LOG_PUSH_PERMISSION"),
 		Catalog:        catalog.Default(),
 		Registerer:     reg,
 		Gatherer:       reg,
@@ -207,12 +161,11 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err e
 			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
 		},
 	})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
+}
 
-	base := "http://" + displayAddr(ln.Addr().String())
-	fmt.Fprintf(stdout, `herald %s is running
+// printBanner says where everything serve runs is.
+func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string) {
+	fmt.Fprintf(w, `herald %s is running
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
   broker         %s
   audit store    %s
@@ -220,7 +173,97 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (err e
   recording      %s
 Press Ctrl-C to stop.
 `, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+}
 
+// check reads the flags serve cannot start with.
+func (o serveOptions) check() (slog.Level, error) {
+	level, err := parseLevel(o.logLevel)
+	if err != nil {
+		return 0, err
+	}
+	if o.batchSize < 1 {
+		return 0, usagef("--batch-size must be at least 1")
+	}
+	return level, nil
+}
+
+// cleanups are what serve stops on the way out, last started first.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// startBroker runs the embedded broker when --broker is empty, and returns
+// the URL of the broker serve uses.
+func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io.Writer, level slog.Level) (string, error) {
+	if o.broker != "" {
+		return o.broker, nil
+	}
+	host, port, err := splitHostPort(o.natsListen)
+	if err != nil {
+		return "", usagef("--nats-listen: %v", err)
+	}
+	srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
+	if err != nil {
+		return "", fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
+	}
+	stop.add(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	return srv.ClientURL(), nil
+}
+
+// startAuditLog subscribes the audit log's ingester to patterns on the
+// broker, as the audit-log service.
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, log *slog.Logger) (*bus.Bus, error) {
+	transport, err := openTransport(ctx, brokerURL, log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(transport,
+		bus.WithService(auditlog.QueueName),
+		bus.WithConcurrency(o.batchSize),
+		bus.WithPrefetch(2*o.batchSize),
+		bus.WithLogger(log),
+	)
+	if err != nil {
+		transport.Close(ctx)
+		return nil, err
+	}
+	ingester := auditlog.NewIngester(auditlog.IngestConfig{
+		Store:     store,
+		Catalog:   catalog.Default(),
+		BatchSize: o.batchSize,
+		Metrics:   auditlog.NewMetrics(reg),
+		Logger:    log,
+	})
+	stop.add(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := b.Close(cctx); err != nil {
+			log.Error("closing bus", "error", err)
+		}
+		ingester.Close()
+	})
+	if err := b.SubscribeAll(ctx, patterns, ingester.Handle); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return b, nil
+}
+
+// serveHTTP serves api on ln until ctx is done, then lets running
+// requests finish.
+func serveHTTP(ctx context.Context, ln net.Listener, api http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
 	select {
 	case <-ctx.Done():
 	case err := <-srvErr:

@@ -246,6 +246,15 @@ func TestServeRecordsPublishedEventsAndServesThemWithTheGeneratedToken(t *testin
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop within 30s of its signal")
 	}
+	// Stopped cleanly: every part closed, in an order none complains of
+	// (the bus before the broker it uses: no reconnect warning).
+	if strings.Contains(stderr.String(), "level=ERROR") || strings.Contains(stderr.String(), "level=WARN") {
+		t.Errorf("serve logged warnings or errors while it stopped:\n%s", stderr.String())
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(broker, "nats://"), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the embedded broker still listens at %s after serve returned", broker)
+	}
 }
 
 func TestServeOnATakenPortFailsNamingTheFlag(t *testing.T) {
