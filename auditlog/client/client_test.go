@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/auditlog/httpapi/wire"
 	"github.com/heraldhq/herald/auditlog/sqlite"
+	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/iam"
 )
@@ -325,15 +326,24 @@ func entryIDs(es []client.Entry) []string {
 func TestEntryHoldsWhatTheLogStored(t *testing.T) {
 	s := newServer(t, false)
 	ev := s.add(t, 7, 8)[0]
+	odd := fixtureEvent(9)
+	odd.Headers.Name = "no.such.event"
+	unknown, err := auditlog.EntryFromEvent(odd, time.Now(), catalog.Default())
+	if err != nil || !unknown.Unknown {
+		t.Fatalf("%+v, %v: want an entry the catalogue does not know", unknown, err)
+	}
+	if _, err := s.store.Append(context.Background(), []auditlog.Entry{unknown}); err != nil {
+		t.Fatal(err)
+	}
 	c := newClient(t, s)
 	p, err := c.List(context.Background(), client.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Entries) != 1 {
-		t.Fatalf("%d entries", len(p.Entries))
+	if len(p.Entries) != 2 || p.Entries[0].ID != odd.Headers.ID || !p.Entries[0].Unknown {
+		t.Fatalf("%d entries, the first %s: want the unknown event first, marked", len(p.Entries), p.Entries[0].Raw)
 	}
-	e := p.Entries[0]
+	e := p.Entries[1]
 	var payload map[string]any
 	if err := json.Unmarshal(e.Payload, &payload); err != nil {
 		t.Fatal(err)
@@ -343,8 +353,8 @@ func TestEntryHoldsWhatTheLogStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	switch {
-	case e.ID != ev.Headers.ID, e.Seq < 1, e.Name != "flowrepo.flow.created", e.ServiceName != "flow-repository":
-		t.Errorf("entry %+v", e)
+	case e.ID != ev.Headers.ID, e.Seq < 1, e.Unknown, e.Name != "flowrepo.flow.created", e.ServiceName != "flow-repository":
+		t.Errorf("entry %s decoded as id %s, seq %d, name %s, service %s, unknown %t", e.Raw, e.ID, e.Seq, e.Name, e.ServiceName, e.Unknown)
 	case !e.CreatedAt.Equal(t0.Add(7 * time.Second)), !e.ReceivedAt.Equal(t0.Add(7*time.Second + time.Millisecond)):
 		t.Errorf("createdAt %v, receivedAt %v", e.CreatedAt, e.ReceivedAt)
 	case e.User != "u3", e.Tenant != "t1", payload["flowId"] != "f1", payload["n"] != 7.0:
@@ -539,7 +549,7 @@ func TestPostStoresAnEventOnce(t *testing.T) {
 		t.Fatalf("first post: created %t, %v", created, err)
 	}
 	if e.ID != ev.Headers.ID || e.Seq < 1 || e.Name != ev.Headers.Name || e.ServiceName != "flow-repository" || e.User != "u0" || !e.CreatedAt.Equal(ev.Headers.CreatedAt) {
-		t.Errorf("stored entry %+v", e)
+		t.Errorf("stored entry %s", e.Raw)
 	}
 	again, created, err := c.Post(ctx, ev)
 	if err != nil || created || again.Seq != e.Seq {
