@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // The benchmarks compare herald (bus.Bus over this transport) with the raw
@@ -41,7 +42,7 @@ const (
 
 var (
 	benchServerOnce sync.Once
-	benchServer     *Server
+	benchServer     *natsserver.Server
 	benchServerErr  error
 	benchServerDir  string
 )
@@ -69,7 +70,7 @@ func benchTargets(b *testing.B) []server {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		benchServer, benchServerErr = RunServer(ctx, ServerConfig{StoreDir: benchServerDir, Port: RandomPort})
+		benchServer, benchServerErr = natsserver.Run(ctx, natsserver.Config{StoreDir: benchServerDir, Port: natsserver.RandomPort})
 	})
 	if benchServerErr != nil {
 		b.Fatal(benchServerErr)

@@ -1,5 +1,6 @@
-// Package nats is herald's NATS JetStream transport, and the embedded NATS
-// server that lets `herald serve` run with nothing installed.
+// Package nats is herald's NATS JetStream transport. It does not contain
+// the embedded server herald serve runs (package natsserver), so a service
+// that imports it links only the nats.go client.
 //
 // Events are stored in one stream (HERALD_EVENTS), each under the subject
 // herald.events.<event name>. Each subscribing service reads through one

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // server is a NATS server a test runs against: the embedded one, and the
@@ -202,7 +203,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 // event.
 func TestPublishWaitsForServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1 := startServerIn(t, dir, RandomPort)
+	s1 := startServerIn(t, dir, natsserver.RandomPort)
 	port := s1.Config().Port
 	tr := dial(t, s1.ClientURL())
 	shutdown(t, s1)
@@ -260,7 +261,7 @@ func TestPublishDuringOutageEndsWithItsContext(t *testing.T) {
 // published after the restart reach it.
 func TestTemporaryQueueSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1 := startServerIn(t, dir, RandomPort)
+	s1 := startServerIn(t, dir, natsserver.RandomPort)
 	port := s1.Config().Port
 	tr := dial(t, s1.ClientURL())
 	var mu sync.Mutex
