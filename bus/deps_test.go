@@ -1,7 +1,9 @@
 package bus_test
 
 import (
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,7 +19,7 @@ func TestClientPackagesLinkNeitherTheServerNorTheExporters(t *testing.T) {
 		"github.com/heraldhq/herald/natsserver",
 		"github.com/heraldhq/herald/catalog/export",
 	}
-	for _, pkg := range []string{"bus", "bus/nats", "bus/amqp", "bus/memory"} {
+	for _, pkg := range []string{"bus", "bus/driver", "bus/nats", "bus/amqp", "bus/memory"} {
 		t.Run(strings.ReplaceAll(pkg, "/", "_"), func(t *testing.T) {
 			deps := listDeps(t, "github.com/heraldhq/herald/"+pkg)
 			for _, f := range forbidden {
@@ -39,21 +41,112 @@ func TestClientPackagesLinkNeitherTheServerNorTheExporters(t *testing.T) {
 // `go list -deps` prints them (tests not included).
 func listDeps(t *testing.T, pkg string) []string {
 	t.Helper()
+	deps := goList(t, "-deps", pkg)
+	if len(deps) == 0 || deps[len(deps)-1] != pkg {
+		t.Fatalf("go list -deps %s printed %d packages, not ending with %s", pkg, len(deps), pkg)
+	}
+	return deps
+}
+
+// goList runs go list with args and returns its lines.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("the go command is needed to list %s's dependencies: %v", pkg, err)
+		t.Fatalf("the go command is needed to list packages: %v", err)
 	}
-	out, err := exec.Command(goTool, "list", "-deps", pkg).Output()
+	out, err := exec.Command(goTool, append([]string{"list"}, args...)...).Output()
 	if err != nil {
 		var stderr string
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("go list -deps %s: %v: %s", pkg, err, stderr)
+		t.Fatalf("go list %s: %v: %s", strings.Join(args, " "), err, stderr)
 	}
-	deps := strings.Fields(string(out))
-	if len(deps) == 0 || deps[len(deps)-1] != pkg {
-		t.Fatalf("go list -deps %s printed %d packages, not ending with %s", pkg, len(deps), pkg)
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+// TestReadmeArchitectureTableMatchesTheImports checks the README's
+// package table against go list: every package of the module is named in
+// it, and the imports column of each row lists exactly the herald packages
+// its packages import.
+func TestReadmeArchitectureTableMatchesTheImports(t *testing.T) {
+	const module = "github.com/heraldhq/herald/"
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return deps
+	_, section, ok := strings.Cut(string(readme), "\n## Architecture\n")
+	if !ok {
+		t.Fatal("README has no Architecture section")
+	}
+	type row struct {
+		packages []string // the first column's packages
+		named    string   // the first two columns, where any package may be named
+		imports  []string // nil for "everything"
+	}
+	var rows []row
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) != 3 || !strings.HasPrefix(cells[0], "| `") {
+			continue
+		}
+		r := row{packages: backticked(cells[0]), named: cells[0] + cells[1]}
+		if imp := strings.TrimSuffix(cells[2], " |"); imp != "everything" {
+			r.imports = backticked(imp)
+			slices.Sort(r.imports)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) == 0 {
+		t.Fatal("no package table under README's Architecture")
+	}
+
+	imports := make(map[string][]string) // package → herald packages it imports, sorted
+	for _, line := range goList(t, "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		var own []string
+		for _, imp := range fields[1:] {
+			if p, ok := strings.CutPrefix(imp, module); ok && !strings.Contains(p, "internal") {
+				own = append(own, p)
+			}
+		}
+		slices.Sort(own)
+		imports[pkg] = own
+	}
+	for pkg := range imports {
+		if strings.Contains(pkg, "internal") {
+			continue
+		}
+		named := false
+		for _, r := range rows {
+			named = named || slices.Contains(backticked(r.named), pkg)
+		}
+		if !named {
+			t.Errorf("package %s is not in the README's architecture table", pkg)
+		}
+	}
+	for _, r := range rows {
+		for _, pkg := range r.packages {
+			have, ok := imports[pkg]
+			if !ok {
+				t.Errorf("README names package %s, which does not exist", pkg)
+				continue
+			}
+			if r.imports != nil && !slices.Equal(have, r.imports) {
+				t.Errorf("README says %s imports %v; it imports %v", pkg, r.imports, have)
+			}
+		}
+	}
+}
+
+// backticked returns the `quoted` words of a Markdown cell.
+func backticked(cell string) []string {
+	var out []string
+	parts := strings.Split(cell, "`")
+	for i := 1; i < len(parts); i += 2 {
+		out = append(out, parts[i])
+	}
+	return out
 }

@@ -17,7 +17,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/internal/brokerlock"
 )
 
@@ -309,7 +309,7 @@ type recordingTransport struct {
 	rec *queueRecorder
 }
 
-func (r recordingTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (r recordingTransport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if !q.Temporary {
 		r.rec.add(q.Name)
 	}

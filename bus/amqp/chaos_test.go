@@ -15,6 +15,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -352,7 +353,7 @@ func (c *plainCounter) waitSentinel(name, run string, n int, timeout time.Durati
 	body := fmt.Sprintf(`{"headers":{"name":%q},"payload":{"seq":%d,"run":%q}}`, name, n, run)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := tr.Publish(ctx, bus.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
+	if err := tr.Publish(ctx, driver.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
 		c.t.Fatalf("publish sentinel: %v", err)
 	}
 	eventually(c.t, timeout, func() error {

@@ -12,7 +12,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -21,9 +21,9 @@ import (
 // bindings, basic.consume), and one goroutine calls deliver across them.
 type consumer struct {
 	t        *Transport
-	spec     bus.QueueSpec
+	spec     driver.QueueSpec
 	prefetch int
-	deliver  func(bus.Delivery)
+	deliver  func(driver.Delivery)
 
 	stop     chan struct{} // closed by Stop
 	stopOnce sync.Once
@@ -66,7 +66,7 @@ var consumerSeq atomic.Uint64
 // with manual acks and a prefetch of q.Prefetch (or the transport's
 // default). The queue is declared and bound before Consume returns; after a
 // reconnect it is declared and bound again and consumption resumes.
-func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if q.Name == "" && !q.Temporary {
 		return nil, errors.New("amqp: consume: a queue name is required")
 	}
@@ -353,7 +353,7 @@ func (c *consumer) Bind(ctx context.Context, pattern string) error {
 			case <-ctx.Done():
 				return fmt.Errorf("amqp: bind %q: %w", pattern, ctx.Err())
 			case <-c.t.life.Done():
-				return bus.ErrClosed
+				return driver.ErrClosed
 			}
 		}
 		// A channel of its own: a refused binding closes the channel it was
@@ -378,7 +378,7 @@ func (c *consumer) Bind(ctx context.Context, pattern string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("amqp: bind %q: %w", pattern, ctx.Err())
 		case <-c.t.life.Done():
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 	}
 }
@@ -655,7 +655,7 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // DeadLetters returns the dead letters of a service's queue (the messages
 // in "<queue>.dead"), oldest first. Reading leaves them where they are: each
 // is fetched unacknowledged and all are requeued, in order, at the end.
-func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
+func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLetter, error) {
 	conn, err := t.waitConn(ctx)
 	if err != nil {
 		return nil, err
@@ -674,7 +674,7 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 		}
 		return nil, fmt.Errorf("amqp: dead letters of %q: %w", queue, err)
 	}
-	var out []bus.DeadLetter
+	var out []driver.DeadLetter
 	var last uint64
 	for i := 0; i < info.Messages; i++ {
 		if err := ctx.Err(); err != nil {
@@ -698,8 +698,8 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 	return out, nil
 }
 
-func deadLetterOf(d amqp091.Delivery) bus.DeadLetter {
-	dl := bus.DeadLetter{Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
+func deadLetterOf(d amqp091.Delivery) driver.DeadLetter {
+	dl := driver.DeadLetter{Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
 	if k, ok := d.Headers[HeaderRoutingKey].(string); ok {
 		dl.Name = k
 	} else if ev, err := event.Decode(d.Body); err == nil {

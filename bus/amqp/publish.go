@@ -8,7 +8,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // outgoing is one message to publish.
@@ -231,7 +231,7 @@ func (t *Transport) release() {
 // reconnect; a message whose confirm was lost with the connection is sent
 // again. A nack is ErrNacked; with WithMandatory, a message no queue is
 // bound for is ErrUnroutable.
-func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
+func (t *Transport) Publish(ctx context.Context, m driver.Message) error {
 	out := &outgoing{
 		exchange:  Exchange,
 		key:       m.Name,
@@ -259,7 +259,7 @@ func (t *Transport) publish(ctx context.Context, out *outgoing) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for a publish slot: %w", ctx.Err())
 	case <-t.life.Done():
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	p := &pending{out: out, done: make(chan error, 1)}
 	for {
@@ -308,7 +308,7 @@ func (t *Transport) waitPublisher(ctx context.Context) (*pubChannel, error) {
 		pc, blocked, closing, ch, last := t.pub, t.blocked, t.closing, t.changed, t.lastErr
 		t.mu.Unlock()
 		if closing {
-			return nil, fmt.Errorf("amqp: transport closed: %w", bus.ErrClosed)
+			return nil, fmt.Errorf("amqp: transport closed: %w", driver.ErrClosed)
 		}
 		if pc != nil && !blocked && !pc.isDead() {
 			return pc, nil

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
 // Cases of this transport beyond the conformance suite.
 
-func rawMessage(t testing.TB, name string) bus.Message {
+func rawMessage(t testing.TB, name string) driver.Message {
 	t.Helper()
 	ev, err := event.New(name, map[string]string{"k": "v"})
 	if err != nil {
@@ -26,7 +27,7 @@ func rawMessage(t testing.TB, name string) bus.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bus.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
+	return driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
 }
 
 func TestMandatoryPublishOfAnUnboundNameIsUnroutable(t *testing.T) {

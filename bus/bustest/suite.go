@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 )
@@ -83,7 +84,7 @@ func (s *suite) service(name string) string { return "bustest-" + s.run + "-" + 
 // this run and case.
 func (s *suite) prefix(name string) string { return "bt-" + s.run + "-" + name }
 
-func (s *suite) transport(t testing.TB) bus.Transport {
+func (s *suite) transport(t testing.TB) driver.Transport {
 	t.Helper()
 	tr := s.h.NewTransport(t)
 	if tr == nil {
@@ -100,7 +101,7 @@ func (s *suite) newBus(t testing.TB, service string, opts ...bus.Option) *bus.Bu
 	return s.newBusOn(t, s.transport(t), service, opts...)
 }
 
-func (s *suite) newBusOn(t testing.TB, tr bus.Transport, service string, opts ...bus.Option) *bus.Bus {
+func (s *suite) newBusOn(t testing.TB, tr driver.Transport, service string, opts ...bus.Option) *bus.Bus {
 	t.Helper()
 	all := append([]bus.Option{bus.WithService(service), bus.WithoutValidation()}, opts...)
 	b, err := bus.New(tr, all...)
@@ -126,25 +127,25 @@ func (s *suite) retryWait(attempts int) time.Duration {
 
 // deadLetters reads the dead letters of queue through the harness or the
 // transport of b.
-func (s *suite) deadLetters(t testing.TB, b *bus.Bus, queue string) ([]bus.DeadLetter, error) {
+func (s *suite) deadLetters(t testing.TB, b *bus.Bus, queue string) ([]driver.DeadLetter, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
 	if s.h.DeadLetters != nil {
 		return s.h.DeadLetters(ctx, t, queue)
 	}
-	l, ok := b.Transport().(bus.DeadLetterLister)
+	l, ok := b.Transport().(driver.DeadLetterLister)
 	if !ok {
-		t.Fatalf("bustest: %T does not implement bus.DeadLetterLister and Harness.DeadLetters is nil", b.Transport())
+		t.Fatalf("bustest: %T does not implement driver.DeadLetterLister and Harness.DeadLetters is nil", b.Transport())
 	}
 	return l.DeadLetters(ctx, queue)
 }
 
 // waitDeadLetter waits for the dead letter of queue holding the event id
 // (or, for an undecodable message, exactly body).
-func (s *suite) waitDeadLetter(t testing.TB, b *bus.Bus, queue, id string, body []byte, timeout time.Duration) bus.DeadLetter {
+func (s *suite) waitDeadLetter(t testing.TB, b *bus.Bus, queue, id string, body []byte, timeout time.Duration) driver.DeadLetter {
 	t.Helper()
-	var found bus.DeadLetter
+	var found driver.DeadLetter
 	eventually(t, timeout, func() error {
 		dls, err := s.deadLetters(t, b, queue)
 		if err != nil {
@@ -541,7 +542,7 @@ func (s *suite) undecodable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
 	for i, body := range bodies {
-		m := bus.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
+		m := driver.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
 		if err := raw.Publish(ctx, m); err != nil {
 			t.Fatalf("publish garbage through the transport: %v", err)
 		}
@@ -681,21 +682,38 @@ func (s *suite) closeWaits(t *testing.T) {
 	}
 }
 
+// closeDeadline: a handler still running when Close's context ends has its
+// own context cancelled, with ErrClosed as the cause, before Close closes
+// the transport (so the handler can still settle what it was doing), and
+// Close returns the deadline's error.
 func (s *suite) closeDeadline(t *testing.T) {
 	p := s.prefix("closedeadline")
 	pub := s.newBus(t, s.service("closedeadline-pub"))
-	sub := s.newBus(t, s.service("closedeadline"))
-	started, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	subscribe(t, sub, p+".stuck", func(context.Context, *event.Event) error {
-		once.Do(func() { close(started) })
-		<-release
-		return nil
+	spy := newSpy(s.transport(t))
+	sub := s.newBusOn(t, spy, s.service("closedeadline"))
+	running := make(chan context.Context, 1)
+	subscribe(t, sub, p+".stuck", func(ctx context.Context, _ *event.Event) error {
+		select {
+		case running <- ctx:
+		default:
+		}
+		<-ctx.Done()
+		return ctx.Err()
 	})
-	// Registered after the bus, so it runs before the bus's own cleanup.
-	t.Cleanup(func() { close(release) })
 	publish(t, pub, p+".stuck", nil)
-	waitClosed(t, defaultTimeout, started, "the handler starting")
+	var hctx context.Context
+	timer := time.NewTimer(defaultTimeout)
+	defer timer.Stop()
+	select {
+	case hctx = <-running:
+	case <-timer.C:
+		t.Fatal("the handler did not start")
+	}
+	var causeAtClose atomic.Pointer[error]
+	spy.beforeClose = func() {
+		cause := context.Cause(hctx)
+		causeAtClose.Store(&cause)
+	}
 
 	done := make(chan struct{})
 	var err error
@@ -708,6 +726,13 @@ func (s *suite) closeDeadline(t *testing.T) {
 	waitClosed(t, defaultTimeout, done, "Close returning at its deadline while a handler is stuck")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close with a handler stuck past the deadline: err = %v, want context.DeadlineExceeded", err)
+	}
+	var cause error
+	if c := causeAtClose.Load(); c != nil {
+		cause = *c
+	}
+	if !errors.Is(cause, bus.ErrClosed) {
+		t.Errorf("when the transport was closed, the running handler's context had cause %v, want one wrapping bus.ErrClosed", cause)
 	}
 }
 
@@ -742,11 +767,11 @@ func (s *suite) closed(t *testing.T) {
 	if err := tr.Close(ctx); err != nil {
 		t.Fatalf("close transport: %v", err)
 	}
-	m := bus.Message{ID: event.NewID(), Name: p + ".x", Body: []byte(`{"headers":{"name":"` + p + `.x"},"payload":{}}`), CreatedAt: time.Now()}
+	m := driver.Message{ID: event.NewID(), Name: p + ".x", Body: []byte(`{"headers":{"name":"` + p + `.x"},"payload":{}}`), CreatedAt: time.Now()}
 	if err := tr.Publish(ctx, m); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Transport.Publish after Close: err = %v, want bus.ErrClosed", err)
 	}
-	_, err := tr.Consume(ctx, bus.QueueSpec{Name: s.service("closed-raw")}, []string{p + ".x"}, func(d bus.Delivery) {})
+	_, err := tr.Consume(ctx, driver.QueueSpec{Name: s.service("closed-raw")}, []string{p + ".x"}, func(d driver.Delivery) {})
 	if !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Transport.Consume after Close: err = %v, want bus.ErrClosed", err)
 	}
@@ -802,9 +827,6 @@ func (s *suite) concurrentPublishes(t *testing.T) {
 	}
 }
 
-// staleBinding leaves a binding on the service's queue that no handler of
-// the next bus of the service matches (a pattern an earlier version
-// subscribed): its deliveries are acked, not retried forever.
 // staleBinding: a delivery that matches no handler of the bus (a binding
 // left by an earlier version of the service) is retried, in case its
 // handler is being subscribed, and then dead-lettered with ErrNoHandler:

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/natsserver"
@@ -135,13 +136,13 @@ func (l *latencies) report(b *testing.B) {
 
 // publishEncoded sends bench event i straight through a transport, encoded
 // once, without the bus.
-func publishEncoded(ctx context.Context, tr bus.Transport, i int) error {
+func publishEncoded(ctx context.Context, tr driver.Transport, i int) error {
 	ev := newBenchEvent("bench.user.created", i)
 	body, err := ev.Encode()
 	if err != nil {
 		return err
 	}
-	return tr.Publish(ctx, bus.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
+	return tr.Publish(ctx, driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
 }
 
 func reportRate(b *testing.B, n int, d time.Duration) {
@@ -231,7 +232,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			lat := newLatencies(b.N)
 			sub := dial(b, s.url, opts...)
 			ctx := context.Background()
-			c, err := sub.Consume(ctx, bus.QueueSpec{Name: "bench-sub", Prefetch: benchPrefetch}, []string{"bench.#"}, func(d bus.Delivery) {
+			c, err := sub.Consume(ctx, driver.QueueSpec{Name: "bench-sub", Prefetch: benchPrefetch}, []string{"bench.#"}, func(d driver.Delivery) {
 				var ev struct{ Payload benchPayload }
 				if err := json.Unmarshal(d.Body(), &ev); err != nil {
 					_ = d.DeadLetter(ctx, err)

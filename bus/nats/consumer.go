@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/topic"
 )
 
@@ -35,7 +35,7 @@ const pullExpiry = 5 * time.Second
 // bindings are widened to cover patterns, keeping whatever other replicas
 // bound before. Deliveries whose name matches none of the queue's
 // bindings are acknowledged without being handed out.
-func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if deliver == nil {
 		return nil, errors.New("nats consume: nil deliver function")
 	}
@@ -62,7 +62,7 @@ func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []str
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return nil, bus.ErrClosed
+		return nil, driver.ErrClosed
 	}
 	t.consumers[c] = struct{}{}
 	t.mu.Unlock()
@@ -95,10 +95,10 @@ func (t *Transport) forget(c *consumer) {
 // time, from one goroutine.
 type consumer struct {
 	t        *Transport
-	q        bus.QueueSpec
+	q        driver.QueueSpec
 	label    string // q.Name as a subject token
 	name     string // the server-side consumer
-	deliver  func(bus.Delivery)
+	deliver  func(driver.Delivery)
 	prefetch int
 	status   chan natsgo.Status
 
@@ -321,7 +321,7 @@ func (c *consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext,
 // the server-side filter is widened to include it.
 func (c *consumer) Bind(ctx context.Context, pattern string) error {
 	if c.stopping.Load() {
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	c.mu.Lock()
 	c.patterns = append(c.patterns, pattern)
@@ -445,7 +445,7 @@ func (c *consumer) restart() (jetstream.MessagesContext, error) {
 		select {
 		case <-time.After(retryDelay(attempt + 5)):
 		case <-c.stopCh:
-			return nil, bus.ErrClosed
+			return nil, driver.ErrClosed
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/natsserver"
 )
@@ -115,7 +116,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 // newBus returns a bus for service on tr without catalogue validation,
 // closed when the test ends.
-func newBus(t testing.TB, tr bus.Transport, service string, opts ...bus.Option) *bus.Bus {
+func newBus(t testing.TB, tr driver.Transport, service string, opts ...bus.Option) *bus.Bus {
 	t.Helper()
 	b, err := bus.New(tr, append([]bus.Option{bus.WithService(service), bus.WithoutValidation()}, opts...)...)
 	if err != nil {

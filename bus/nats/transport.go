@@ -36,12 +36,12 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
 // Transport is a connection to a NATS server with JetStream. It implements
-// bus.Transport, bus.DeadLetterLister and bus.StatusReporter.
+// driver.Transport, driver.DeadLetterLister and driver.StatusReporter.
 type Transport struct {
 	o      options
 	nc     *natsgo.Conn
@@ -51,7 +51,7 @@ type Transport struct {
 	single atomic.Bool   // the server has one filter subject per consumer (< 2.10)
 
 	mu        sync.Mutex
-	status    bus.Status
+	status    driver.Status
 	changed   chan struct{} // closed and replaced at each connection state change
 	closed    bool
 	consumers map[*consumer]struct{}
@@ -64,9 +64,9 @@ type Transport struct {
 }
 
 var (
-	_ bus.Transport        = (*Transport)(nil)
-	_ bus.DeadLetterLister = (*Transport)(nil)
-	_ bus.StatusReporter   = (*Transport)(nil)
+	_ driver.Transport        = (*Transport)(nil)
+	_ driver.DeadLetterLister = (*Transport)(nil)
+	_ driver.StatusReporter   = (*Transport)(nil)
 )
 
 // Dial connects to the NATS server at url (nats://host:port, or a
@@ -135,7 +135,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	}
 	t.nc = r.nc
 	t.mu.Lock()
-	t.status = bus.Status{State: bus.StateConnected, Since: time.Now()}
+	t.status = driver.Status{State: driver.StateConnected, Since: time.Now()}
 	t.mu.Unlock()
 	t.single.Store(!serverAtLeast(t.nc.ConnectedServerVersion(), 2, 10))
 
@@ -242,7 +242,7 @@ func (t *Transport) Subject(name string) string { return t.o.prefix + "." + name
 // acknowledged it. While the connection is down it waits for the
 // reconnect, bounded by ctx, and sends again; the Nats-Msg-Id header (the
 // event id) lets the server drop a copy it already has.
-func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
+func (t *Transport) Publish(ctx context.Context, m driver.Message) error {
 	if err := event.ValidateName(m.Name); err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
 // ends.
 func (t *Transport) send(ctx context.Context, msg *natsgo.Msg) error {
 	if !t.begin() {
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		t.inflight.Done()
@@ -277,7 +277,7 @@ func (t *Transport) send(ctx context.Context, msg *natsgo.Msg) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.closing:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 		err := t.sendOnce(ctx, msg)
 		<-t.window
@@ -307,7 +307,7 @@ func (t *Transport) sendOnce(ctx context.Context, msg *natsgo.Msg) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.closing:
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 }
 
@@ -354,14 +354,14 @@ func (t *Transport) waitConnected(ctx context.Context) error {
 		case natsgo.CONNECTED:
 			return nil
 		case natsgo.CLOSED:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the connection to NATS at %s: %w", t.url, ctx.Err())
 		case <-t.closing:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 	}
 }
@@ -376,7 +376,7 @@ func (t *Transport) pause(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.closing:
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 }
 
@@ -396,16 +396,16 @@ func reconnectDelay(attempts int) time.Duration {
 }
 
 // Status reports the connection's state.
-func (t *Transport) Status() bus.Status {
+func (t *Transport) Status() driver.Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.status
 }
 
-func (t *Transport) setState(s bus.State, err error) {
+func (t *Transport) setState(s driver.State, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.status.State == bus.StateClosed {
+	if t.status.State == driver.StateClosed {
 		return
 	}
 	if t.status.State != s {
@@ -430,16 +430,16 @@ func (t *Transport) onDisconnect(_ *natsgo.Conn, err error) {
 		err = errors.New("disconnected")
 	}
 	t.o.logger.Warn("NATS connection lost; reconnecting", "url", t.url, "error", err)
-	t.setState(bus.StateReconnecting, err)
+	t.setState(driver.StateReconnecting, err)
 }
 
 func (t *Transport) onReconnect(nc *natsgo.Conn) {
 	t.o.logger.Info("NATS connection back", "url", redact(nc.ConnectedUrl()))
-	t.setState(bus.StateConnected, nil)
+	t.setState(driver.StateConnected, nil)
 }
 
 func (t *Transport) onClosed(*natsgo.Conn) {
-	t.setState(bus.StateClosed, nil)
+	t.setState(driver.StateClosed, nil)
 	close(t.connDone)
 }
 
@@ -453,7 +453,7 @@ func (t *Transport) onAsyncError(_ *natsgo.Conn, sub *natsgo.Subscription, err e
 
 // Close stops the transport's consumers, waits (bounded by ctx) for
 // publishes still waiting for their PubAck, then drains and closes the
-// connection. Publish and Consume return bus.ErrClosed afterwards.
+// connection. Publish and Consume return driver.ErrClosed afterwards.
 func (t *Transport) Close(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
@@ -494,7 +494,7 @@ func (t *Transport) Close(ctx context.Context) error {
 		<-t.connDone
 	}
 	t.mu.Lock()
-	t.status = bus.Status{State: bus.StateClosed, Since: time.Now(), LastError: t.status.LastError}
+	t.status = driver.Status{State: driver.StateClosed, Since: time.Now(), LastError: t.status.LastError}
 	t.mu.Unlock()
 	return errors.Join(errs...)
 }

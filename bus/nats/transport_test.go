@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/natsserver"
 )
@@ -51,8 +52,8 @@ func TestFilterFollowsPatterns(t *testing.T) {
 			tr := dial(t, s.url, s.opts...)
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
-			q := bus.QueueSpec{Name: "filter-" + strings.ToLower(s.name)}
-			c, err := tr.Consume(ctx, q, []string{"iam.user.created"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			q := driver.QueueSpec{Name: "filter-" + strings.ToLower(s.name)}
+			c, err := tr.Consume(ctx, q, []string{"iam.user.created"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,14 +99,14 @@ func TestBindingsSurviveANarrowerReplica(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
-			q := bus.QueueSpec{Name: "narrow"}
+			q := driver.QueueSpec{Name: "narrow"}
 			wide := dial(t, s.url, s.opts...)
-			c1, err := wide.Consume(ctx, q, []string{"a.x", "b.#"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			c1, err := wide.Consume(ctx, q, []string{"a.x", "b.#"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
 			narrow := dial(t, s.url, s.opts...)
-			c2, err := narrow.Consume(ctx, q, []string{"a.x"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			c2, err := narrow.Consume(ctx, q, []string{"a.x"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +146,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 			if err := b.Publish(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
-			var dls []bus.DeadLetter
+			var dls []driver.DeadLetter
 			eventually(t, testTimeout, func() (err error) {
 				dls, err = tr.DeadLetters(ctx, "dead.ends")
 				if err == nil && len(dls) == 0 {
@@ -219,7 +220,7 @@ func TestPublishWaitsForServerRestart(t *testing.T) {
 	id := event.NewID()
 	done := make(chan error, 1)
 	go func() {
-		done <- tr.Publish(ctx, bus.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
+		done <- tr.Publish(ctx, driver.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
 	}()
 	select {
 	case err := <-done:
@@ -250,7 +251,7 @@ func TestPublishDuringOutageEndsWithItsContext(t *testing.T) {
 	shutdown(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := tr.Publish(ctx, bus.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
+	err := tr.Publish(ctx, driver.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish during an outage: err = %v, want context.DeadlineExceeded", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/simulate"
 )
@@ -58,7 +59,7 @@ the story.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			dial := func(ctx context.Context) (bus.Transport, error) { return openTransport(ctx, o.broker, log) }
+			dial := func(ctx context.Context) (driver.Transport, error) { return openTransport(ctx, o.broker, log) }
 			return runSimulate(cmd.Context(), o, dial, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -75,7 +76,7 @@ the story.`,
 	return cmd
 }
 
-func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Context) (bus.Transport, error), stdout, stderr io.Writer) error {
+func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Context) (driver.Transport, error), stdout, stderr io.Writer) error {
 	switch {
 	case o.count < 0:
 		return usagef("--count must be 0 (until interrupted) or more, got %d", o.count)

@@ -1,4 +1,11 @@
-package bus
+// Package driver is what a bus transport implements: Transport, the
+// Consumer it starts and the Delivery it hands out, and the optional
+// DeadLetterLister and StatusReporter. It is to package bus what
+// database/sql/driver is to database/sql: a service author reads bus; a
+// transport author implements these interfaces and runs the conformance
+// suite, bus/bustest. herald's transports are bus/memory, bus/amqp and
+// bus/nats.
+package driver
 
 import (
 	"context"
@@ -80,10 +87,17 @@ type Transport interface {
 
 // DeadLetter is a message a consumer gave up on.
 type DeadLetter struct {
-	Body         []byte
-	Name         string // original routing key
-	Error        string
-	Attempts     int
+	// Body is the message as it was delivered.
+	Body []byte
+	// Name is the event name it was published under (the original
+	// routing key).
+	Name string
+	// Error is the error of the last attempt.
+	Error string
+	// Attempts is the number of deliveries made.
+	Attempts int
+	// FirstFailure and DeadAt are when the first attempt failed and when
+	// the message was dead-lettered.
 	FirstFailure time.Time
 	DeadAt       time.Time
 }
@@ -105,6 +119,7 @@ const (
 	StateClosed
 )
 
+// String returns the state as a word: connected, reconnecting, closed.
 func (s State) String() string {
 	switch s {
 	case StateConnected:
@@ -119,16 +134,23 @@ func (s State) String() string {
 
 // Status is a snapshot of a transport's connection.
 type Status struct {
-	State     State
-	Since     time.Time
+	// State is the connection's state.
+	State State
+	// Since is when it entered that state.
+	Since time.Time
+	// LastError is the last connection error (a lost connection, a
+	// failed reconnect, a blocked broker), kept after the connection came
+	// back; nil if there was none.
 	LastError error
 }
 
 // StatusReporter is implemented by transports with a connection to watch
 // (health checks, metrics).
 type StatusReporter interface {
+	// Status returns the connection's state now.
 	Status() Status
 }
 
-// ErrClosed is returned by Publish and Subscribe after Close.
+// ErrClosed is returned by a transport's Publish and Consume, and by a
+// consumer's Bind, after Close. It is the value bus.ErrClosed names.
 var ErrClosed = errors.New("bus: closed")
