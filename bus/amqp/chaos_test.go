@@ -408,9 +408,7 @@ const (
 
 func TestChaosBrokerRestart(t *testing.T) {
 	testURL(t)
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot restart RabbitMQ here: %s", why)
-	}
+	needBrokerControl(t, "restart RabbitMQ")
 	run := runID()
 	name := "chaos-" + run + ".restart.event"
 	pub := heraldBus(t, "chaos-"+run+"-restart-pub", bus.WithoutValidation())
@@ -470,9 +468,7 @@ func oihRestartPublisher(t *testing.T, name, run string) func() (int, int, strin
 // measured, not asserted. The numbers go in docs/reliability.md.
 func TestReliabilityAcrossRestart(t *testing.T) {
 	testURL(t)
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot restart RabbitMQ here: %s", why)
-	}
+	needBrokerControl(t, "restart RabbitMQ")
 	for _, tc := range []struct {
 		name    string
 		pub     restartPublisher

@@ -488,8 +488,19 @@ func (d *delivery) Retry(ctx context.Context, delay time.Duration, cause error) 
 	step := retryStep(delay, d.s.c.t.opts.maxRetryDelay)
 	q, err := d.s.retryQueue(step)
 	if err != nil {
-		_ = d.d.Nack(false, true)
-		return fmt.Errorf("amqp: retry: %w", err)
+		if d.s.lost() || d.s.conn.IsClosed() {
+			// The connection went: the broker redelivers the original.
+			return fmt.Errorf("amqp: retry: %w", ErrStaleDelivery)
+		}
+		// The broker refused the retry queue (declared by someone else
+		// with other arguments, or not permitted). Requeueing would
+		// deliver it again at once with the same attempt, forever:
+		// dead-letter it instead, saying why it was not retried.
+		d.s.c.t.log.Error("retry queue refused; dead-lettering instead", "queue", q, "error", err)
+		if derr := d.deadLetter(ctx, fmt.Errorf("%w (not retried: %w)", cause, err)); derr != nil {
+			return fmt.Errorf("amqp: retry: %w; dead-lettering it instead: %w", err, derr)
+		}
+		return fmt.Errorf("amqp: retry: %w; dead-lettered instead", err)
 	}
 	h := d.headers(cause)
 	h[HeaderAttempt] = int32(d.attempt + 1)
@@ -504,6 +515,11 @@ func (d *delivery) DeadLetter(ctx context.Context, cause error) error {
 		return err
 	}
 	defer d.s.settled()
+	return d.deadLetter(ctx, cause)
+}
+
+// deadLetter is DeadLetter on a delivery already marked settled.
+func (d *delivery) deadLetter(ctx context.Context, cause error) error {
 	if d.s.lost() {
 		return fmt.Errorf("amqp: dead-letter: %w", ErrStaleDelivery)
 	}

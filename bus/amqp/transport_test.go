@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
@@ -284,9 +286,7 @@ func TestTemporaryQueueRetries(t *testing.T) {
 // TestBlockedBrokerMakesPublishWait lowers RabbitMQ's memory watermark so
 // that it blocks publishers (connection.blocked), then raises it again.
 func TestBlockedBrokerMakesPublishWait(t *testing.T) {
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot change RabbitMQ's memory watermark here: %s", why)
-	}
+	needBrokerControl(t, "change RabbitMQ's memory watermark")
 	run := runID()
 	name := "blocked-" + run + ".event"
 	benchQueueT(t, name, "blocked-"+run+"-q")
@@ -327,5 +327,84 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("publish did not complete after the broker unblocked")
+	}
+}
+
+// TestRefusedRetryQueueDeadLettersInsteadOfLooping: when the broker refuses
+// the retry queue a failed delivery needs (here it exists with another
+// TTL), the delivery is dead-lettered with the reason, once; requeueing it
+// would have redelivered it at once with the same attempt, forever.
+func TestRefusedRetryQueueDeadLettersInsteadOfLooping(t *testing.T) {
+	run := runID()
+	service := "retryrefused-" + run
+	name := "retryrefused-" + run + ".event"
+	t.Cleanup(func() { deleteQueues(t, service) })
+	admin := newBrokerAdmin(t)
+	ch, err := admin.conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The queue of the first retry step (InitialDelay 1ms rounds up to
+	// MinRetryDelay), declared with a TTL the transport does not ask for.
+	if _, err := ch.QueueDeclare(retryQueueName(service, MinRetryDelay), true, false, false, false, amqp091.Table{"x-message-ttl": int64(999)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+
+	sub := heraldBus(t, service, bus.WithoutValidation(), bus.WithRetry(bus.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Millisecond}))
+	var mu sync.Mutex
+	runs := map[string]int{}
+	if err := sub.Subscribe(context.Background(), name, func(_ context.Context, ev *event.Event) error {
+		mu.Lock()
+		runs[ev.Headers.ID]++
+		mu.Unlock()
+		if ev.Payload == nil || !strings.Contains(string(ev.Payload), "sentinel") {
+			return errors.New("this event always fails")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pub := heraldBus(t, service+"-pub", bus.WithoutValidation())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failing, _ := event.New(name, nil)
+	if err := pub.Publish(ctx, failing); err != nil {
+		t.Fatal(err)
+	}
+	tr := sub.Transport().(*Transport)
+	var dl driver.DeadLetter
+	eventually(t, 30*time.Second, func() error {
+		dls, err := tr.DeadLetters(ctx, service)
+		if err != nil {
+			return err
+		}
+		if len(dls) == 0 {
+			return errors.New("no dead letter yet")
+		}
+		dl = dls[0]
+		return nil
+	})
+	if dl.Attempts != 1 || !strings.Contains(dl.Error, "always fails") || !strings.Contains(dl.Error, "not retried") {
+		t.Errorf("dead letter: attempts %d, error %q; want 1 attempt, the handler's error and why it was not retried", dl.Attempts, dl.Error)
+	}
+	// A later event through the same queue: once it has been handled, a
+	// redelivery of the first would have shown.
+	sentinel, _ := event.New(name, map[string]string{"kind": "sentinel"})
+	if err := pub.Publish(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if runs[sentinel.Headers.ID] == 0 {
+			return errors.New("sentinel not handled yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n := runs[failing.Headers.ID]; n != 1 {
+		t.Errorf("the handler ran %d times for the event whose retry queue was refused, want once", n)
 	}
 }

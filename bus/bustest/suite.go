@@ -633,16 +633,29 @@ func (s *suite) order(t *testing.T) {
 	}
 }
 
+// closeGrace is how long closeWaits watches for a Close that does not
+// wait: such a Close closes the transport as soon as the consumer has
+// stopped, so a passing run spends this once per case and a failing one is
+// caught at once.
+const closeGrace = 200 * time.Millisecond
+
+// closeWaits: Close stops the consumer, then waits for the running handler
+// before it closes the transport and returns. (With concurrency 1 the
+// handler runs on the transport's delivering goroutine, so the consumer's
+// Stop already waits for it; with 4 only the bus's own wait does.)
 func (s *suite) closeWaits(t *testing.T) {
 	for _, concurrency := range []int{1, 4} {
 		t.Run(fmt.Sprintf("Concurrency%d", concurrency), func(t *testing.T) {
 			t.Parallel()
 			p := s.prefix(fmt.Sprintf("closewait%d", concurrency))
 			pub := s.newBus(t, s.service(fmt.Sprintf("closewait%d-pub", concurrency)))
-			sub := s.newBus(t, s.service(fmt.Sprintf("closewait%d", concurrency)), bus.WithConcurrency(concurrency))
+			spy := newSpy(s.transport(t))
+			sub := s.newBusOn(t, spy, s.service(fmt.Sprintf("closewait%d", concurrency)), bus.WithConcurrency(concurrency))
 			started, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			var finished atomic.Bool
+			var once, releaseOnce sync.Once
+			var finished, finishedAtClose atomic.Bool
+			spy.beforeClose = func() { finishedAtClose.Store(finished.Load()) }
+			t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 			subscribe(t, sub, p+".slow", func(context.Context, *event.Event) error {
 				once.Do(func() { close(started) })
 				<-release
@@ -658,13 +671,17 @@ func (s *suite) closeWaits(t *testing.T) {
 				defer cancel()
 				closed <- sub.Close(ctx)
 			}()
+			waitClosed(t, defaultTimeout, spy.stopping, "Close stopping the consumer")
+			grace := time.NewTimer(closeGrace)
+			defer grace.Stop()
 			select {
+			case <-spy.closing:
+				t.Fatal("Close closed the transport while a handler was running")
 			case err := <-closed:
-				close(release)
 				t.Fatalf("Close returned (%v) while a handler was running", err)
-			default:
+			case <-grace.C:
 			}
-			close(release)
+			releaseOnce.Do(func() { close(release) })
 			timer := time.NewTimer(defaultTimeout)
 			defer timer.Stop()
 			select {
@@ -675,8 +692,8 @@ func (s *suite) closeWaits(t *testing.T) {
 			case <-timer.C:
 				t.Fatal("Close did not return after the handler finished")
 			}
-			if !finished.Load() {
-				t.Error("Close returned before the running handler finished")
+			if !finishedAtClose.Load() {
+				t.Error("Close closed the transport before the running handler finished")
 			}
 		})
 	}

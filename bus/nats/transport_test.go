@@ -127,6 +127,72 @@ func TestBindingsSurviveANarrowerReplica(t *testing.T) {
 	}
 }
 
+// TestAReplicaHandsOutWhatAnotherBoundLater: a replica that started with
+// one pattern receives deliveries for a pattern another replica of its
+// queue bound afterwards (its own record of the bindings is older than
+// them). It must hand them out, as RabbitMQ would have queued them, not
+// acknowledge them as deliveries of no binding.
+func TestAReplicaHandsOutWhatAnotherBoundLater(t *testing.T) {
+	for _, s := range servers(t) {
+		t.Run(s.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			q := driver.QueueSpec{Name: "late-" + s.name}
+			var mu sync.Mutex
+			got := make(map[string]int)
+			older := dial(t, s.url, s.opts...)
+			c1, err := older.Consume(ctx, q, []string{"late.a"}, func(d driver.Delivery) {
+				mu.Lock()
+				if ev, err := event.Decode(d.Body()); err == nil {
+					got[ev.Headers.ID]++
+				}
+				mu.Unlock()
+				_ = d.Ack(ctx)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c1.Stop(context.Background()) })
+			// The newer replica binds late.b and goes away: from now on
+			// only the older one reads the queue.
+			newer := dial(t, s.url, s.opts...)
+			c2, err := newer.Consume(ctx, q, []string{"late.b"}, func(d driver.Delivery) {
+				t.Errorf("the replica that stopped got a delivery")
+				_ = d.Retry(ctx, 0, nil)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c2.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			var ids []string
+			for _, name := range []string{"late.b", "late.b", "late.b", "late.a", "late.b"} {
+				ev := mustEvent(t, name)
+				body, err := ev.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := older.Publish(ctx, driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, ev.Headers.ID)
+			}
+			eventually(t, testTimeout, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				for i, id := range ids {
+					if got[id] == 0 {
+						return fmt.Errorf("event %d of %d not handed out to the older replica", i+1, len(ids))
+					}
+				}
+				return nil
+			})
+		})
+	}
+}
+
 // TestDeadLetterHeaders reads a dead letter as stored: the original body
 // and subject, the error, attempts and first failure in its headers.
 func TestDeadLetterHeaders(t *testing.T) {
@@ -222,10 +288,15 @@ func TestPublishWaitsForServerRestart(t *testing.T) {
 	go func() {
 		done <- tr.Publish(ctx, driver.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
 	}()
+	// A Publish that did not wait for the PubAck would return at once
+	// (nats.go buffers the message while reconnecting); one that waits is
+	// still waiting when the grace has passed.
+	grace := time.NewTimer(200 * time.Millisecond)
+	defer grace.Stop()
 	select {
 	case err := <-done:
 		t.Fatalf("Publish returned %v while the server was down", err)
-	default:
+	case <-grace.C:
 	}
 	startServerIn(t, dir, port)
 	if err := <-done; err != nil {
