@@ -15,7 +15,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
@@ -130,51 +129,6 @@ func (b *Bus) Status() Status {
 		return Status{State: StateClosed}
 	}
 	return Status{State: StateConnected}
-}
-
-// Publish fills the event's serviceName (when empty), createdAt (when zero)
-// and id (when empty), validates it (envelope rules, size, and the
-// catalogue unless turned off) and returns once the transport has accepted
-// it. ev is modified in place.
-func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	if ev.Headers.ServiceName == "" {
-		ev.Headers.ServiceName = b.service
-	}
-	if ev.Headers.CreatedAt.IsZero() {
-		ev.Headers.CreatedAt = time.Now()
-	}
-	if ev.Headers.ID == "" {
-		ev.Headers.ID = event.NewID()
-	}
-	// The envelope rules of ev.Validate, with one encoding: Encode refuses
-	// a payload that is not an object, and the size is that of the body
-	// sent.
-	if err := event.ValidateName(ev.Headers.Name); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	body, err := ev.Encode()
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if err := event.CheckSize(len(body), b.opts.maxSize); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if b.opts.validator != nil {
-		if err := b.opts.validator.Validate(ev); err != nil {
-			return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-		}
-	}
-	m := driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}
-	if err := b.transport.Publish(ctx, m); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	return nil
 }
 
 // Subscribe has handler called for every event whose name matches pattern.
@@ -393,6 +347,10 @@ const (
 // return the same value (driver.ErrClosed), so errors.Is finds it whichever
 // of the two refused.
 var ErrClosed = driver.ErrClosed
+
+// ErrNotConfirmed is what Confirmation.Err returns before the broker has
+// answered.
+var ErrNotConfirmed = errors.New("bus: publish not confirmed yet")
 
 // ErrNoHandler is the error a delivery that matches no handler of the bus
 // is retried and finally dead-lettered with.

@@ -650,3 +650,76 @@ func ExampleBus() {
 	_ = b.Close(ctx)
 	// Output: greeting.sent
 }
+
+// heldTransport passes publishes to its transport but holds back their
+// confirmations until the test answers them.
+type heldTransport struct {
+	driver.Transport
+	mu       sync.Mutex
+	confirms []func(error)
+}
+
+func (h *heldTransport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
+	return h.Transport.Publish(ctx, m, func(error) {
+		h.mu.Lock()
+		h.confirms = append(h.confirms, confirm)
+		h.mu.Unlock()
+	})
+}
+
+// answer answers the oldest confirmation held.
+func (h *heldTransport) answer(t *testing.T, err error) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.confirms) == 0 {
+		t.Fatal("no confirmation held")
+	}
+	h.confirms[0](err)
+	h.confirms = h.confirms[1:]
+}
+
+func TestConfirmationCarriesTheBrokersAnswer(t *testing.T) {
+	held := &heldTransport{Transport: newBroker(t).Connect()}
+	b := newBus(t, held, bus.WithService("svc"), bus.WithoutValidation())
+	ctx := context.Background()
+
+	ok, err := b.PublishAsync(ctx, mustEvent(t, "svc.thing.done", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := b.PublishAsync(ctx, mustEvent(t, "svc.thing.refused", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Err(); !errors.Is(err, bus.ErrNotConfirmed) {
+		t.Errorf("Err before the broker answered = %v, want bus.ErrNotConfirmed", err)
+	}
+	select {
+	case <-ok.Done():
+		t.Fatal("Done closed before the broker answered")
+	default:
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if err := ok.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait whose context ends first = %v, want context.DeadlineExceeded", err)
+	}
+
+	held.answer(t, nil)
+	nack := errors.New("nacked by the broker")
+	held.answer(t, nack)
+	if err := ok.Wait(ctx); err != nil {
+		t.Errorf("Wait after the broker confirmed = %v, want nil", err)
+	}
+	if err := ok.Err(); err != nil {
+		t.Errorf("Err after the broker confirmed = %v, want nil", err)
+	}
+	receive(t, refused.Done())
+	if err := refused.Err(); !errors.Is(err, nack) || !strings.Contains(err.Error(), "svc.thing.refused") {
+		t.Errorf("Err of a refused publish = %v, want the broker's error naming the event", err)
+	}
+	if err := refused.Wait(ctx); !errors.Is(err, nack) {
+		t.Errorf("Wait of a refused publish = %v, want the broker's error", err)
+	}
+}

@@ -353,7 +353,7 @@ func (c *plainCounter) waitSentinel(name, run string, n int, timeout time.Durati
 	body := fmt.Sprintf(`{"headers":{"name":%q},"payload":{"seq":%d,"run":%q}}`, name, n, run)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := tr.Publish(ctx, driver.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
+	if err := driver.PublishSync(ctx, tr, driver.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
 		c.t.Fatalf("publish sentinel: %v", err)
 	}
 	eventually(c.t, timeout, func() error {

@@ -595,7 +595,7 @@ func (d *delivery) move(ctx context.Context, what, queue string, h amqp091.Table
 	if d.s.temporary {
 		out.msg.DeliveryMode = amqp091.Transient
 	}
-	if err := d.s.c.t.publish(ctx, out); err != nil {
+	if err := d.s.c.t.publishWait(ctx, out); err != nil {
 		_ = d.d.Nack(false, true)
 		if d.s.lost() {
 			return fmt.Errorf("amqp: %s: %w", what, ErrStaleDelivery)

@@ -38,15 +38,15 @@ func TestMandatoryPublishOfAnUnboundNameIsUnroutable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := "unbound-" + run + ".event"
-	if err := tr.Publish(ctx, rawMessage(t, name)); !errors.Is(err, ErrUnroutable) {
+	if err := driver.PublishSync(ctx, tr, rawMessage(t, name)); !errors.Is(err, ErrUnroutable) {
 		t.Errorf("mandatory publish with no queue bound: err = %v, want ErrUnroutable", err)
 	}
 	benchQueueT(t, name, "unbound-"+run+"-q")
-	if err := tr.Publish(ctx, rawMessage(t, name)); err != nil {
+	if err := driver.PublishSync(ctx, tr, rawMessage(t, name)); err != nil {
 		t.Errorf("mandatory publish with a queue bound: %v", err)
 	}
 	plain := dialTest(t)
-	if err := plain.Publish(ctx, rawMessage(t, "unbound-"+run+".other")); err != nil {
+	if err := driver.PublishSync(ctx, plain, rawMessage(t, "unbound-"+run+".other")); err != nil {
 		t.Errorf("publish of an unbound name without WithMandatory (OIH's behaviour): %v", err)
 	}
 }
@@ -80,7 +80,7 @@ func TestPublishWindowSmallerThanTheCallers(t *testing.T) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			errs <- tr.Publish(ctx, rawMessage(t, name))
+			errs <- driver.PublishSync(ctx, tr, rawMessage(t, name))
 		})
 	}
 	wg.Wait()
@@ -176,7 +176,7 @@ func TestCloseWhileDisconnectedReturns(t *testing.T) {
 	})
 	// A publish waiting for the connection is answered by Close.
 	errc := make(chan error, 1)
-	go func() { errc <- tr.Publish(context.Background(), rawMessage(t, "closing.event")) }()
+	go func() { errc <- driver.PublishSync(context.Background(), tr, rawMessage(t, "closing.event")) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tr.Close(ctx); err != nil {
@@ -302,7 +302,7 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 	// The first publish meets the alarm: the broker stops reading and sends
 	// connection.blocked. It must give up at its deadline, not hang.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := tr.Publish(ctx, rawMessage(t, name))
+	err := driver.PublishSync(ctx, tr, rawMessage(t, name))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("publish to a blocked broker: err = %v, want context.DeadlineExceeded", err)
@@ -317,7 +317,7 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		done <- tr.Publish(ctx, rawMessage(t, name))
+		done <- driver.PublishSync(ctx, tr, rawMessage(t, name))
 	}()
 	watermark("0.4")
 	select {

@@ -62,6 +62,7 @@ var cases = []struct {
 	{"UndecodableMessageIsDeadLettered", (*suite).undecodable},
 	{"TwoHandlersShareOneAck", (*suite).twoHandlers},
 	{"OrderPerPublisher", (*suite).order},
+	{"AsyncPublishesAreConfirmedAndArriveInOrder", (*suite).asyncOrder},
 	{"CloseWaitsForRunningHandler", (*suite).closeWaits},
 	{"CloseGivesUpAtDeadline", (*suite).closeDeadline},
 	{"ClosedBusRefusesWork", (*suite).closed},
@@ -543,7 +544,7 @@ func (s *suite) undecodable(t *testing.T) {
 	defer cancel()
 	for i, body := range bodies {
 		m := driver.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
-		if err := raw.Publish(ctx, m); err != nil {
+		if err := driver.PublishSync(ctx, raw, m); err != nil {
 			t.Fatalf("publish garbage through the transport: %v", err)
 		}
 	}
@@ -620,6 +621,49 @@ func (s *suite) order(t *testing.T) {
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = publish(t, pub, p+".seq", map[string]int{"seq": i}).Headers.ID
+	}
+	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
+	got := idsOf(col.receivedOf(setOf(ids)))
+	if len(got) != n {
+		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), n, describeDups(col.duplicates(ids)))
+	}
+	for i := range got {
+		if got[i] != ids[i] {
+			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
+		}
+	}
+}
+
+// asyncOrder publishes a stream with PublishAsync from one goroutine,
+// waiting for the confirmations only at the end: every one says the
+// broker has the event, and a consumer handling one delivery at a time
+// sees the stream in publish order.
+func (s *suite) asyncOrder(t *testing.T) {
+	p := s.prefix("async")
+	pub := s.newBus(t, s.service("async-pub"))
+	sub := s.newBus(t, s.service("async"), bus.WithConcurrency(1))
+	col := newCollector()
+	subscribe(t, sub, p+".seq", col.handle)
+	const n = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	ids := make([]string, n)
+	confs := make([]*bus.Confirmation, n)
+	for i := range n {
+		ev := newEvent(t, p+".seq", map[string]int{"seq": i})
+		c, err := pub.PublishAsync(ctx, ev)
+		if err != nil {
+			t.Fatalf("PublishAsync %d: %v", i, err)
+		}
+		ids[i], confs[i] = ev.Headers.ID, c
+	}
+	for i, c := range confs {
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("confirmation %d: %v", i, err)
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("confirmation %d: Err() = %v after Wait returned nil", i, err)
+		}
 	}
 	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
 	got := idsOf(col.receivedOf(setOf(ids)))
@@ -772,6 +816,9 @@ func (s *suite) closed(t *testing.T) {
 	if err := b.Publish(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Publish after Close: err = %v, want bus.ErrClosed", err)
 	}
+	if c, err := b.PublishAsync(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, bus.ErrClosed) || c != nil {
+		t.Errorf("PublishAsync after Close: %v, err = %v; want no confirmation and bus.ErrClosed", c, err)
+	}
 	if err := b.Subscribe(ctx, p+".y", func(context.Context, *event.Event) error { return nil }); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Subscribe after Close: err = %v, want bus.ErrClosed", err)
 	}
@@ -785,7 +832,7 @@ func (s *suite) closed(t *testing.T) {
 		t.Fatalf("close transport: %v", err)
 	}
 	m := driver.Message{ID: event.NewID(), Name: p + ".x", Body: []byte(`{"headers":{"name":"` + p + `.x"},"payload":{}}`), CreatedAt: time.Now()}
-	if err := tr.Publish(ctx, m); !errors.Is(err, bus.ErrClosed) {
+	if err := driver.PublishSync(ctx, tr, m); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Transport.Publish after Close: err = %v, want bus.ErrClosed", err)
 	}
 	_, err := tr.Consume(ctx, driver.QueueSpec{Name: s.service("closed-raw")}, []string{p + ".x"}, func(d driver.Delivery) {})
@@ -801,6 +848,9 @@ func (s *suite) cancellation(t *testing.T) {
 	cancel()
 	if err := pub.Publish(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if c, err := pub.PublishAsync(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, context.Canceled) || c != nil {
+		t.Errorf("PublishAsync with a cancelled context: %v, err = %v; want no confirmation and context.Canceled", c, err)
 	}
 
 	sub := s.newBus(t, s.service("ctx-sub"))
@@ -917,9 +967,11 @@ func (s *suite) temporaryQueue(t *testing.T) {
 	}
 }
 
-// reconnect breaks every connection in the middle of a stream of events:
-// every publish must succeed (waiting for the reconnect within its
-// context) and every event must be handled at least once.
+// reconnect breaks every connection in the middle of a stream of events,
+// published alternately with Publish and PublishAsync: every publish must
+// succeed (waiting for the reconnect within its context, or sent again
+// after it when its confirm was lost) and every event must be handled at
+// least once.
 func (s *suite) reconnect(t *testing.T) {
 	if s.h.Disconnect == nil {
 		reason := s.h.Features.NoReconnectReason
@@ -946,24 +998,40 @@ func (s *suite) reconnect(t *testing.T) {
 		stop      = make(chan struct{})
 		done      = make(chan struct{})
 	)
+	fail := func(ev *event.Event, err error) {
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("event %s: %w", ev.Headers.ID, err))
+		mu.Unlock()
+	}
 	go func() {
 		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*defaultTimeout)
+		defer cancel()
 		tick := time.NewTicker(time.Millisecond) // a modest, steady rate
 		defer tick.Stop()
-		for _, ev := range evs {
+		var confs []*bus.Confirmation
+		var confEvs []*event.Event
+		for i, ev := range evs {
 			select {
 			case <-tick.C:
 			case <-stop:
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*defaultTimeout)
-			if err := pub.Publish(ctx, ev); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("event %s: %w", ev.Headers.ID, err))
-				mu.Unlock()
+			if i%2 == 0 {
+				if err := pub.Publish(ctx, ev); err != nil {
+					fail(ev, err)
+				}
+			} else if c, err := pub.PublishAsync(ctx, ev); err != nil {
+				fail(ev, err)
+			} else {
+				confs, confEvs = append(confs, c), append(confEvs, ev)
 			}
-			cancel()
 			published.Add(1)
+		}
+		for i, c := range confs {
+			if err := c.Wait(ctx); err != nil {
+				fail(confEvs[i], err)
+			}
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })

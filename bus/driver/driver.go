@@ -72,10 +72,19 @@ type Consumer interface {
 // Transport moves messages between services. Implementations: bus/memory,
 // bus/amqp, bus/nats. Every implementation passes bus/bustest.
 type Transport interface {
-	// Publish returns nil only once the broker has taken the message
-	// (publisher confirm, PubAck). It waits for a lost connection to come
-	// back, bounded by ctx.
-	Publish(ctx context.Context, m Message) error
+	// Publish hands m to the broker without waiting for the broker's
+	// answer. It returns once the transport has taken m, which may mean
+	// waiting, bounded by ctx, for room among the messages waiting for a
+	// confirm or for a lost connection to come back.
+	//
+	// When Publish returns nil, confirm is called exactly once, from any
+	// goroutine and possibly before Publish returns: with nil once the
+	// broker has taken m (publisher confirm, PubAck), or with why it did
+	// not — a refusal, ctx ending first, or Close. Until then the
+	// transport sends m again after a lost connection, with the same
+	// Message.ID. When Publish returns an error, m was not taken and
+	// confirm is never called. confirm must not block.
+	Publish(ctx context.Context, m Message, confirm func(error)) error
 	// Consume starts a consumer on the queue, bound to patterns, and calls
 	// deliver for each delivery, from one goroutine: deliver may block to
 	// apply back-pressure.
@@ -83,6 +92,17 @@ type Transport interface {
 	// Close releases the connection. Publishes waiting for a confirm are
 	// answered (with an error if the confirm never came).
 	Close(ctx context.Context) error
+}
+
+// PublishSync publishes m on t and waits for the broker's answer: it
+// returns nil only once the broker has taken m. ctx bounds the whole
+// publish.
+func PublishSync(ctx context.Context, t Transport, m Message) error {
+	answer := make(chan error, 1)
+	if err := t.Publish(ctx, m, func(err error) { answer <- err }); err != nil {
+		return err
+	}
+	return <-answer
 }
 
 // DeadLetter is a message a consumer gave up on.

@@ -29,7 +29,7 @@ func (b *Broker) queueState(name string) (ready, assigned int) {
 func publishRaw(t *testing.T, tr driver.Transport, name string) {
 	t.Helper()
 	body := []byte(`{"headers":{"name":"` + name + `"},"payload":{}}`)
-	if err := tr.Publish(context.Background(), driver.Message{Name: name, Body: body}); err != nil {
+	if err := driver.PublishSync(context.Background(), tr, driver.Message{Name: name, Body: body}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -204,15 +204,16 @@ var (
 )
 
 // Publish copies m into every queue bound to a pattern its name matches.
-// The broker has taken the message when Publish returns; it never blocks.
-func (c *conn) Publish(ctx context.Context, m driver.Message) error {
+// The broker has taken the message when Publish returns, and confirm is
+// called before it returns; it never blocks.
+func (c *conn) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b := c.b
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if c.closed {
+		b.mu.Unlock()
 		return driver.ErrClosed
 	}
 	// The caller may reuse its buffer; every queue shares this copy, which
@@ -224,6 +225,8 @@ func (c *conn) Publish(ctx context.Context, m driver.Message) error {
 	for q := range b.temps {
 		b.enqueue(q, m)
 	}
+	b.mu.Unlock()
+	confirm(nil)
 	return nil
 }
 

@@ -62,7 +62,7 @@ func send(t *testing.T, tr driver.Transport, name string) string {
 		t.Fatal(err)
 	}
 	m := driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
-	if err := tr.Publish(context.Background(), m); err != nil {
+	if err := driver.PublishSync(context.Background(), tr, m); err != nil {
 		t.Fatalf("publish %s: %v", name, err)
 	}
 	return ev.Headers.ID
@@ -313,7 +313,7 @@ func TestClosedConnectionsRefuseWork(t *testing.T) {
 	late := b.Connect()
 	m := driver.Message{Name: "x", Body: []byte(`{}`)}
 	for i, c := range []driver.Transport{tr, late} {
-		if err := c.Publish(context.Background(), m); !errors.Is(err, bus.ErrClosed) {
+		if err := driver.PublishSync(context.Background(), c, m); !errors.Is(err, bus.ErrClosed) {
 			t.Errorf("connection %d: Publish after Broker.Close: err = %v, want bus.ErrClosed", i, err)
 		}
 		if err := c.Close(context.Background()); err != nil {

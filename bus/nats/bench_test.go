@@ -142,7 +142,7 @@ func publishEncoded(ctx context.Context, tr driver.Transport, i int) error {
 	if err != nil {
 		return err
 	}
-	return tr.Publish(ctx, driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
+	return driver.PublishSync(ctx, tr, driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
 }
 
 func reportRate(b *testing.B, n int, d time.Duration) {

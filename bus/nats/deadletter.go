@@ -72,7 +72,7 @@ func (d *delivery) DeadLetter(ctx context.Context, cause error) error {
 		Data:    d.msg.Data(),
 		Header:  h,
 	}
-	if err := t.send(ctx, dead); err != nil {
+	if err := t.publishWait(ctx, dead); err != nil {
 		// Not stored: leave the delivery to come back after AckWait
 		// rather than lose it.
 		return fmt.Errorf("dead-letter to %s: %w", t.o.deadStream, err)

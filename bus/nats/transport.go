@@ -55,9 +55,14 @@ type Transport struct {
 	changed   chan struct{} // closed and replaced at each connection state change
 	closed    bool
 	consumers map[*consumer]struct{}
-	inflight  sync.WaitGroup // Publish and DeadLetter calls running
+	inflight  sync.WaitGroup // publishes taken or being handed over, not yet answered
 	closing   chan struct{}  // closed when Close stops waiting for them
 	connDone  chan struct{}  // closed when the connection is closed
+
+	// pending holds the publishes sent and waiting for their PubAck, by
+	// the message nats.go hands back to onPubAck and onPubError.
+	pendMu  sync.Mutex
+	pending map[*natsgo.Msg]*outgoing
 
 	failMu   sync.Mutex
 	failures map[string]time.Time // consumer/stream sequence → first failure
@@ -93,6 +98,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		closing:   make(chan struct{}),
 		connDone:  make(chan struct{}),
 		failures:  make(map[string]time.Time),
+		pending:   make(map[*natsgo.Msg]*outgoing),
 	}
 	nopts := []natsgo.Option{
 		natsgo.Name(o.name),
@@ -144,9 +150,14 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		// the library's bound only has to stay out of the way.
 		jetstream.WithPublishAsyncMaxPending(2*o.window),
 		// An ack that never comes (a reply lost in a reconnect) fails the
-		// attempt after this long; Publish then sends the event again
-		// with the same Nats-Msg-Id.
+		// attempt after this long; the event is then sent again with the
+		// same Nats-Msg-Id.
 		jetstream.WithPublishAsyncTimeout(defaultAckTimeout),
+		// Every PubAck and every failed publish reaches the transport
+		// here, on nats.go's reply goroutine, so that no goroutine has to
+		// wait on each publish's future.
+		jetstream.WithPublishAsyncAckHandler(t.onPubAck),
+		jetstream.WithPublishAsyncErrHandler(t.onPubError),
 	)
 	if err != nil {
 		t.nc.Close()
@@ -238,11 +249,14 @@ func (t *Transport) JetStream() jetstream.JetStream { return t.js }
 // Subject returns the subject an event name is published under.
 func (t *Transport) Subject(name string) string { return t.o.prefix + "." + name }
 
-// Publish stores m in the events stream and returns once the server has
-// acknowledged it. While the connection is down it waits for the
-// reconnect, bounded by ctx, and sends again; the Nats-Msg-Id header (the
-// event id) lets the server drop a copy it already has.
-func (t *Transport) Publish(ctx context.Context, m driver.Message) error {
+// Publish sends m to the events stream and returns once it is sent (or
+// buffered by nats.go); confirm is called when the server's PubAck comes.
+// While the connection is down Publish waits for the reconnect, bounded
+// by ctx; a publish whose PubAck does not come (lost with the connection,
+// or not within the ack timeout) is sent again, and the Nats-Msg-Id header
+// (the event id) lets the server drop a copy it already has. At most the
+// publish window's worth of publishes wait for their PubAck at once.
+func (t *Transport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
 	if err := event.ValidateName(m.Name); err != nil {
 		return err
 	}
@@ -254,12 +268,22 @@ func (t *Transport) Publish(ctx context.Context, m driver.Message) error {
 		Data:    m.Body,
 		Header:  natsgo.Header{jetstream.MsgIDHeader: []string{m.ID}},
 	}
-	return t.send(ctx, msg)
+	return t.publish(ctx, msg, confirm)
 }
 
-// send publishes msg to JetStream until the server acknowledges it or ctx
-// ends.
-func (t *Transport) send(ctx context.Context, msg *natsgo.Msg) error {
+// outgoing is one publish, from Publish until it is answered.
+type outgoing struct {
+	msg     *natsgo.Msg
+	ctx     context.Context
+	confirm func(error)
+	attempt int // sends so far, for the pause before the next
+
+	answered  atomic.Bool
+	stopWatch atomic.Pointer[func() bool] // ends the watch on ctx
+}
+
+// publish hands msg over and arranges for confirm to be called once.
+func (t *Transport) publish(ctx context.Context, msg *natsgo.Msg, confirm func(error)) error {
 	if !t.begin() {
 		return driver.ErrClosed
 	}
@@ -267,48 +291,126 @@ func (t *Transport) send(ctx context.Context, msg *natsgo.Msg) error {
 		t.inflight.Done()
 		return err
 	}
-	defer t.inflight.Done()
-	for attempt := 1; ; attempt++ {
-		if err := t.waitConnected(ctx); err != nil {
+	o := &outgoing{msg: msg, ctx: ctx, confirm: confirm}
+	if err := t.hand(o); err != nil {
+		t.inflight.Done()
+		return err
+	}
+	if ctx.Done() != nil {
+		// When ctx ends first, the caller gets its error at once; the
+		// message keeps its window slot until nats.go resolves it.
+		stop := context.AfterFunc(ctx, func() { t.answer(o, ctx.Err()) })
+		o.stopWatch.Store(&stop)
+		if o.answered.Load() {
+			stop() // answered before the watch was stored
+		}
+	}
+	return nil
+}
+
+// publishWait publishes msg and waits for its answer.
+func (t *Transport) publishWait(ctx context.Context, msg *natsgo.Msg) error {
+	answer := make(chan error, 1)
+	if err := t.publish(ctx, msg, func(err error) { answer <- err }); err != nil {
+		return err
+	}
+	return <-answer
+}
+
+// hand sends o once the connection is up and the window has room, sending
+// again after a failure that another attempt may overcome; it gives up
+// when o's context ends or the transport closes.
+func (t *Transport) hand(o *outgoing) error {
+	for {
+		if err := t.waitConnected(o.ctx); err != nil {
 			return err
 		}
 		select {
 		case t.window <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-o.ctx.Done():
+			return o.ctx.Err()
 		case <-t.closing:
 			return driver.ErrClosed
 		}
-		err := t.sendOnce(ctx, msg)
-		<-t.window
+		t.pendMu.Lock()
+		t.pending[o.msg] = o
+		t.pendMu.Unlock()
+		o.attempt++
+		_, err := t.js.PublishMsgAsync(o.msg)
 		if err == nil {
+			return nil
+		}
+		t.take(o.msg)
+		if o.answered.Load() {
+			// Close answered it while it was pending: it is settled.
 			return nil
 		}
 		if !retryable(err) {
 			return err
 		}
-		t.o.logger.Debug("publish not acknowledged; sending again", "subject", msg.Subject, "attempt", attempt, "error", err)
-		if err := t.pause(ctx, retryDelay(attempt)); err != nil {
+		t.o.logger.Debug("publish not sent; sending again", "subject", o.msg.Subject, "attempt", o.attempt, "error", err)
+		if err := t.pause(o.ctx, retryDelay(o.attempt)); err != nil {
 			return err
 		}
 	}
 }
 
-func (t *Transport) sendOnce(ctx context.Context, msg *natsgo.Msg) error {
-	paf, err := t.js.PublishMsgAsync(msg)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-paf.Ok():
+// take removes the publish of msg from the pending ones and frees its
+// window slot; nil if it is not pending.
+func (t *Transport) take(msg *natsgo.Msg) *outgoing {
+	t.pendMu.Lock()
+	o, ok := t.pending[msg]
+	delete(t.pending, msg)
+	t.pendMu.Unlock()
+	if !ok {
 		return nil
-	case err := <-paf.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.closing:
-		return driver.ErrClosed
 	}
+	<-t.window
+	return o
+}
+
+// onPubAck is called by nats.go for every PubAck.
+func (t *Transport) onPubAck(_ jetstream.JetStream, msg *natsgo.Msg, _ *jetstream.PubAck) {
+	if o := t.take(msg); o != nil {
+		t.answer(o, nil)
+	}
+}
+
+// onPubError is called by nats.go for every publish that failed after it
+// was sent: refused by the server, or not acknowledged in time.
+func (t *Transport) onPubError(_ jetstream.JetStream, msg *natsgo.Msg, err error) {
+	o := t.take(msg)
+	if o == nil {
+		return
+	}
+	if !retryable(err) || o.answered.Load() {
+		t.answer(o, err)
+		return
+	}
+	// Sending again waits for the connection and a pause: not on nats.go's
+	// goroutine.
+	go func() {
+		t.o.logger.Debug("publish not acknowledged; sending again", "subject", msg.Subject, "attempt", o.attempt, "error", err)
+		if perr := t.pause(o.ctx, retryDelay(o.attempt)); perr != nil {
+			t.answer(o, perr)
+			return
+		}
+		if herr := t.hand(o); herr != nil {
+			t.answer(o, herr)
+		}
+	}()
+}
+
+// answer calls o's confirm, the first time only.
+func (t *Transport) answer(o *outgoing, err error) {
+	if !o.answered.CompareAndSwap(false, true) {
+		return
+	}
+	if stop := o.stopWatch.Load(); stop != nil {
+		(*stop)()
+	}
+	o.confirm(err)
+	t.inflight.Done()
 }
 
 // retryable reports whether a publish failed for want of a connection or a
@@ -332,7 +434,7 @@ func retryable(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
-// begin registers a running publish; false after Close.
+// begin registers a publish; false after Close.
 func (t *Transport) begin() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -481,6 +583,16 @@ func (t *Transport) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("waiting for publishes to be acknowledged: %w", ctx.Err()))
 	}
 	close(t.closing)
+	// Whatever is still waiting for its PubAck is answered now.
+	t.pendMu.Lock()
+	left := make([]*outgoing, 0, len(t.pending))
+	for _, o := range t.pending {
+		left = append(left, o)
+	}
+	t.pendMu.Unlock()
+	for _, o := range left {
+		t.answer(o, driver.ErrClosed)
+	}
 
 	// Drain flushes what is buffered (acks of settled deliveries) before
 	// closing; a connection that is down has nothing to flush.

@@ -174,7 +174,7 @@ func TestAReplicaHandsOutWhatAnotherBoundLater(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := older.Publish(ctx, driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}); err != nil {
+				if err := driver.PublishSync(ctx, older, driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}); err != nil {
 					t.Fatal(err)
 				}
 				ids = append(ids, ev.Headers.ID)
@@ -286,7 +286,7 @@ func TestPublishWaitsForServerRestart(t *testing.T) {
 	id := event.NewID()
 	done := make(chan error, 1)
 	go func() {
-		done <- tr.Publish(ctx, driver.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
+		done <- driver.PublishSync(ctx, tr, driver.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
 	}()
 	// A Publish that did not wait for the PubAck would return at once
 	// (nats.go buffers the message while reconnecting); one that waits is
@@ -322,7 +322,7 @@ func TestPublishDuringOutageEndsWithItsContext(t *testing.T) {
 	shutdown(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := tr.Publish(ctx, driver.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
+	err := driver.PublishSync(ctx, tr, driver.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish during an outage: err = %v, want context.DeadlineExceeded", err)
 	}

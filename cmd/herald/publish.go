@@ -10,8 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/simulate"
 )
 
 type publishOptions struct {
@@ -34,11 +33,6 @@ type publishOptions struct {
 	timeout    time.Duration
 	output     string
 }
-
-// publishWorkers is how many publishes of --count are in flight at once:
-// each waits for its own confirm, so one at a time would cost a round trip
-// per event.
-const publishWorkers = 64
 
 func newPublishCmd() *cobra.Command {
 	var o publishOptions
@@ -184,7 +178,6 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 		_ = b.Close(cctx)
 	}()
 
-	var out sync.Mutex
 	emit := func(ev *event.Event) error {
 		if o.output != "json" {
 			return nil
@@ -193,8 +186,6 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 		if err != nil {
 			return err
 		}
-		out.Lock()
-		defer out.Unlock()
 		_, err = fmt.Fprintf(stdout, "%s\n", wire)
 		return err
 	}
@@ -220,69 +211,43 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 		return nil
 	}
 
-	start := time.Now()
+	// --count: copies of the event, each with its own id, handed over
+	// without waiting for each confirm (the transport's window bounds how
+	// many wait at once), paced by --rate.
 	bar := newProgressBar(o.count, stderr)
-	var done atomic.Int64
-	jobs := make(chan int)
-	errc := make(chan error, 1)
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	for range min(publishWorkers, o.count) {
-		wg.Go(func() {
-			for range jobs {
-				ev := template.Clone()
-				ev.Headers.ID = event.NewID()
-				ev.Headers.CreatedAt = time.Now()
-				if err := publishOne(ev); err != nil {
-					select {
-					case errc <- err:
-					default:
-					}
-					stop()
-					return
-				}
-				bar.set(int(done.Add(1)))
+	var emitErr error
+	copies := simulate.SourceFunc(func() *event.Event {
+		ev := template.Clone()
+		ev.Headers.ID = event.NewID()
+		ev.Headers.CreatedAt = time.Now()
+		return ev
+	})
+	st, err := simulate.Run(ctx, copies, b, simulate.Config{
+		Count:   o.count,
+		Rate:    o.rate,
+		Timeout: o.timeout,
+		Confirmed: func(ev *event.Event) {
+			if err := emit(ev); err != nil && emitErr == nil {
+				emitErr = err
 			}
-		})
-	}
-	tick := time.Duration(0)
-	if o.rate > 0 {
-		tick = time.Duration(float64(time.Second) / o.rate)
-	}
-feed:
-	for i := range o.count {
-		if tick > 0 {
-			if wait := time.Until(start.Add(time.Duration(i) * tick)); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-pctx.Done():
-					break feed
-				}
-			}
-		}
-		select {
-		case jobs <- i:
-		case <-pctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
+		},
+		Progress: bar.set,
+	})
 	bar.finish()
-	n := done.Load()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("published %d of %d events, then: %w", n, o.count, err)
-	default:
-	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted after %d of %d events", n, o.count)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("interrupted after %d of %d events", st.Published, o.count)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("published %d of %d events, then: %w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)",
+			st.Published, o.count, err, redactURL(o.broker), o.timeout)
+	case err != nil:
+		return fmt.Errorf("published %d of %d events, then: %w", st.Published, o.count, err)
+	case emitErr != nil:
+		return emitErr
 	}
 	if o.output == "text" {
 		fmt.Fprintf(stdout, "published %d %s events to %s in %v (%.0f events/s)\n",
-			n, o.name, redactURL(o.broker), elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+			st.Published, o.name, redactURL(o.broker), st.Elapsed.Round(time.Millisecond), st.Rate())
 	}
 	return nil
 }

@@ -125,12 +125,13 @@ func TestSimulateNamesTheBrokerFlagWhenNothingAnswers(t *testing.T) {
 	}
 }
 
-// stalledTransport is a transport whose broker never confirms a publish.
+// stalledTransport is a transport whose broker takes every publish and
+// never confirms one: only the publish's context ends it.
 type stalledTransport struct{ driver.Transport }
 
-func (stalledTransport) Publish(ctx context.Context, _ driver.Message) error {
-	<-ctx.Done()
-	return ctx.Err()
+func (stalledTransport) Publish(ctx context.Context, _ driver.Message, confirm func(error)) error {
+	context.AfterFunc(ctx, func() { confirm(ctx.Err()) })
+	return nil
 }
 
 func TestSimulateGivesUpOnABrokerThatNeverConfirms(t *testing.T) {
