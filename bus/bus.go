@@ -64,8 +64,10 @@ type Bus struct {
 	idle    chan struct{}
 
 	// handlerCtx is the parent of every handler's context; Close cancels
-	// it when it stops waiting for them.
+	// it when it stops waiting for them. firstAttempt is the context of
+	// every first delivery, made once.
 	handlerCtx   context.Context
+	firstAttempt context.Context
 	stopHandlers context.CancelCauseFunc
 }
 
@@ -107,6 +109,7 @@ func New(transport driver.Transport, opts ...Option) (*Bus, error) {
 		opts:         o,
 		sem:          make(chan struct{}, o.concurrency),
 		handlerCtx:   hctx,
+		firstAttempt: context.WithValue(hctx, attemptKey{}, 1),
 		stopHandlers: stop,
 	}, nil
 }
@@ -242,7 +245,8 @@ func (b *Bus) process(d driver.Delivery) {
 		}
 		return
 	}
-	var hs []Handler
+	var matched [4]Handler // most deliveries match one or two
+	hs := matched[:0]
 	if subs := b.subs.Load(); subs != nil {
 		for _, s := range *subs {
 			if s.matches(ev.Headers.Name) {
@@ -258,7 +262,10 @@ func (b *Bus) process(d driver.Delivery) {
 		// the end rather than dropped.
 		herr = fmt.Errorf("%w for %s in service %s", ErrNoHandler, ev.Headers.Name, b.service)
 	}
-	hctx := context.WithValue(b.handlerCtx, attemptKey{}, d.Attempt())
+	hctx := b.firstAttempt
+	if a := d.Attempt(); a != 1 {
+		hctx = context.WithValue(b.handlerCtx, attemptKey{}, a)
+	}
 	for _, h := range hs {
 		if herr = h(hctx, ev); herr != nil {
 			break

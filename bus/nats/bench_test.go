@@ -22,13 +22,16 @@ import (
 )
 
 // The benchmarks compare herald (bus.Bus over this transport) with the raw
-// nats.go JetStream client given the same guarantees: every publish
-// waits for its PubAck and carries a Nats-Msg-Id, every delivery is acked
-// explicitly, from a durable pull consumer. Both sides build each event
-// with the event package (a ~280-byte OIH event, as in BASELINES.md).
-// The "transport" variants use this package without the bus (each event
-// encoded once, bodies decoded as the raw consumer does), to tell the
-// transport's cost from the bus's and the envelope codec's.
+// nats.go JetStream client given the same guarantees: a publish counts
+// once its PubAck has come, every publish carries a Nats-Msg-Id, every
+// delivery is acked explicitly, from a durable pull consumer. Both sides
+// publish from one loop without waiting for each PubAck, at most
+// benchInFlight waiting at once (herald's publish window, nats.go's
+// PublishAsyncMaxPending), and wait for the last at the end. Both build
+// each event with the event package (a ~280-byte OIH event, as in
+// BASELINES.md). The "transport" variants use this package without the
+// bus (each event encoded once, bodies decoded as the raw consumer does),
+// to tell the transport's cost from the bus's and the envelope codec's.
 //
 //	go test ./bus/nats -run '^$' -bench . -benchtime 20000x -count 3
 //
@@ -134,15 +137,73 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-ms")
 }
 
-// publishEncoded sends bench event i straight through a transport, encoded
-// once, without the bus.
-func publishEncoded(ctx context.Context, tr driver.Transport, i int) error {
+// publishEncoded hands bench event i straight to a transport, encoded
+// once, without the bus; confirm is called with its PubAck.
+func publishEncoded(ctx context.Context, tr driver.Transport, i int, confirm func(error)) error {
 	ev := newBenchEvent("bench.user.created", i)
 	body, err := ev.Encode()
 	if err != nil {
 		return err
 	}
-	return driver.PublishSync(ctx, tr, driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt})
+	return tr.Publish(ctx, driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}, confirm)
+}
+
+// confirmations counts the answers of a stream of transport publishes.
+type confirmations struct {
+	wg     sync.WaitGroup
+	failed atomic.Pointer[error]
+}
+
+// add returns the confirm function of one more publish.
+func (c *confirmations) add() func(error) {
+	c.wg.Add(1)
+	return func(err error) {
+		if err != nil {
+			c.failed.CompareAndSwap(nil, &err)
+		}
+		c.wg.Done()
+	}
+}
+
+// wait waits for every answer and fails b on the first error.
+func (c *confirmations) wait(b *testing.B) {
+	c.wg.Wait()
+	if err := c.failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+}
+
+// publishBus publishes bench events 0..n-1 through pub from this
+// goroutine, without waiting for each confirm, and returns once every one
+// is confirmed.
+func publishBus(b *testing.B, pub *bus.Bus, n int, next func(i int) *event.Event) {
+	ctx := context.Background()
+	confs := make([]*bus.Confirmation, 0, n)
+	for i := range n {
+		c, err := pub.PublishAsync(ctx, next(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		confs = append(confs, c)
+	}
+	for _, c := range confs {
+		if err := c.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// publishTransport hands bench events 0..n-1 to tr from this goroutine
+// and returns once every one is confirmed.
+func publishTransport(b *testing.B, tr driver.Transport, n int) {
+	ctx := context.Background()
+	var confs confirmations
+	for i := range n {
+		if err := publishEncoded(ctx, tr, i, confs.add()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	confs.wait(b)
 }
 
 func reportRate(b *testing.B, n int, d time.Duration) {
@@ -156,42 +217,38 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(s.name+"/herald", func(b *testing.B) {
 			opts := isolated(b, s.url)
 			pub := benchBus(b, s.url, opts, "bench-pub")
-			name := "bench.user.created"
-			ctx := context.Background()
 			b.ResetTimer()
 			start := time.Now()
-			publishConcurrently(b, b.N, func(i int) error { return pub.Publish(ctx, newBenchEvent(name, i)) })
+			publishBus(b, pub, b.N, func(i int) *event.Event { return newBenchEvent("bench.user.created", i) })
 			reportRate(b, b.N, time.Since(start))
 		})
 		// The bus with catalogue validation on, as services run it: a
 		// catalogue name, its payload checked against the JSON Schema.
 		b.Run(s.name+"/herald-validated", func(b *testing.B) {
 			opts := isolated(b, s.url)
-			pub := newBus(b, dial(b, s.url, opts...), "bench-pub", bus.WithValidator(catalog.Default()))
+			pub := newBus(b, dial(b, s.url, append(opts, WithPublishWindow(benchInFlight))...), "bench-pub", bus.WithValidator(catalog.Default()))
 			entry, ok := catalog.Default().Lookup("iam.user.created")
 			if !ok {
 				b.Fatal("no iam.user.created in the catalogue")
 			}
-			ctx := context.Background()
 			b.ResetTimer()
 			start := time.Now()
-			publishConcurrently(b, b.N, func(int) error {
+			publishBus(b, pub, b.N, func(int) *event.Event {
 				ev, err := event.New("iam.user.created", entry.Example)
 				if err != nil {
-					return err
+					b.Fatal(err)
 				}
-				return pub.Publish(ctx, ev)
+				return ev
 			})
 			reportRate(b, b.N, time.Since(start))
 		})
 		// The transport alone, given each event encoded once: what this
 		// package adds to the raw client, without the bus's checks.
 		b.Run(s.name+"/transport", func(b *testing.B) {
-			tr := dial(b, s.url, isolated(b, s.url)...)
-			ctx := context.Background()
+			tr := dial(b, s.url, append(isolated(b, s.url), WithPublishWindow(benchInFlight))...)
 			b.ResetTimer()
 			start := time.Now()
-			publishConcurrently(b, b.N, func(i int) error { return publishEncoded(ctx, tr, i) })
+			publishTransport(b, tr, b.N)
 			reportRate(b, b.N, time.Since(start))
 		})
 		b.Run(s.name+"/raw", func(b *testing.B) {
@@ -216,10 +273,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 			lat := newLatencies(b.N)
 			benchSubscriber(b, s.url, opts, lat)
 			pub := benchBus(b, s.url, opts, "bench-pub")
-			ctx := context.Background()
 			b.ResetTimer()
 			start := time.Now()
-			publishConcurrently(b, b.N, func(i int) error { return pub.Publish(ctx, newBenchEvent("bench.user.created", i)) })
+			publishBus(b, pub, b.N, func(i int) *event.Event { return newBenchEvent("bench.user.created", i) })
 			<-lat.done
 			reportRate(b, b.N, time.Since(start))
 			b.StopTimer()
@@ -245,10 +301,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { _ = c.Stop(context.Background()) })
-			pub := dial(b, s.url, opts...)
+			pub := dial(b, s.url, append(opts, WithPublishWindow(benchInFlight))...)
 			b.ResetTimer()
 			start := time.Now()
-			publishConcurrently(b, b.N, func(i int) error { return publishEncoded(ctx, pub, i) })
+			publishTransport(b, pub, b.N)
 			<-lat.done
 			reportRate(b, b.N, time.Since(start))
 			b.StopTimer()
@@ -281,8 +337,18 @@ func BenchmarkLatencyPaced(b *testing.B) {
 			benchSubscriber(b, s.url, opts, lat)
 			pub := benchBus(b, s.url, opts, "bench-pub")
 			ctx := context.Background()
+			var confs []*bus.Confirmation
 			b.ResetTimer()
-			paced(b, b.N, func(i int) error { return pub.Publish(ctx, newBenchEvent("bench.user.created", i)) })
+			paced(b, b.N, func(i int) error {
+				c, err := pub.PublishAsync(ctx, newBenchEvent("bench.user.created", i))
+				confs = append(confs, c)
+				return err
+			})
+			for _, c := range confs {
+				if err := c.Wait(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
 			<-lat.done
 			b.StopTimer()
 			lat.report(b)
@@ -292,9 +358,9 @@ func BenchmarkLatencyPaced(b *testing.B) {
 			raw := newRawClient(b, s.url, opts)
 			lat := newLatencies(b.N)
 			raw.consume(b, lat)
-			ctx := context.Background()
 			b.ResetTimer()
-			paced(b, b.N, func(i int) error { return raw.publishSync(ctx, "bench.user.created", i) })
+			paced(b, b.N, func(i int) error { return raw.publishAsync("bench.user.created", i) })
+			raw.waitAcks(b)
 			<-lat.done
 			b.StopTimer()
 			lat.report(b)
@@ -303,7 +369,7 @@ func BenchmarkLatencyPaced(b *testing.B) {
 }
 
 func benchBus(b *testing.B, url string, opts []Option, service string) *bus.Bus {
-	return newBus(b, dial(b, url, opts...), service, bus.WithPrefetch(benchPrefetch))
+	return newBus(b, dial(b, url, append(opts, WithPublishWindow(benchInFlight))...), service, bus.WithPrefetch(benchPrefetch))
 }
 
 // benchSubscriber subscribes a herald service to the benchmark's events,
@@ -324,53 +390,19 @@ func benchSubscriber(b *testing.B, url string, opts []Option, lat *latencies) {
 	}
 }
 
-// publishConcurrently runs publish for 0..n-1 from benchInFlight
-// goroutines.
-func publishConcurrently(b *testing.B, n int, publish func(i int) error) {
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range benchInFlight {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := publish(i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
-}
-
-// paced calls publish n times at benchPaceRate per second, each from its
-// own goroutine so that a slow ack does not delay the next event.
+// paced calls publish n times at benchPaceRate per second, from this
+// goroutine: publish hands an event over without waiting for its ack.
 func paced(b *testing.B, n int, publish func(i int) error) {
 	const perTick = benchPaceRate / 1000
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
 	for i := 0; i < n; {
 		<-tick.C
 		for k := 0; k < perTick && i < n; k, i = k+1, i+1 {
-			wg.Go(func() {
-				if err := publish(i); err != nil {
-					failed.CompareAndSwap(nil, &err)
-				}
-			})
+			if err := publish(i); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
 	}
 }
 
@@ -425,10 +457,20 @@ func (r *rawClient) msg(name string, i int) *natsgo.Msg {
 // waiting for a PubAck, and returns once every PubAck has come.
 func (r *rawClient) publishAll(b *testing.B, n int, name string) {
 	for i := range n {
-		if _, err := r.js.PublishMsgAsync(r.msg(name, i), jetstream.WithStallWait(time.Minute)); err != nil {
+		if err := r.publishAsync(name, i); err != nil {
 			b.Fatal(err)
 		}
 	}
+	r.waitAcks(b)
+}
+
+func (r *rawClient) publishAsync(name string, i int) error {
+	_, err := r.js.PublishMsgAsync(r.msg(name, i), jetstream.WithStallWait(time.Minute))
+	return err
+}
+
+// waitAcks waits for every PubAck and fails b if a publish failed.
+func (r *rawClient) waitAcks(b *testing.B) {
 	select {
 	case <-r.js.PublishAsyncComplete():
 	case <-time.After(time.Minute):
@@ -437,11 +479,6 @@ func (r *rawClient) publishAll(b *testing.B, n int, name string) {
 	if n := r.errs.Load(); n > 0 {
 		b.Fatalf("%d publishes failed: %v", n, *r.lastErr.Load())
 	}
-}
-
-func (r *rawClient) publishSync(ctx context.Context, name string, i int) error {
-	_, err := r.js.PublishMsg(ctx, r.msg(name, i))
-	return err
 }
 
 // consume reads the stream through a durable pull consumer, acking each

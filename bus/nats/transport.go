@@ -448,6 +448,9 @@ func (t *Transport) begin() bool {
 // waitConnected returns once the connection is up, or with an error when
 // ctx ends or the transport closes first.
 func (t *Transport) waitConnected(ctx context.Context) error {
+	if t.nc.IsConnected() {
+		return nil
+	}
 	for {
 		t.mu.Lock()
 		ch := t.changed
