@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -139,4 +140,39 @@ func TestDecodedPartsDoNotOverlap(t *testing.T) {
 	if string(ev.Payload) != `{"p":1}` || string(ev.Headers.Extra["a"]) != `{"x":1}` || ev.Headers.Name != "n.m" {
 		t.Errorf("the decoded event follows changes of its body: %s", ev)
 	}
+}
+
+// validCases exercise every rule of the JSON grammar, valid and not.
+var validCases = []string{
+	``, ` `, `{}`, ` { } `, `[]`, `[ ]`, `{"a":1}`, `{"a":1,}`, `{,}`, `{"a"}`, `{"a":}`, `{1:2}`, `{"a":1 "b":2}`,
+	`[1,2]`, `[1,]`, `[,1]`, `[1 2]`, `[`, `]`, `{`, `}`, `[}`, `{]`, `[[[]]]`, `[[[]]`, `{"a":[{"b":{}}]}`,
+	`"a"`, `"a`, `"\"\\\/\b\f\n\r\t"`, `"\u00e9\uD83D\uDE00"`, `"\u00e"`, `"\x"`, "\"tab\there\"", "\"\x1f\"", "\"\x7f\xff\"",
+	`0`, `-0`, `01`, `-`, `1.`, `1.5`, `.5`, `1e5`, `1E+5`, `1e-5`, `1e`, `1e+`, `-1.5e10`, `2.`, `1.2.3`, `1ee5`, `00`,
+	`true`, `false`, `null`, `tru`, `nul`, `truex`, `[true,false,null]`, `[truefalse]`, `nulll`, `True`,
+	`1 2`, `{} {}`, `{}x`, "\t\n\r {}\t\n\r", "\v{}", `{"a":1}}`, `[1]]`,
+}
+
+func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, in := range append(validCases, plainCases...) {
+		if got, want := validJSON([]byte(in)), json.Valid([]byte(in)); got != want {
+			t.Errorf("validJSON(%q) = %v, json.Valid says %v", in, got, want)
+		}
+	}
+	for _, depth := range []int{maxDepth, maxDepth + 1} {
+		deep := []byte(strings.Repeat("[", depth) + strings.Repeat("]", depth))
+		if got, want := validJSON(deep), json.Valid(deep); got != want {
+			t.Errorf("validJSON of %d nested arrays = %v, json.Valid says %v", depth, got, want)
+		}
+	}
+}
+
+func FuzzValidJSONAgreesWithEncodingJSON(f *testing.F) {
+	for _, in := range append(validCases, plainCases...) {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	})
 }

@@ -10,7 +10,7 @@ import (
 
 // decodePlain decodes body into e when body is an envelope in the plain
 // form herald and OIH write, and reports whether it did. It reads the
-// bytes once after json.Valid has checked them, where encoding/json would
+// bytes once after validJSON has checked them, where encoding/json would
 // check them, decode them into maps by reflection, and decode each header
 // again: on a ~280-byte event that is most of a consumer's own cost.
 //
@@ -23,7 +23,7 @@ import (
 // decides, so both give the same result for every input
 // (TestDecodePlainAgreesWithDecodeAny, FuzzDecodePlainAgreesWithDecodeAny).
 func (e *Event) decodePlain(body []byte) bool {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return false
 	}
 	// One copy of the body holds the payload and the extra headers, and
@@ -180,7 +180,7 @@ func plainTime(v []byte) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// scanner walks JSON that json.Valid has accepted, so it checks nothing.
+// scanner walks JSON that validJSON has accepted, so it checks nothing.
 type scanner struct {
 	b []byte
 	i int
