@@ -68,8 +68,8 @@ func goList(t *testing.T, args ...string) []string {
 
 // TestReadmeArchitectureTableMatchesTheImports checks the README's
 // package table against go list: every package of the module is named in
-// it, and the imports column of each row lists exactly the herald packages
-// its packages import.
+// it, the imports column of each row lists exactly the herald packages its
+// packages import, and each of those is in a row above.
 func TestReadmeArchitectureTableMatchesTheImports(t *testing.T) {
 	const module = "github.com/heraldhq/herald/"
 	readme, err := os.ReadFile("../README.md")
@@ -127,7 +127,14 @@ func TestReadmeArchitectureTableMatchesTheImports(t *testing.T) {
 			t.Errorf("package %s is not in the README's architecture table", pkg)
 		}
 	}
+	var above []string // the packages of the rows so far
 	for _, r := range rows {
+		for _, imp := range r.imports {
+			if !slices.Contains(above, imp) {
+				t.Errorf("README lists %s as imported by %v, but not above it", imp, r.packages)
+			}
+		}
+		above = append(above, r.packages...)
 		for _, pkg := range r.packages {
 			have, ok := imports[pkg]
 			if !ok {

@@ -30,10 +30,11 @@ func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
 // Confirmation carries. The guarantees are Publish's: the Confirmation
 // says nil only once the broker has taken the event, and the transport
 // sends it again after a lost connection until then. Events published
-// from one goroutine reach the broker in that order. ctx bounds the whole
-// publish, the wait for the confirm included; it may block while the
-// transport's window of unconfirmed events is full or the connection is
-// down.
+// from one goroutine reach the broker in that order, except that one sent
+// again after a lost connection may land after later ones (as with
+// concurrent Publish calls). ctx bounds the whole publish, the wait for
+// the confirm included; PublishAsync blocks while the transport's window
+// of unconfirmed events is full or the connection is down.
 //
 // An error means the event was not sent (invalid, refused by the
 // catalogue, ctx done, bus closed) and there is no Confirmation.

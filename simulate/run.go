@@ -78,8 +78,9 @@ func (s Stats) Services() []string { return slices.Sorted(maps.Keys(s.ByService)
 const maxUnconfirmed = 4096
 
 // Run publishes src's next events through pub, in order, without waiting
-// for each confirm: a publisher over one connection keeps that order, so
-// with a Scenario every consumer sees cause before effect. It returns what
+// for each confirm: a publisher over one connection keeps that order (but
+// for an event sent again after a lost connection), so with a Scenario
+// every consumer sees cause before effect. It returns what
 // the broker confirmed; the error, when not nil, is the first publish that
 // failed (Run hands over no more events after it, and waits for those it
 // has) or ctx's error when ctx ended a run with a Count. A run without a

@@ -43,6 +43,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldhq/herald/bus/driver"
+	"github.com/heraldhq/herald/internal/ctxwatch"
 )
 
 // Exchange is the topic exchange every OIH service publishes to.
@@ -102,6 +103,9 @@ type Transport struct {
 	blocked bool                // connection.blocked from the broker
 	closing bool
 	changed chan struct{} // closed and replaced on every change above
+
+	// watch answers the publishes whose context ends before their confirm.
+	watch *ctxwatch.Set[*pending]
 }
 
 // Dial connects to the RabbitMQ at url (amqp:// or amqps://), declares the
@@ -132,6 +136,9 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error
 		since:    time.Now(),
 		changed:  make(chan struct{}),
 	}
+	t.watch = ctxwatch.New(func(p *pending, err error) {
+		t.answer(p, fmt.Errorf("waiting for the broker's confirm: %w", err))
+	})
 	conn, err := t.dial(ctx)
 	if err != nil {
 		kill()

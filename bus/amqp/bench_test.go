@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/cputime"
 )
 
 // Benchmarks against a real RabbitMQ (HERALD_TEST_AMQP_URL), herald side
@@ -36,7 +37,8 @@ import (
 //	go test -run '^$' -bench . -benchtime 20000x -count 3 ./bus/amqp/
 //
 // Metrics: events/s; p50-ms and p99-ms, the latency from publish to
-// handler (end-to-end benchmarks).
+// handler (end-to-end benchmarks); cpu-µs/event, the CPU this process (the
+// client side: publisher and consumer) spent per event.
 
 const (
 	benchSize     = 280                  // bytes of the encoded event
@@ -130,6 +132,25 @@ func (l *latencies) wait(b *testing.B, timeout time.Duration) {
 	case <-l.done:
 	case <-time.After(timeout):
 		b.Fatalf("%d of %d events handled after %v", l.handled.Load(), l.n, timeout)
+	}
+}
+
+// meter is the start of a measurement: the time, and the process's CPU
+// time then.
+type meter struct {
+	start time.Time
+	cpu   time.Duration
+}
+
+func startMeter() meter {
+	cpu, _ := cputime.Process()
+	return meter{start: time.Now(), cpu: cpu}
+}
+
+// reportCPU reports the CPU time spent per event since m started.
+func (m meter) reportCPU(b *testing.B, n int) {
+	if cpu, ok := cputime.Process(); ok {
+		b.ReportMetric(float64(cpu-m.cpu)/float64(n)/float64(time.Microsecond), "cpu-µs/event")
 	}
 }
 
@@ -322,9 +343,10 @@ func BenchmarkPublishConfirmed(b *testing.B) {
 		benchQueue(b, name, "bench-"+run+"-sink")
 		pub := heraldBenchBus(b, "bench-"+run+"-pub")
 		b.ResetTimer()
-		start := time.Now()
+		m := startMeter()
 		heraldPublish(b, pub, name, b.N, 0)
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		b.ReportMetric(float64(b.N)/time.Since(m.start).Seconds(), "events/s")
+		m.reportCPU(b, b.N)
 	})
 	b.Run("amqp091", func(b *testing.B) {
 		run := runID()
@@ -332,9 +354,10 @@ func BenchmarkPublishConfirmed(b *testing.B) {
 		benchQueue(b, name, "bench-"+run+"-sink")
 		p := newRawPublisher(b)
 		b.ResetTimer()
-		start := time.Now()
+		m := startMeter()
 		p.run(b, name, b.N, 0)
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		b.ReportMetric(float64(b.N)/time.Since(m.start).Seconds(), "events/s")
+		m.reportCPU(b, b.N)
 	})
 }
 
@@ -381,11 +404,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 			pub := heraldBenchBus(b, "bench-"+run+"-pub")
 			b.ResetTimer()
-			start := time.Now()
+			mt := startMeter()
 			heraldPublish(b, pub, name, b.N, m.rate)
 			lat.wait(b, 5*time.Minute)
 			b.StopTimer()
-			lat.report(b, start)
+			lat.report(b, mt.start)
+			mt.reportCPU(b, b.N)
 		})
 		b.Run(m.name+"/amqp091", func(b *testing.B) {
 			run := runID()
@@ -395,11 +419,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 			rawConsume(b, name, queue, lat, m.failPct)
 			p := newRawPublisher(b)
 			b.ResetTimer()
-			start := time.Now()
+			mt := startMeter()
 			p.run(b, name, b.N, m.rate)
 			lat.wait(b, 5*time.Minute)
 			b.StopTimer()
-			lat.report(b, start)
+			lat.report(b, mt.start)
+			mt.reportCPU(b, b.N)
 		})
 	}
 }

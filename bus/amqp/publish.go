@@ -37,8 +37,7 @@ type pending struct {
 	ctx     context.Context
 	confirm func(error)
 
-	answered  atomic.Bool
-	stopWatch atomic.Pointer[func() bool] // ends the watch on ctx
+	answered atomic.Bool
 }
 
 // errResend says a publish's channel died before the publish was
@@ -268,16 +267,11 @@ func (t *Transport) publish(ctx context.Context, out *outgoing, confirm func(err
 		t.release()
 		return err
 	}
-	if ctx.Done() != nil {
-		// When ctx ends first, the caller gets its error at once; the slot
-		// stays taken until the confirm (or the channel's end) arrives.
-		stop := context.AfterFunc(ctx, func() {
-			t.answer(p, fmt.Errorf("waiting for the broker's confirm: %w", ctx.Err()))
-		})
-		p.stopWatch.Store(&stop)
-		if p.answered.Load() {
-			stop() // answered before the watch was stored
-		}
+	// When ctx ends first, the caller gets its error at once; the slot
+	// stays taken until the confirm (or the channel's end) arrives.
+	t.watch.Add(ctx, p)
+	if p.answered.Load() {
+		t.watch.Remove(ctx, p) // answered before it was watched
 	}
 	return nil
 }
@@ -335,9 +329,7 @@ func (t *Transport) answer(p *pending, err error) {
 	if !p.answered.CompareAndSwap(false, true) {
 		return
 	}
-	if stop := p.stopWatch.Load(); stop != nil {
-		(*stop)()
-	}
+	t.watch.Remove(p.ctx, p)
 	p.confirm(err)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/cputime"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -206,8 +207,18 @@ func publishTransport(b *testing.B, tr driver.Transport, n int) {
 	confs.wait(b)
 }
 
-func reportRate(b *testing.B, n int, d time.Duration) {
-	b.ReportMetric(float64(n)/d.Seconds(), "events/s")
+// measure starts timing n events; the function it returns reports their
+// rate and the CPU time the process spent per event meanwhile (with the
+// embedded server, the server's share included).
+func measure(b *testing.B, n int) func() {
+	cpu0, _ := cputime.Process()
+	start := time.Now()
+	return func() {
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+		if cpu1, ok := cputime.Process(); ok {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(n)/float64(time.Microsecond), "cpu-µs/event")
+		}
+	}
 }
 
 // BenchmarkPublish measures confirmed publishes: benchInFlight publishes
@@ -218,9 +229,9 @@ func BenchmarkPublish(b *testing.B) {
 			opts := isolated(b, s.url)
 			pub := benchBus(b, s.url, opts, "bench-pub")
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			publishBus(b, pub, b.N, func(i int) *event.Event { return newBenchEvent("bench.user.created", i) })
-			reportRate(b, b.N, time.Since(start))
+			done()
 		})
 		// The bus with catalogue validation on, as services run it: a
 		// catalogue name, its payload checked against the JSON Schema.
@@ -232,7 +243,7 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal("no iam.user.created in the catalogue")
 			}
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			publishBus(b, pub, b.N, func(int) *event.Event {
 				ev, err := event.New("iam.user.created", entry.Example)
 				if err != nil {
@@ -240,24 +251,24 @@ func BenchmarkPublish(b *testing.B) {
 				}
 				return ev
 			})
-			reportRate(b, b.N, time.Since(start))
+			done()
 		})
 		// The transport alone, given each event encoded once: what this
 		// package adds to the raw client, without the bus's checks.
 		b.Run(s.name+"/transport", func(b *testing.B) {
 			tr := dial(b, s.url, append(isolated(b, s.url), WithPublishWindow(benchInFlight))...)
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			publishTransport(b, tr, b.N)
-			reportRate(b, b.N, time.Since(start))
+			done()
 		})
 		b.Run(s.name+"/raw", func(b *testing.B) {
 			opts := isolated(b, s.url)
 			raw := newRawClient(b, s.url, opts)
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			raw.publishAll(b, b.N, "bench.user.created")
-			reportRate(b, b.N, time.Since(start))
+			done()
 		})
 	}
 }
@@ -274,10 +285,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			benchSubscriber(b, s.url, opts, lat)
 			pub := benchBus(b, s.url, opts, "bench-pub")
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			publishBus(b, pub, b.N, func(i int) *event.Event { return newBenchEvent("bench.user.created", i) })
 			<-lat.done
-			reportRate(b, b.N, time.Since(start))
+			done()
 			b.StopTimer()
 			lat.report(b)
 		})
@@ -303,10 +314,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			b.Cleanup(func() { _ = c.Stop(context.Background()) })
 			pub := dial(b, s.url, append(opts, WithPublishWindow(benchInFlight))...)
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			publishTransport(b, pub, b.N)
 			<-lat.done
-			reportRate(b, b.N, time.Since(start))
+			done()
 			b.StopTimer()
 			lat.report(b)
 		})
@@ -316,10 +327,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			lat := newLatencies(b.N)
 			raw.consume(b, lat)
 			b.ResetTimer()
-			start := time.Now()
+			done := measure(b, b.N)
 			raw.publishAll(b, b.N, "bench.user.created")
 			<-lat.done
-			reportRate(b, b.N, time.Since(start))
+			done()
 			b.StopTimer()
 			lat.report(b)
 		})

@@ -38,6 +38,7 @@ import (
 
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/ctxwatch"
 )
 
 // Transport is a connection to a NATS server with JetStream. It implements
@@ -63,6 +64,8 @@ type Transport struct {
 	// the message nats.go hands back to onPubAck and onPubError.
 	pendMu  sync.Mutex
 	pending map[*natsgo.Msg]*outgoing
+	// watch answers the publishes whose context ends before their PubAck.
+	watch *ctxwatch.Set[*outgoing]
 
 	failMu   sync.Mutex
 	failures map[string]time.Time // consumer/stream sequence → first failure
@@ -100,6 +103,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		failures:  make(map[string]time.Time),
 		pending:   make(map[*natsgo.Msg]*outgoing),
 	}
+	t.watch = ctxwatch.New(func(o *outgoing, err error) { t.answer(o, err) })
 	nopts := []natsgo.Option{
 		natsgo.Name(o.name),
 		natsgo.MaxReconnects(-1),
@@ -278,8 +282,7 @@ type outgoing struct {
 	confirm func(error)
 	attempt int // sends so far, for the pause before the next
 
-	answered  atomic.Bool
-	stopWatch atomic.Pointer[func() bool] // ends the watch on ctx
+	answered atomic.Bool
 }
 
 // publish hands msg over and arranges for confirm to be called once.
@@ -296,14 +299,11 @@ func (t *Transport) publish(ctx context.Context, msg *natsgo.Msg, confirm func(e
 		t.inflight.Done()
 		return err
 	}
-	if ctx.Done() != nil {
-		// When ctx ends first, the caller gets its error at once; the
-		// message keeps its window slot until nats.go resolves it.
-		stop := context.AfterFunc(ctx, func() { t.answer(o, ctx.Err()) })
-		o.stopWatch.Store(&stop)
-		if o.answered.Load() {
-			stop() // answered before the watch was stored
-		}
+	// When ctx ends first, the caller gets its error at once; the message
+	// keeps its window slot until nats.go resolves it.
+	t.watch.Add(ctx, o)
+	if o.answered.Load() {
+		t.watch.Remove(ctx, o) // answered before it was watched
 	}
 	return nil
 }
@@ -406,9 +406,7 @@ func (t *Transport) answer(o *outgoing, err error) {
 	if !o.answered.CompareAndSwap(false, true) {
 		return
 	}
-	if stop := o.stopWatch.Load(); stop != nil {
-		(*stop)()
-	}
+	t.watch.Remove(o.ctx, o)
 	o.confirm(err)
 	t.inflight.Done()
 }
