@@ -34,7 +34,11 @@ import (
 //
 //	HERALD_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/ \
 //	HERALD_TEST_OIH_NODE_MODULES=… \
-//	go test -run '^$' -bench . -benchtime 20000x -count 3 ./bus/amqp/
+//	go test ./bus/amqp -run '^$' -bench . -benchtime 20000x -count 1
+//
+// a few times rather than with -count, which repeats one benchmark before
+// the next, so that a change in the machine's load does not land on one
+// side only.
 //
 // Metrics: events/s; p50-ms and p99-ms, the latency from publish to
 // handler (end-to-end benchmarks); cpu-µs/event, the CPU this process (the

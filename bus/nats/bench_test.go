@@ -29,15 +29,18 @@ import (
 // publish from one loop without waiting for each PubAck, at most
 // benchInFlight waiting at once (herald's publish window, nats.go's
 // PublishAsyncMaxPending), and wait for the last at the end. Both build
-// each event with the event package (a ~280-byte OIH event, as in
-// BASELINES.md). The "transport" variants use this package without the
-// bus (each event encoded once, bodies decoded as the raw consumer does),
-// to tell the transport's cost from the bus's and the envelope codec's.
+// each event with the event package (a ~280-byte OIH event). The
+// "transport" variants use this package without the bus (each event
+// encoded once, bodies decoded as the raw consumer does), to tell the
+// transport's cost from the bus's and the envelope codec's.
 //
-//	go test ./bus/nats -run '^$' -bench . -benchtime 20000x -count 3
+//	go test ./bus/nats -run '^$' -bench 'Publish|EndToEnd' -benchtime 50000x -count 1
+//	go test ./bus/nats -run '^$' -bench LatencyPaced -benchtime 20000x -count 1
 //
-// measures against an embedded server; with HERALD_TEST_NATS_URL set, the
-// external one too. Each benchmark gets a stream of its own.
+// measure against an embedded server; with HERALD_TEST_NATS_URL set, the
+// external one too. Run each a few times rather than with -count: -count
+// repeats one benchmark before the next, so a change in the machine's load
+// lands on one side only. Each benchmark gets a stream of its own.
 
 const (
 	benchInFlight = 256  // publishes waiting for a PubAck at once, both sides
