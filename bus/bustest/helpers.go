@@ -134,6 +134,22 @@ func (c *collector) receivedOf(ids map[string]bool) []*event.Event {
 	return out
 }
 
+// waitInOrder waits for every one of ids and fails t unless each arrived
+// once, in the order of ids.
+func (c *collector) waitInOrder(t testing.TB, ids []string) {
+	t.Helper()
+	eventually(t, defaultTimeout, func() error { return c.missing(ids...) })
+	got := idsOf(c.receivedOf(setOf(ids)))
+	if len(got) != len(ids) {
+		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), len(ids), describeDups(c.duplicates(ids)))
+	}
+	for i := range got {
+		if got[i] != ids[i] {
+			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
+		}
+	}
+}
+
 // duplicates returns, for each of ids received more than once, how often.
 func (c *collector) duplicates(ids []string) map[string]int {
 	c.mu.Lock()

@@ -622,16 +622,7 @@ func (s *suite) order(t *testing.T) {
 	for i := range n {
 		ids[i] = publish(t, pub, p+".seq", map[string]int{"seq": i}).Headers.ID
 	}
-	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
-	got := idsOf(col.receivedOf(setOf(ids)))
-	if len(got) != n {
-		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), n, describeDups(col.duplicates(ids)))
-	}
-	for i := range got {
-		if got[i] != ids[i] {
-			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
-		}
-	}
+	col.waitInOrder(t, ids)
 }
 
 // asyncOrder publishes a stream with PublishAsync from one goroutine,
@@ -665,16 +656,7 @@ func (s *suite) asyncOrder(t *testing.T) {
 			t.Fatalf("confirmation %d: Err() = %v after Wait returned nil", i, err)
 		}
 	}
-	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
-	got := idsOf(col.receivedOf(setOf(ids)))
-	if len(got) != n {
-		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), n, describeDups(col.duplicates(ids)))
-	}
-	for i := range got {
-		if got[i] != ids[i] {
-			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
-		}
-	}
+	col.waitInOrder(t, ids)
 }
 
 // closeGrace is how long closeWaits watches for a Close that does not
