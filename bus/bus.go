@@ -1,8 +1,11 @@
 // Package bus publishes and subscribes Open Integration Hub events by name,
-// with AMQP topic wildcards, over a Transport (bus/amqp, bus/nats,
+// with AMQP topic wildcards, over a transport (bus/amqp, bus/nats,
 // bus/memory). Delivery is at-least-once: a handler's error or panic
 // retries the delivery after a backoff, and after the last attempt the
 // delivery is dead-lettered with the error, never dropped.
+//
+// This package is what a service reads. What a transport implements is in
+// bus/driver.
 package bus
 
 import (
@@ -12,8 +15,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/topic"
 )
@@ -21,6 +24,11 @@ import (
 // Handler handles one event. Returning nil acknowledges it; an error (or a
 // panic) has it retried. Handlers must be idempotent: a retried delivery
 // runs every matching handler again, and transports deliver at least once.
+//
+// ctx carries the delivery's attempt (Attempt) and is cancelled when Close
+// stops waiting for running handlers because its own context ended; its
+// cause (context.Cause) then wraps ErrClosed. A handler that gives up then
+// leaves its delivery to be delivered again.
 type Handler func(ctx context.Context, ev *event.Event) error
 
 // Middleware wraps a Handler.
@@ -31,14 +39,10 @@ type Validator interface {
 	Validate(ev *event.Event) error
 }
 
-// Match reports whether an event name matches a topic pattern (AMQP topic
-// semantics: '*' is one word, '#' zero or more).
-func Match(pattern, name string) bool { return topic.Match(pattern, name) }
-
 // Bus is one service's connection to the event bus.
 type Bus struct {
 	service   string
-	transport Transport
+	transport driver.Transport
 	opts      options
 
 	mu     sync.Mutex
@@ -47,7 +51,7 @@ type Bus struct {
 	// b.mu (Subscribe holds b.mu while the transport binds, and a
 	// transport may deliver meanwhile).
 	subs     atomic.Pointer[[]subscription]
-	consumer Consumer
+	consumer driver.Consumer
 	sem      chan struct{} // handler concurrency slots
 	// running counts deliveries being processed; idle, when not nil, is
 	// closed as running drops to zero (Close waits on it). A WaitGroup does
@@ -58,6 +62,13 @@ type Bus struct {
 	runMu   sync.Mutex
 	running int
 	idle    chan struct{}
+
+	// handlerCtx is the parent of every handler's context; Close cancels
+	// it when it stops waiting for them. firstAttempt is the context of
+	// every first delivery, made once.
+	handlerCtx   context.Context
+	firstAttempt context.Context
+	stopHandlers context.CancelCauseFunc
 }
 
 type subscription struct {
@@ -77,7 +88,7 @@ func (s subscription) matches(name string) bool {
 // New returns a bus for service on transport. The bus owns the transport:
 // Close closes it. The service name is required: it fills serviceName in
 // published events and names the queue this service consumes.
-func New(transport Transport, opts ...Option) (*Bus, error) {
+func New(transport driver.Transport, opts ...Option) (*Bus, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
@@ -91,11 +102,15 @@ func New(transport Transport, opts ...Option) (*Bus, error) {
 	if o.concurrency < 1 {
 		o.concurrency = 1
 	}
+	hctx, stop := context.WithCancelCause(context.Background())
 	return &Bus{
-		service:   o.service,
-		transport: transport,
-		opts:      o,
-		sem:       make(chan struct{}, o.concurrency),
+		service:      o.service,
+		transport:    transport,
+		opts:         o,
+		sem:          make(chan struct{}, o.concurrency),
+		handlerCtx:   hctx,
+		firstAttempt: context.WithValue(hctx, attemptKey{}, 1),
+		stopHandlers: stop,
 	}, nil
 }
 
@@ -103,12 +118,12 @@ func New(transport Transport, opts ...Option) (*Bus, error) {
 func (b *Bus) Service() string { return b.service }
 
 // Transport returns the transport the bus was built on.
-func (b *Bus) Transport() Transport { return b.transport }
+func (b *Bus) Transport() driver.Transport { return b.transport }
 
 // Status reports the transport's connection state; a transport without a
 // connection to watch is connected until closed.
 func (b *Bus) Status() Status {
-	if r, ok := b.transport.(StatusReporter); ok {
+	if r, ok := b.transport.(driver.StatusReporter); ok {
 		return r.Status()
 	}
 	b.mu.Lock()
@@ -117,51 +132,6 @@ func (b *Bus) Status() Status {
 		return Status{State: StateClosed}
 	}
 	return Status{State: StateConnected}
-}
-
-// Publish fills the event's serviceName (when empty), createdAt (when zero)
-// and id (when empty), validates it (envelope rules, size, and the
-// catalogue unless turned off) and returns once the transport has accepted
-// it. ev is modified in place.
-func (b *Bus) Publish(ctx context.Context, ev *event.Event) error {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	if ev.Headers.ServiceName == "" {
-		ev.Headers.ServiceName = b.service
-	}
-	if ev.Headers.CreatedAt.IsZero() {
-		ev.Headers.CreatedAt = time.Now()
-	}
-	if ev.Headers.ID == "" {
-		ev.Headers.ID = event.NewID()
-	}
-	// The envelope rules of ev.Validate, with one encoding: Encode refuses
-	// a payload that is not an object, and the size is that of the body
-	// sent.
-	if err := event.ValidateName(ev.Headers.Name); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	body, err := ev.Encode()
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if err := event.CheckSize(len(body), b.opts.maxSize); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if b.opts.validator != nil {
-		if err := b.opts.validator.Validate(ev); err != nil {
-			return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-		}
-	}
-	m := Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}
-	if err := b.transport.Publish(ctx, m); err != nil {
-		return fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	return nil
 }
 
 // Subscribe has handler called for every event whose name matches pattern.
@@ -222,7 +192,7 @@ func (b *Bus) SubscribeAll(ctx context.Context, patterns []string, handler Handl
 
 func (b *Bus) bind(ctx context.Context, patterns []string) error {
 	if b.consumer == nil {
-		q := QueueSpec{Name: b.service, Temporary: b.opts.temporary, Prefetch: b.opts.prefetch}
+		q := driver.QueueSpec{Name: b.service, Temporary: b.opts.temporary, Prefetch: b.opts.prefetch}
 		c, err := b.transport.Consume(ctx, q, patterns, b.deliver)
 		if err != nil {
 			return err
@@ -241,7 +211,7 @@ func (b *Bus) bind(ctx context.Context, patterns []string) error {
 // deliver is called by the transport, one delivery at a time. It blocks
 // while every handler slot is busy, which is the back-pressure that
 // bounds in-flight work to the concurrency setting.
-func (b *Bus) deliver(d Delivery) {
+func (b *Bus) deliver(d driver.Delivery) {
 	b.sem <- struct{}{}
 	b.runMu.Lock()
 	b.running++
@@ -254,7 +224,7 @@ func (b *Bus) deliver(d Delivery) {
 	go b.process(d)
 }
 
-func (b *Bus) process(d Delivery) {
+func (b *Bus) process(d driver.Delivery) {
 	defer func() {
 		b.runMu.Lock()
 		b.running--
@@ -275,7 +245,8 @@ func (b *Bus) process(d Delivery) {
 		}
 		return
 	}
-	var hs []Handler
+	var matched [4]Handler // most deliveries match one or two
+	hs := matched[:0]
 	if subs := b.subs.Load(); subs != nil {
 		for _, s := range *subs {
 			if s.matches(ev.Headers.Name) {
@@ -291,7 +262,10 @@ func (b *Bus) process(d Delivery) {
 		// the end rather than dropped.
 		herr = fmt.Errorf("%w for %s in service %s", ErrNoHandler, ev.Headers.Name, b.service)
 	}
-	hctx := context.WithValue(ctx, attemptKey{}, d.Attempt())
+	hctx := b.firstAttempt
+	if a := d.Attempt(); a != 1 {
+		hctx = context.WithValue(b.handlerCtx, attemptKey{}, a)
+	}
 	for _, h := range hs {
 		if herr = h(hctx, ev); herr != nil {
 			break
@@ -319,8 +293,9 @@ func (b *Bus) process(d Delivery) {
 }
 
 // Close stops new deliveries, waits for running handlers (bounded by ctx),
-// then closes the transport. Publish and Subscribe after Close return
-// ErrClosed.
+// then closes the transport. When ctx ends before the handlers have
+// returned, their contexts are cancelled and Close goes on without them.
+// Publish and Subscribe after Close return ErrClosed.
 func (b *Bus) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -350,14 +325,39 @@ func (b *Bus) Close(ctx context.Context) error {
 		select {
 		case <-idle:
 		case <-ctx.Done():
+			b.stopHandlers(fmt.Errorf("%w: its context ended with handlers running: %w", ErrClosed, context.Cause(ctx)))
 			errs = append(errs, fmt.Errorf("waiting for running handlers: %w", ctx.Err()))
 		}
 	}
 	if err := b.transport.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("close transport: %w", err))
 	}
+	b.stopHandlers(ErrClosed)
 	return errors.Join(errs...)
 }
+
+// Status is a snapshot of the bus's connection to its broker (Bus.Status).
+type Status = driver.Status
+
+// State is a connection state: StateConnected, StateReconnecting or
+// StateClosed.
+type State = driver.State
+
+// Connection states.
+const (
+	StateConnected    = driver.StateConnected
+	StateReconnecting = driver.StateReconnecting
+	StateClosed       = driver.StateClosed
+)
+
+// ErrClosed is returned by Publish and Subscribe after Close. Transports
+// return the same value (driver.ErrClosed), so errors.Is finds it whichever
+// of the two refused.
+var ErrClosed = driver.ErrClosed
+
+// ErrNotConfirmed is what Confirmation.Err returns before the broker has
+// answered.
+var ErrNotConfirmed = errors.New("bus: publish not confirmed yet")
 
 // ErrNoHandler is the error a delivery that matches no handler of the bus
 // is retried and finally dead-lettered with.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
@@ -27,7 +28,7 @@ func newBroker(t *testing.T) *memory.Broker {
 	return b
 }
 
-func newBus(t *testing.T, tr bus.Transport, opts ...bus.Option) *bus.Bus {
+func newBus(t *testing.T, tr driver.Transport, opts ...bus.Option) *bus.Bus {
 	t.Helper()
 	b, err := bus.New(tr, opts...)
 	if err != nil {
@@ -50,7 +51,7 @@ func tap(t *testing.T, br *memory.Broker) <-chan []byte {
 	tr := br.Connect()
 	t.Cleanup(func() { _ = tr.Close(context.Background()) })
 	ch := make(chan []byte, 100)
-	_, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "tap", Temporary: true}, []string{"#"}, func(d bus.Delivery) {
+	_, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "tap", Temporary: true}, []string{"#"}, func(d driver.Delivery) {
 		ch <- d.Body()
 		_ = d.Ack(context.Background())
 	})
@@ -374,7 +375,7 @@ func TestPanicInMiddlewareIsDeadLettered(t *testing.T) {
 	if err := b.Publish(context.Background(), mustEvent(t, "x", nil)); err != nil {
 		t.Fatal(err)
 	}
-	lister := b.Transport().(bus.DeadLetterLister)
+	lister := b.Transport().(driver.DeadLetterLister)
 	deadline := time.Now().Add(wait)
 	for {
 		dls, err := lister.DeadLetters(context.Background(), "svc")
@@ -460,13 +461,13 @@ func TestConcurrencyBoundsRunningHandlers(t *testing.T) {
 
 // recordingTransport records what the bus asks of the transport.
 type recordingTransport struct {
-	bus.Transport
+	driver.Transport
 	mu    sync.Mutex
-	specs []bus.QueueSpec
+	specs []driver.QueueSpec
 	binds []string
 }
 
-func (r *recordingTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (r *recordingTransport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	r.mu.Lock()
 	r.specs = append(r.specs, q)
 	r.binds = append(r.binds, patterns...)
@@ -479,7 +480,7 @@ func (r *recordingTransport) Consume(ctx context.Context, q bus.QueueSpec, patte
 }
 
 type recordingConsumer struct {
-	bus.Consumer
+	driver.Consumer
 	r *recordingTransport
 }
 
@@ -502,7 +503,7 @@ func TestSubscriptionsShareOneConsumerOfTheServiceQueue(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	want := bus.QueueSpec{Name: "svc", Temporary: true, Prefetch: 7}
+	want := driver.QueueSpec{Name: "svc", Temporary: true, Prefetch: 7}
 	if len(rec.specs) != 1 || rec.specs[0] != want {
 		t.Errorf("consumers started with %+v, want one with %+v", rec.specs, want)
 	}
@@ -512,11 +513,11 @@ func TestSubscriptionsShareOneConsumerOfTheServiceQueue(t *testing.T) {
 }
 
 // bareTransport hides the memory transport's StatusReporter.
-type bareTransport struct{ bus.Transport }
+type bareTransport struct{ driver.Transport }
 
 func TestStatusFollowsTheTransport(t *testing.T) {
 	br := newBroker(t)
-	for name, tr := range map[string]bus.Transport{
+	for name, tr := range map[string]driver.Transport{
 		"status reporter":    br.Connect(),
 		"no status reporter": bareTransport{br.Connect()},
 	} {
@@ -576,12 +577,12 @@ func TestCloseAtDeadlineThenLateDeliveryDoesNotCrash(t *testing.T) {
 
 // enteringTransport signals each time it hands a delivery to the bus.
 type enteringTransport struct {
-	bus.Transport
+	driver.Transport
 	entered chan<- struct{}
 }
 
-func (e *enteringTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
-	return e.Transport.Consume(ctx, q, patterns, func(d bus.Delivery) {
+func (e *enteringTransport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
+	return e.Transport.Consume(ctx, q, patterns, func(d driver.Delivery) {
 		e.entered <- struct{}{}
 		deliver(d)
 	})
@@ -630,23 +631,6 @@ func (s *syncBuffer) String() string {
 	return s.buf.String()
 }
 
-func TestMatchUsesTopicRules(t *testing.T) {
-	for _, tc := range []struct {
-		pattern, name string
-		want          bool
-	}{
-		{"a.*", "a.b", true},
-		{"a.*", "a.b.c", false},
-		{"a.#", "a", true},
-		{"#.c", "a.b.c", true},
-		{"a.*.#", "a", false},
-	} {
-		if got := bus.Match(tc.pattern, tc.name); got != tc.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", tc.pattern, tc.name, got, tc.want)
-		}
-	}
-}
-
 func ExampleBus() {
 	broker := memory.NewBroker()
 	defer broker.Close()
@@ -665,4 +649,77 @@ func ExampleBus() {
 	fmt.Println(<-got)
 	_ = b.Close(ctx)
 	// Output: greeting.sent
+}
+
+// heldTransport passes publishes to its transport but holds back their
+// confirmations until the test answers them.
+type heldTransport struct {
+	driver.Transport
+	mu       sync.Mutex
+	confirms []func(error)
+}
+
+func (h *heldTransport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
+	return h.Transport.Publish(ctx, m, func(error) {
+		h.mu.Lock()
+		h.confirms = append(h.confirms, confirm)
+		h.mu.Unlock()
+	})
+}
+
+// answer answers the oldest confirmation held.
+func (h *heldTransport) answer(t *testing.T, err error) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.confirms) == 0 {
+		t.Fatal("no confirmation held")
+	}
+	h.confirms[0](err)
+	h.confirms = h.confirms[1:]
+}
+
+func TestConfirmationCarriesTheBrokersAnswer(t *testing.T) {
+	held := &heldTransport{Transport: newBroker(t).Connect()}
+	b := newBus(t, held, bus.WithService("svc"), bus.WithoutValidation())
+	ctx := context.Background()
+
+	ok, err := b.PublishAsync(ctx, mustEvent(t, "svc.thing.done", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := b.PublishAsync(ctx, mustEvent(t, "svc.thing.refused", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.Err(); !errors.Is(err, bus.ErrNotConfirmed) {
+		t.Errorf("Err before the broker answered = %v, want bus.ErrNotConfirmed", err)
+	}
+	select {
+	case <-ok.Done():
+		t.Fatal("Done closed before the broker answered")
+	default:
+	}
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if err := ok.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait whose context ends first = %v, want context.DeadlineExceeded", err)
+	}
+
+	held.answer(t, nil)
+	nack := errors.New("nacked by the broker")
+	held.answer(t, nack)
+	if err := ok.Wait(ctx); err != nil {
+		t.Errorf("Wait after the broker confirmed = %v, want nil", err)
+	}
+	if err := ok.Err(); err != nil {
+		t.Errorf("Err after the broker confirmed = %v, want nil", err)
+	}
+	receive(t, refused.Done())
+	if err := refused.Err(); !errors.Is(err, nack) || !strings.Contains(err.Error(), "svc.thing.refused") {
+		t.Errorf("Err of a refused publish = %v, want the broker's error naming the event", err)
+	}
+	if err := refused.Wait(ctx); !errors.Is(err, nack) {
+		t.Errorf("Wait of a refused publish = %v, want the broker's error", err)
+	}
 }

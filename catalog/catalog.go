@@ -11,7 +11,7 @@
 //
 // The data lives in events.yaml, embedded in the binary; Default returns it
 // parsed. docs/events.md, the JSON export and the AsyncAPI document are all
-// generated from it.
+// generated from it by package catalog/export.
 package catalog
 
 import (
@@ -103,10 +103,14 @@ func (e Entry) clone() Entry {
 	return e
 }
 
-// service is a publishing service the entries are grouped by.
-type service struct {
-	ID    string `json:"id"`
+// Service is a publishing service the entries are grouped by.
+type Service struct {
+	// ID is what Entry.Service holds (iam, secret-service, …).
+	ID string `json:"id"`
+	// Title is the service's name for people (Identity and Access
+	// Management).
 	Title string `json:"title"`
+	// About is a paragraph on what the service does, or "".
 	About string `json:"about"`
 }
 
@@ -121,7 +125,7 @@ type Catalog struct {
 	entries  []*entry // by service, then name
 	byName   map[string]*entry
 	families []*entry
-	services []service // by id, only those with entries
+	services []Service // by id, only those with entries
 }
 
 // Default returns the catalogue embedded in herald (events.yaml), parsed
@@ -139,7 +143,7 @@ var defaultCatalog = sync.OnceValue(func() *Catalog {
 
 // file is the layout of events.yaml.
 type file struct {
-	Services []service    `json:"services"`
+	Services []Service    `json:"services"`
 	Events   []fileRecord `json:"events"`
 }
 
@@ -170,7 +174,7 @@ func Parse(data []byte) (*Catalog, error) {
 	}
 	c := &Catalog{byName: make(map[string]*entry, len(f.Events))}
 
-	titles := make(map[string]service, len(f.Services))
+	titles := make(map[string]Service, len(f.Services))
 	for i, s := range f.Services {
 		if s.ID == "" || s.Title == "" {
 			return nil, fmt.Errorf("parse catalogue: service %d: id and title are required", i+1)
@@ -238,7 +242,7 @@ func Parse(data []byte) (*Catalog, error) {
 		}
 		c.services = append(c.services, s)
 	}
-	slices.SortFunc(c.services, func(a, b service) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(c.services, func(a, b Service) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(c.entries, func(a, b *entry) int {
 		if d := strings.Compare(a.Service, b.Service); d != 0 {
 			return d
@@ -360,6 +364,11 @@ func reservedRule(schema json.RawMessage) map[string]any {
 func payloadSchema(e Entry) map[string]any {
 	return map[string]any{"allOf": []any{json.RawMessage(e.Schema), reservedRule(e.Schema)}}
 }
+
+// PayloadSchema returns the JSON Schema Validate checks the entry's
+// payloads against: Schema, and the rule that the reserved fields user and
+// tenant are strings unless Schema says otherwise.
+func (e Entry) PayloadSchema() json.RawMessage { return mustJSON(payloadSchema(e)) }
 
 // compile checks the schema and the example and keeps the compiled schema.
 func (e *entry) compile() error {
@@ -505,11 +514,13 @@ func (c *Catalog) Audited() []string {
 	return out
 }
 
-func (c *Catalog) service(id string) service {
+// Service returns the publishing service with this id (one of Services);
+// an id the catalogue does not declare gets the id as its title.
+func (c *Catalog) Service(id string) Service {
 	for _, s := range c.services {
 		if s.ID == id {
 			return s
 		}
 	}
-	return service{ID: id, Title: id}
+	return Service{ID: id, Title: id}
 }

@@ -41,29 +41,20 @@ func (e *Event) Encode() ([]byte, error) { return e.MarshalJSON() }
 // MarshalJSON implements json.Marshaler with the wire form.
 func (e *Event) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
-	b.Grow(64 + len(e.Payload))
-	b.WriteString(`{"headers":{`)
-	first := true
-	field := func(key string, raw []byte) {
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		k, _ := json.Marshal(key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(raw)
-	}
-	str := func(s string) []byte { r, _ := json.Marshal(s); return r }
-	field(headerName, str(e.Headers.Name))
+	b.Grow(96 + len(e.Headers.Name) + len(e.Headers.ServiceName) + len(e.Headers.ID) + len(e.Payload))
+	b.WriteString(`{"headers":{"name":`)
+	writeString(&b, e.Headers.Name)
 	if e.Headers.ServiceName != "" {
-		field(headerServiceName, str(e.Headers.ServiceName))
+		b.WriteString(`,"serviceName":`)
+		writeString(&b, e.Headers.ServiceName)
 	}
 	if !e.Headers.CreatedAt.IsZero() {
-		field(headerCreatedAt, strconv.AppendInt(nil, e.Headers.CreatedAt.UnixMilli(), 10))
+		b.WriteString(`,"createdAt":`)
+		b.Write(strconv.AppendInt(b.AvailableBuffer(), e.Headers.CreatedAt.UnixMilli(), 10))
 	}
 	if e.Headers.ID != "" {
-		field(headerID, str(e.Headers.ID))
+		b.WriteString(`,"id":`)
+		writeString(&b, e.Headers.ID)
 	}
 	if len(e.Headers.Extra) > 0 {
 		keys := make([]string, 0, len(e.Headers.Extra))
@@ -75,12 +66,12 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			v := e.Headers.Extra[k]
-			var c bytes.Buffer
-			if err := json.Compact(&c, v); err != nil {
+			b.WriteByte(',')
+			writeString(&b, k)
+			b.WriteByte(':')
+			if err := json.Compact(&b, e.Headers.Extra[k]); err != nil {
 				return nil, fmt.Errorf("encode header %q: %w", k, err)
 			}
-			field(k, c.Bytes())
 		}
 	}
 	b.WriteString(`},"payload":`)
@@ -100,8 +91,33 @@ func (e *Event) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// writeString writes s as a JSON string, exactly as encoding/json writes
+// it: the common case, printable ASCII that needs no escape, directly.
+func writeString(b *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			b.Write(q)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
+}
+
 // UnmarshalJSON implements json.Unmarshaler for the wire form; see Decode.
 func (e *Event) UnmarshalJSON(body []byte) error {
+	if e.decodePlain(body) {
+		return nil
+	}
+	return e.decodeAny(body)
+}
+
+// decodeAny decodes any envelope encoding/json accepts, and says what is
+// wrong with any other input. decodePlain takes the common case faster and
+// leaves everything else to it.
+func (e *Event) decodeAny(body []byte) error {
 	var env struct {
 		Headers map[string]json.RawMessage `json:"headers"`
 		Payload json.RawMessage            `json:"payload"`

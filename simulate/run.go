@@ -2,21 +2,33 @@ package simulate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
 )
 
-// Publisher publishes one event. *bus.Bus satisfies it.
+// Source gives the events Run publishes, one at a time. *Scenario is one;
+// SourceFunc makes one of a function.
+type Source interface {
+	Next() *event.Event
+}
+
+// SourceFunc is a Source whose Next calls the function.
+type SourceFunc func() *event.Event
+
+// Next returns f().
+func (f SourceFunc) Next() *event.Event { return f() }
+
+// Publisher hands events to the broker without waiting for each one's
+// confirm. *bus.Bus satisfies it.
 type Publisher interface {
-	Publish(ctx context.Context, ev *event.Event) error
+	PublishAsync(ctx context.Context, ev *event.Event) (*bus.Confirmation, error)
 }
 
 // Config says how much of the story Run publishes, and how fast.
@@ -27,14 +39,21 @@ type Config struct {
 	// Rate bounds the events published per second; 0 publishes as fast as
 	// the publisher takes them.
 	Rate float64
-	// Progress, when set, is called after each published event with the
-	// number published so far, from Run's goroutine.
+	// Timeout bounds each event's publish, from handing it over to the
+	// broker's confirm. With a Timeout, the events already handed over
+	// when ctx ends still get their answer; without one, ctx bounds them.
+	Timeout time.Duration
+	// Confirmed, when set, is called with each confirmed event, in the
+	// order they were handed over, from Run's goroutine.
+	Confirmed func(ev *event.Event)
+	// Progress, when set, is called after each confirmed event with the
+	// number confirmed so far, from Run's goroutine.
 	Progress func(done int)
 }
 
 // Stats says what Run published.
 type Stats struct {
-	// Published counts the events the publisher accepted.
+	// Published counts the events the broker confirmed.
 	Published int
 	// ByService and ByName count them per serviceName and per event name.
 	ByService map[string]int
@@ -54,12 +73,19 @@ func (s Stats) Rate() float64 {
 // Services returns the serviceNames that published, in name order.
 func (s Stats) Services() []string { return slices.Sorted(maps.Keys(s.ByService)) }
 
-// Run publishes the scenario's next events through pub, one at a time and
-// in story order, so that every consumer sees cause before effect. It
-// returns what was published; the error, when not nil, is the first
-// publish that failed (Run stops there) or ctx's error when ctx ended a
-// run with a Count. A run without a Count ends with ctx and no error.
-func Run(ctx context.Context, s *Scenario, pub Publisher, cfg Config) (st Stats, err error) {
+// maxUnconfirmed bounds the events Run has handed over and not yet seen
+// confirmed, for a publisher that does not bound them itself.
+const maxUnconfirmed = 4096
+
+// Run publishes src's next events through pub, in order, without waiting
+// for each confirm: a publisher over one connection keeps that order (but
+// for an event sent again after a lost connection), so with a Scenario
+// every consumer sees cause before effect. It returns what
+// the broker confirmed; the error, when not nil, is the first publish that
+// failed (Run hands over no more events after it, and waits for those it
+// has) or ctx's error when ctx ended a run with a Count. A run without a
+// Count ends with ctx and no error.
+func Run(ctx context.Context, src Source, pub Publisher, cfg Config) (st Stats, err error) {
 	st = Stats{ByService: make(map[string]int), ByName: make(map[string]int)}
 	var lim *rate.Limiter
 	if cfg.Rate > 0 {
@@ -70,30 +96,108 @@ func Run(ctx context.Context, s *Scenario, pub Publisher, cfg Config) (st Stats,
 	}
 	start := time.Now()
 	defer func() { st.Elapsed = time.Since(start) }()
-	for cfg.Count <= 0 || st.Published < cfg.Count {
+
+	w := &waiter{st: &st, confirmed: cfg.Confirmed, progress: cfg.Progress}
+	defer w.cancelAll()
+	for sent := 0; (cfg.Count <= 0 || sent < cfg.Count) && w.err == nil; sent++ {
 		if ctx.Err() != nil {
-			return st, stopErr(ctx, cfg)
+			break
 		}
-		if lim != nil {
-			if err := lim.Wait(ctx); err != nil {
-				return st, stopErr(ctx, cfg)
+		if lim != nil && lim.Wait(ctx) != nil {
+			break
+		}
+		ev := src.Next()
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if cfg.Timeout > 0 {
+			pctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), cfg.Timeout)
+		}
+		c, perr := pub.PublishAsync(pctx, ev)
+		if perr != nil {
+			cancel()
+			if ctx.Err() == nil {
+				w.fail(sent+1, ev, perr)
 			}
+			break
 		}
-		ev := s.Next()
-		if err = pub.Publish(ctx, ev); err != nil {
-			if ctx.Err() != nil {
-				return st, stopErr(ctx, cfg)
-			}
-			return st, fmt.Errorf("event %d (from %s): %w", st.Published+1, ev.Headers.ServiceName, err)
-		}
-		st.Published++
-		st.ByService[ev.Headers.ServiceName]++
-		st.ByName[ev.Headers.Name]++
-		if cfg.Progress != nil {
-			cfg.Progress(st.Published)
-		}
+		w.add(unconfirmed{n: sent + 1, ev: ev, c: c, cancel: cancel})
+		w.reap(len(w.q) >= maxUnconfirmed)
+	}
+	for len(w.q) > 0 {
+		w.reap(true)
+	}
+	if w.err != nil {
+		return st, w.err
+	}
+	if ctx.Err() != nil {
+		return st, stopErr(ctx, cfg)
 	}
 	return st, nil
+}
+
+// unconfirmed is an event handed over whose confirm Run has not seen.
+type unconfirmed struct {
+	n      int // its place in the story, from 1
+	ev     *event.Event
+	c      *bus.Confirmation
+	cancel context.CancelFunc
+}
+
+// waiter collects confirmations in the order the events were handed over.
+type waiter struct {
+	q         []unconfirmed
+	st        *Stats
+	confirmed func(ev *event.Event)
+	progress  func(done int)
+	err       error // the first failed publish
+}
+
+func (w *waiter) add(u unconfirmed) { w.q = append(w.q, u) }
+
+// reap takes the answered confirmations at the head of the queue, waiting
+// for the first one when block is set.
+func (w *waiter) reap(block bool) {
+	for len(w.q) > 0 {
+		u := w.q[0]
+		if block {
+			<-u.c.Done()
+			block = false
+		}
+		select {
+		case <-u.c.Done():
+		default:
+			return
+		}
+		w.q[0] = unconfirmed{}
+		w.q = w.q[1:]
+		u.cancel()
+		if err := u.c.Err(); err != nil {
+			w.fail(u.n, u.ev, err)
+			continue
+		}
+		w.st.Published++
+		w.st.ByService[u.ev.Headers.ServiceName]++
+		w.st.ByName[u.ev.Headers.Name]++
+		if w.confirmed != nil {
+			w.confirmed(u.ev)
+		}
+		if w.progress != nil {
+			w.progress(w.st.Published)
+		}
+	}
+}
+
+func (w *waiter) fail(n int, ev *event.Event, err error) {
+	if w.err == nil {
+		w.err = fmt.Errorf("event %d (from %s): %w", n, ev.Headers.ServiceName, err)
+	}
+}
+
+// cancelAll releases the contexts of events still unconfirmed when Run
+// returns early.
+func (w *waiter) cancelAll() {
+	for _, u := range w.q {
+		u.cancel()
+	}
 }
 
 func stopErr(ctx context.Context, cfg Config) error {
@@ -101,71 +205,4 @@ func stopErr(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	return ctx.Err()
-}
-
-// Router is a Publisher that publishes each event through the publisher of
-// its serviceName, made on first use, so every event leaves from a
-// connection of the service it names (one bus.Bus per service).
-type Router struct {
-	newPublisher func(service string) (Publisher, error)
-
-	mu   sync.Mutex
-	pubs map[string]Publisher
-}
-
-// NewRouter returns a Router that makes the publisher of a service with
-// newPublisher.
-func NewRouter(newPublisher func(service string) (Publisher, error)) *Router {
-	return &Router{newPublisher: newPublisher, pubs: make(map[string]Publisher)}
-}
-
-// Open makes the publishers of services now rather than on first use, so
-// that a broker nobody answers on is reported before anything is sent.
-func (r *Router) Open(services ...string) error {
-	for _, svc := range services {
-		if _, err := r.publisher(svc); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Publish publishes ev through the publisher of ev's serviceName.
-func (r *Router) Publish(ctx context.Context, ev *event.Event) error {
-	p, err := r.publisher(ev.Headers.ServiceName)
-	if err != nil {
-		return err
-	}
-	return p.Publish(ctx, ev)
-}
-
-func (r *Router) publisher(service string) (Publisher, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if p, ok := r.pubs[service]; ok {
-		return p, nil
-	}
-	p, err := r.newPublisher(service)
-	if err != nil {
-		return nil, fmt.Errorf("publisher for %s: %w", service, err)
-	}
-	r.pubs[service] = p
-	return p, nil
-}
-
-// Close closes every publisher the router made that has a
-// Close(context.Context) error method (a *bus.Bus does).
-func (r *Router) Close(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var errs []error
-	for _, svc := range slices.Sorted(maps.Keys(r.pubs)) {
-		if c, ok := r.pubs[svc].(interface{ Close(context.Context) error }); ok {
-			if err := c.Close(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("close publisher for %s: %w", svc, err))
-			}
-		}
-	}
-	clear(r.pubs)
-	return errors.Join(errs...)
 }

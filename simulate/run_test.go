@@ -3,28 +3,30 @@ package simulate
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
 )
 
-// busRouter publishes through one bus per service on broker, as herald
-// simulate does on a real broker.
-func busRouter(t *testing.T, broker *memory.Broker) *Router {
+// publisher returns a bus on broker, as herald simulate publishes through.
+func publisher(t *testing.T, broker *memory.Broker) *bus.Bus {
 	t.Helper()
-	r := NewRouter(func(service string) (Publisher, error) {
-		return bus.New(broker.Connect(), bus.WithService(service))
-	})
+	b, err := bus.New(broker.Connect(), bus.WithService("herald-simulate"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		if err := r.Close(context.Background()); err != nil {
-			t.Errorf("close router: %v", err)
+		if err := b.Close(context.Background()); err != nil {
+			t.Errorf("close bus: %v", err)
 		}
 	})
-	return r
+	return b
 }
 
 // collector subscribes to every event on broker, as the audit log would.
@@ -71,11 +73,11 @@ func (c *collector) waitFor(t *testing.T, n int) []*event.Event {
 	}
 }
 
-func TestRunPublishesTheStoryThroughOneBusPerService(t *testing.T) {
+func TestRunPublishesTheStoryInOrderWithEachEventsService(t *testing.T) {
 	broker := memory.NewBroker()
 	t.Cleanup(broker.Close)
 	got := collect(t, broker)
-	r := busRouter(t, broker)
+	r := publisher(t, broker)
 
 	var progress []int
 	const n = 600
@@ -116,7 +118,7 @@ func TestRunPublishesTheStoryThroughOneBusPerService(t *testing.T) {
 
 func TestRunKeepsToTheRate(t *testing.T) {
 	n, rate := 30, 300.0
-	st, err := Run(context.Background(), New(1, Options{}), discard{}, Config{Count: n, Rate: rate})
+	st, err := Run(context.Background(), New(1, Options{}), newDiscard(t), Config{Count: n, Rate: rate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,20 +131,52 @@ func TestRunKeepsToTheRate(t *testing.T) {
 
 func TestRunStopsAtTheFirstFailedPublish(t *testing.T) {
 	refused := errors.New("connection refused")
-	pub := &failAfter{n: 3, err: refused}
+	pub := &failAfter{pub: newDiscard(t), n: 3, err: refused}
 	st, err := Run(context.Background(), New(1, Options{}), pub, Config{Count: 10})
-	if !errors.Is(err, refused) {
-		t.Fatalf("error %v, want it to wrap %v", err, refused)
+	if !errors.Is(err, refused) || !strings.HasPrefix(err.Error(), "event 4 ") {
+		t.Fatalf("error %v, want it to name event 4 and wrap %v", err, refused)
 	}
 	if st.Published != 3 || pub.calls != 4 {
 		t.Fatalf("published %d in %d calls, want 3 in 4", st.Published, pub.calls)
 	}
 }
 
+func TestRunStopsAtTheFirstRefusedConfirmation(t *testing.T) {
+	nacked := errors.New("nacked")
+	broker := memory.NewBroker()
+	t.Cleanup(broker.Close)
+	held := &heldTransport{Transport: broker.Connect()}
+	pub, err := bus.New(held, bus.WithService("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var st Stats
+	go func() {
+		defer close(done)
+		st, err = Run(context.Background(), New(1, Options{}), pub, Config{Count: 10})
+	}()
+	// Run hands over every event before any is confirmed; the second is
+	// refused.
+	held.waitFor(t, 10)
+	held.answer(0, nil)
+	held.answer(1, nacked)
+	for i := 2; i < 10; i++ {
+		held.answer(i, nil)
+	}
+	<-done
+	if !errors.Is(err, nacked) || !strings.HasPrefix(err.Error(), "event 2 ") {
+		t.Fatalf("error %v, want it to name event 2 and wrap %v", err, nacked)
+	}
+	if st.Published != 9 {
+		t.Fatalf("published %d, want the 9 confirmed", st.Published)
+	}
+}
+
 func TestRunWithoutCountRunsUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := Run(ctx, New(1, Options{}), discard{}, Config{Progress: func(done int) {
+	st, err := Run(ctx, New(1, Options{}), newDiscard(t), Config{Progress: func(done int) {
 		if done == 2500 {
 			cancel()
 		}
@@ -158,7 +192,7 @@ func TestRunWithoutCountRunsUntilCancelled(t *testing.T) {
 func TestRunWithCountReportsCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := Run(ctx, New(1, Options{}), discard{}, Config{Count: 100, Progress: func(done int) {
+	st, err := Run(ctx, New(1, Options{}), newDiscard(t), Config{Count: 100, Progress: func(done int) {
 		if done == 10 {
 			cancel()
 		}
@@ -168,31 +202,70 @@ func TestRunWithCountReportsCancellation(t *testing.T) {
 	}
 }
 
-func TestRouterReportsAPublisherItCannotMake(t *testing.T) {
-	down := errors.New("no broker")
-	r := NewRouter(func(string) (Publisher, error) { return nil, down })
-	if err := r.Open(Services()...); !errors.Is(err, down) {
-		t.Fatalf("Open: %v, want %v", err, down)
+// newDiscard returns a publisher whose broker confirms every event at
+// once and delivers it to nobody.
+func newDiscard(t *testing.T) *bus.Bus {
+	t.Helper()
+	b, err := bus.New(memory.NewBroker().Connect(), bus.WithService("discard"), bus.WithoutValidation())
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, err := Run(context.Background(), New(1, Options{}), r, Config{Count: 1})
-	if !errors.Is(err, down) {
-		t.Fatalf("Run: %v, want %v", err, down)
-	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	return b
 }
 
-type discard struct{}
-
-func (discard) Publish(context.Context, *event.Event) error { return nil }
-
+// failAfter hands over n events, then refuses every other.
 type failAfter struct {
+	pub      *bus.Bus
 	n, calls int
 	err      error
 }
 
-func (f *failAfter) Publish(context.Context, *event.Event) error {
+func (f *failAfter) PublishAsync(ctx context.Context, ev *event.Event) (*bus.Confirmation, error) {
 	f.calls++
 	if f.calls > f.n {
-		return f.err
+		return nil, f.err
 	}
+	return f.pub.PublishAsync(ctx, ev)
+}
+
+// heldTransport takes every publish and holds its confirmation until the
+// test answers it.
+type heldTransport struct {
+	driver.Transport
+	mu       sync.Mutex
+	confirms []func(error)
+}
+
+func (h *heldTransport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.confirms = append(h.confirms, confirm)
 	return nil
+}
+
+// waitFor waits until n publishes are held.
+func (h *heldTransport) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		got := len(h.confirms)
+		h.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d publishes handed over, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// answer answers the i-th publish held.
+func (h *heldTransport) answer(i int, err error) {
+	h.mu.Lock()
+	c := h.confirms[i]
+	h.mu.Unlock()
+	c(err)
 }

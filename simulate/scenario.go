@@ -6,7 +6,9 @@
 // test and a benchmark can replay the same story.
 //
 // It is what `herald simulate` publishes, and what tests and benchmarks of
-// the audit log feed it with.
+// the audit log feed it with. Run publishes it (or any other Source of
+// events, such as `herald publish --count`'s copies of one event) without
+// waiting for each confirm, at a rate, counting what the broker confirmed.
 package simulate
 
 import (

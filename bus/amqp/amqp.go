@@ -42,7 +42,8 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
+	"github.com/heraldhq/herald/internal/ctxwatch"
 )
 
 // Exchange is the topic exchange every OIH service publishes to.
@@ -77,8 +78,8 @@ var (
 	ErrStaleDelivery = errors.New("amqp: the delivery's channel was lost; the broker will redeliver it")
 )
 
-// Transport is a bus.Transport on RabbitMQ. It implements
-// bus.StatusReporter and bus.DeadLetterLister. Create it with Dial.
+// Transport is a driver.Transport on RabbitMQ. It implements
+// driver.StatusReporter and driver.DeadLetterLister. Create it with Dial.
 type Transport struct {
 	url     string
 	display string // url without the password
@@ -94,7 +95,7 @@ type Transport struct {
 	once     sync.Once
 
 	mu      sync.Mutex
-	state   bus.State
+	state   driver.State
 	since   time.Time
 	lastErr error
 	conn    *amqp091.Connection // nil while disconnected
@@ -102,6 +103,9 @@ type Transport struct {
 	blocked bool                // connection.blocked from the broker
 	closing bool
 	changed chan struct{} // closed and replaced on every change above
+
+	// watch answers the publishes whose context ends before their confirm.
+	watch *ctxwatch.Set[*pending]
 }
 
 // Dial connects to the RabbitMQ at url (amqp:// or amqps://), declares the
@@ -128,10 +132,13 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Transport, error
 		kill:     kill,
 		closeReq: make(chan struct{}),
 		done:     make(chan struct{}),
-		state:    bus.StateReconnecting,
+		state:    driver.StateReconnecting,
 		since:    time.Now(),
 		changed:  make(chan struct{}),
 	}
+	t.watch = ctxwatch.New(func(p *pending, err error) {
+		t.answer(p, fmt.Errorf("waiting for the broker's confirm: %w", err))
+	})
 	conn, err := t.dial(ctx)
 	if err != nil {
 		kill()
@@ -201,7 +208,7 @@ func (t *Transport) supervise(conn *amqp091.Connection, pc *pubChannel) {
 		select {
 		case <-t.closeReq:
 			t.closeConn(conn)
-			t.setState(bus.StateClosed, err)
+			t.setState(driver.StateClosed, err)
 			return
 		default:
 		}
@@ -210,7 +217,7 @@ func (t *Transport) supervise(conn *amqp091.Connection, pc *pubChannel) {
 		_ = conn.Close()
 		conn, pc = t.reconnect()
 		if conn == nil {
-			t.setState(bus.StateClosed, nil)
+			t.setState(driver.StateClosed, nil)
 			return
 		}
 		t.log.Info("reconnected to RabbitMQ", "broker", t.display)
@@ -317,8 +324,8 @@ func (t *Transport) setConnected(conn *amqp091.Connection, pc *pubChannel) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.conn, t.pub, t.blocked = conn, pc, false
-	if t.state != bus.StateConnected {
-		t.state, t.since = bus.StateConnected, time.Now()
+	if t.state != driver.StateConnected {
+		t.state, t.since = driver.StateConnected, time.Now()
 	}
 	t.broadcast()
 }
@@ -327,8 +334,8 @@ func (t *Transport) lost(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.conn, t.pub, t.blocked = nil, nil, false
-	if t.state == bus.StateConnected {
-		t.state, t.since = bus.StateReconnecting, time.Now()
+	if t.state == driver.StateConnected {
+		t.state, t.since = driver.StateReconnecting, time.Now()
 	}
 	if err != nil {
 		t.lastErr = err
@@ -355,7 +362,7 @@ func (t *Transport) setErr(err error) {
 	t.mu.Unlock()
 }
 
-func (t *Transport) setState(s bus.State, err error) {
+func (t *Transport) setState(s driver.State, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != s {
@@ -370,21 +377,21 @@ func (t *Transport) setState(s bus.State, err error) {
 
 // Status reports the connection state, since when, and the last error
 // (a lost connection, a failed reconnect, a blocked broker).
-func (t *Transport) Status() bus.Status {
+func (t *Transport) Status() driver.Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return bus.Status{State: t.state, Since: t.since, LastError: t.lastErr}
+	return driver.Status{State: t.state, Since: t.since, LastError: t.lastErr}
 }
 
 // waitConn returns the open connection, waiting for a reconnect bounded by
-// ctx. It fails with bus.ErrClosed once the transport is closed.
+// ctx. It fails with driver.ErrClosed once the transport is closed.
 func (t *Transport) waitConn(ctx context.Context) (*amqp091.Connection, error) {
 	for {
 		t.mu.Lock()
 		conn, ch, state, last := t.conn, t.changed, t.state, t.lastErr
 		t.mu.Unlock()
-		if state == bus.StateClosed {
-			return nil, bus.ErrClosed
+		if state == driver.StateClosed {
+			return nil, driver.ErrClosed
 		}
 		if conn != nil && !conn.IsClosed() {
 			return conn, nil
@@ -394,7 +401,7 @@ func (t *Transport) waitConn(ctx context.Context) (*amqp091.Connection, error) {
 		case <-ctx.Done():
 			return nil, waitErr(ctx, last)
 		case <-t.life.Done():
-			return nil, bus.ErrClosed
+			return nil, driver.ErrClosed
 		}
 	}
 }
@@ -409,7 +416,7 @@ func waitErr(ctx context.Context, last error) error {
 // Close stops consumers from receiving, waits (bounded by ctx, and by the
 // close timeout when ctx has no deadline) for the confirms of messages
 // already sent, then closes the connection. Publishes still unconfirmed
-// then fail with bus.ErrClosed. Close never waits for a lost connection to
+// then fail with driver.ErrClosed. Close never waits for a lost connection to
 // come back.
 func (t *Transport) Close(ctx context.Context) error {
 	first := false
@@ -465,6 +472,6 @@ func (t *Transport) Close(ctx context.Context) error {
 	return err
 }
 
-var _ bus.Transport = (*Transport)(nil)
-var _ bus.StatusReporter = (*Transport)(nil)
-var _ bus.DeadLetterLister = (*Transport)(nil)
+var _ driver.Transport = (*Transport)(nil)
+var _ driver.StatusReporter = (*Transport)(nil)
+var _ driver.DeadLetterLister = (*Transport)(nil)

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/bustest"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 func TestConformance(t *testing.T) {
@@ -13,7 +13,7 @@ func TestConformance(t *testing.T) {
 	rec := &queueRecorder{}
 	t.Cleanup(func() { deleteQueues(t, rec.list()...) })
 	bustest.Run(t, bustest.Harness{
-		NewTransport: func(tb testing.TB) bus.Transport { return recordingTransport{dialTest(tb), rec} },
+		NewTransport: func(tb testing.TB) driver.Transport { return recordingTransport{dialTest(tb), rec} },
 		// Closes the connections of the case's own transports (named after
 		// the test), not every connection on a shared broker.
 		Disconnect: func(tb testing.TB) {

@@ -17,7 +17,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/internal/brokerlock"
 )
 
@@ -29,13 +29,16 @@ import (
 //	                                  instead of rabbitmqctl
 //	HERALD_TEST_OIH_NODE_MODULES      node_modules holding @openintegrationhub/event-bus@1.3.0
 //	                                  and amqplib (see .ci/npm-interop.sh)
-//	HERALD_REQUIRE_SERVICES=1         a missing variable fails instead of skipping
+//	HERALD_TEST_AMQP_NO_RESTART=1     skip the tests that restart or block RabbitMQ
+//	HERALD_REQUIRE_SERVICES=1         a missing variable, or a test that would skip,
+//	                                  fails instead
 
 const (
 	envURL         = "HERALD_TEST_AMQP_URL"
 	envManagement  = "HERALD_TEST_AMQP_MANAGEMENT_URL"
 	envNodeModules = "HERALD_TEST_OIH_NODE_MODULES"
 	envRequire     = "HERALD_REQUIRE_SERVICES"
+	envNoRestart   = "HERALD_TEST_AMQP_NO_RESTART"
 )
 
 // need returns the value of an environment variable a test needs, skipping
@@ -179,29 +182,46 @@ func closeViaCtl(t testing.TB, match func(string) bool) int {
 	return len(pids)
 }
 
-// canRestartBroker reports whether this test may stop and start the
-// RabbitMQ application (a local broker and a working rabbitmqctl), and why
-// not. When it may, the test holds the broker lock exclusively until it
-// ends.
-func canRestartBroker(t testing.TB) (bool, string) {
+// needBrokerControl lets the test stop, start or block the RabbitMQ under
+// test (what says which), holding the broker lock exclusively until it
+// ends. It skips the test when that cannot be done here (a broker that is
+// not local, no working rabbitmqctl, or HERALD_TEST_AMQP_NO_RESTART=1),
+// saying why and what would enable it; under HERALD_REQUIRE_SERVICES=1 it
+// fails it instead, since then nothing may skip.
+func needBrokerControl(t testing.TB, what string) {
 	t.Helper()
+	why := brokerControlUnavailable(t)
+	if why == "" {
+		// No other package's test may use the broker while this one
+		// restarts or blocks it.
+		brokerlock.Hold(t, true)
+		return
+	}
+	msg := fmt.Sprintf("cannot %s here: %s", what, why)
+	if os.Getenv(envRequire) == "1" {
+		t.Fatalf("%s; %s=1 requires every test to run", msg, envRequire)
+	}
+	t.Skip(msg)
+}
+
+// brokerControlUnavailable says why the RabbitMQ under test cannot be
+// restarted from here, or returns "" when it can.
+func brokerControlUnavailable(t testing.TB) string {
+	t.Helper()
+	if os.Getenv(envNoRestart) == "1" {
+		return envNoRestart + "=1 (unset it to run this test)"
+	}
 	u, err := url.Parse(testURL(t))
 	if err != nil {
-		return false, err.Error()
+		return err.Error()
 	}
 	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" && h != "::1" {
-		return false, fmt.Sprintf("the broker at %s is not local: rabbitmqctl cannot restart it", h)
-	}
-	if os.Getenv("HERALD_TEST_AMQP_NO_RESTART") == "1" {
-		return false, "HERALD_TEST_AMQP_NO_RESTART=1"
+		return fmt.Sprintf("the broker at %s is not local, so rabbitmqctl cannot control it (point %s at a local RabbitMQ)", h, envURL)
 	}
 	if out, err := exec.Command("rabbitmqctl", "-q", "status").CombinedOutput(); err != nil {
-		return false, fmt.Sprintf("rabbitmqctl status failed (root is needed): %v: %s", err, firstLine(out))
+		return fmt.Sprintf("rabbitmqctl status failed (run the tests as root on the broker's machine): %v: %s", err, firstLine(out))
 	}
-	// No other package's test may use the broker while this one restarts
-	// or blocks it.
-	brokerlock.Hold(t, true)
-	return true, ""
+	return ""
 }
 
 func firstLine(b []byte) string {
@@ -309,7 +329,7 @@ type recordingTransport struct {
 	rec *queueRecorder
 }
 
-func (r recordingTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (r recordingTransport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if !q.Temporary {
 		r.rec.add(q.Name)
 	}

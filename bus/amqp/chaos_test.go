@@ -15,6 +15,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -352,7 +353,7 @@ func (c *plainCounter) waitSentinel(name, run string, n int, timeout time.Durati
 	body := fmt.Sprintf(`{"headers":{"name":%q},"payload":{"seq":%d,"run":%q}}`, name, n, run)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := tr.Publish(ctx, bus.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
+	if err := driver.PublishSync(ctx, tr, driver.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
 		c.t.Fatalf("publish sentinel: %v", err)
 	}
 	eventually(c.t, timeout, func() error {
@@ -407,9 +408,7 @@ const (
 
 func TestChaosBrokerRestart(t *testing.T) {
 	testURL(t)
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot restart RabbitMQ here: %s", why)
-	}
+	needBrokerControl(t, "restart RabbitMQ")
 	run := runID()
 	name := "chaos-" + run + ".restart.event"
 	pub := heraldBus(t, "chaos-"+run+"-restart-pub", bus.WithoutValidation())
@@ -469,9 +468,7 @@ func oihRestartPublisher(t *testing.T, name, run string) func() (int, int, strin
 // measured, not asserted. The numbers go in docs/reliability.md.
 func TestReliabilityAcrossRestart(t *testing.T) {
 	testURL(t)
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot restart RabbitMQ here: %s", why)
-	}
+	needBrokerControl(t, "restart RabbitMQ")
 	for _, tc := range []struct {
 		name    string
 		pub     restartPublisher

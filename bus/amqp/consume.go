@@ -12,7 +12,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -21,9 +21,9 @@ import (
 // bindings, basic.consume), and one goroutine calls deliver across them.
 type consumer struct {
 	t        *Transport
-	spec     bus.QueueSpec
+	spec     driver.QueueSpec
 	prefetch int
-	deliver  func(bus.Delivery)
+	deliver  func(driver.Delivery)
 
 	stop     chan struct{} // closed by Stop
 	stopOnce sync.Once
@@ -66,7 +66,7 @@ var consumerSeq atomic.Uint64
 // with manual acks and a prefetch of q.Prefetch (or the transport's
 // default). The queue is declared and bound before Consume returns; after a
 // reconnect it is declared and bound again and consumption resumes.
-func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if q.Name == "" && !q.Temporary {
 		return nil, errors.New("amqp: consume: a queue name is required")
 	}
@@ -353,7 +353,7 @@ func (c *consumer) Bind(ctx context.Context, pattern string) error {
 			case <-ctx.Done():
 				return fmt.Errorf("amqp: bind %q: %w", pattern, ctx.Err())
 			case <-c.t.life.Done():
-				return bus.ErrClosed
+				return driver.ErrClosed
 			}
 		}
 		// A channel of its own: a refused binding closes the channel it was
@@ -378,7 +378,7 @@ func (c *consumer) Bind(ctx context.Context, pattern string) error {
 		case <-ctx.Done():
 			return fmt.Errorf("amqp: bind %q: %w", pattern, ctx.Err())
 		case <-c.t.life.Done():
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 	}
 }
@@ -488,8 +488,19 @@ func (d *delivery) Retry(ctx context.Context, delay time.Duration, cause error) 
 	step := retryStep(delay, d.s.c.t.opts.maxRetryDelay)
 	q, err := d.s.retryQueue(step)
 	if err != nil {
-		_ = d.d.Nack(false, true)
-		return fmt.Errorf("amqp: retry: %w", err)
+		if d.s.lost() || d.s.conn.IsClosed() {
+			// The connection went: the broker redelivers the original.
+			return fmt.Errorf("amqp: retry: %w", ErrStaleDelivery)
+		}
+		// The broker refused the retry queue (declared by someone else
+		// with other arguments, or not permitted). Requeueing would
+		// deliver it again at once with the same attempt, forever:
+		// dead-letter it instead, saying why it was not retried.
+		d.s.c.t.log.Error("retry queue refused; dead-lettering instead", "queue", q, "error", err)
+		if derr := d.deadLetter(ctx, fmt.Errorf("%w (not retried: %w)", cause, err)); derr != nil {
+			return fmt.Errorf("amqp: retry: %w; dead-lettering it instead: %w", err, derr)
+		}
+		return fmt.Errorf("amqp: retry: %w; dead-lettered instead", err)
 	}
 	h := d.headers(cause)
 	h[HeaderAttempt] = int32(d.attempt + 1)
@@ -504,6 +515,11 @@ func (d *delivery) DeadLetter(ctx context.Context, cause error) error {
 		return err
 	}
 	defer d.s.settled()
+	return d.deadLetter(ctx, cause)
+}
+
+// deadLetter is DeadLetter on a delivery already marked settled.
+func (d *delivery) deadLetter(ctx context.Context, cause error) error {
 	if d.s.lost() {
 		return fmt.Errorf("amqp: dead-letter: %w", ErrStaleDelivery)
 	}
@@ -579,7 +595,7 @@ func (d *delivery) move(ctx context.Context, what, queue string, h amqp091.Table
 	if d.s.temporary {
 		out.msg.DeliveryMode = amqp091.Transient
 	}
-	if err := d.s.c.t.publish(ctx, out); err != nil {
+	if err := d.s.c.t.publishWait(ctx, out); err != nil {
 		_ = d.d.Nack(false, true)
 		if d.s.lost() {
 			return fmt.Errorf("amqp: %s: %w", what, ErrStaleDelivery)
@@ -655,7 +671,7 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // DeadLetters returns the dead letters of a service's queue (the messages
 // in "<queue>.dead"), oldest first. Reading leaves them where they are: each
 // is fetched unacknowledged and all are requeued, in order, at the end.
-func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
+func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLetter, error) {
 	conn, err := t.waitConn(ctx)
 	if err != nil {
 		return nil, err
@@ -674,7 +690,7 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 		}
 		return nil, fmt.Errorf("amqp: dead letters of %q: %w", queue, err)
 	}
-	var out []bus.DeadLetter
+	var out []driver.DeadLetter
 	var last uint64
 	for i := 0; i < info.Messages; i++ {
 		if err := ctx.Err(); err != nil {
@@ -698,8 +714,8 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 	return out, nil
 }
 
-func deadLetterOf(d amqp091.Delivery) bus.DeadLetter {
-	dl := bus.DeadLetter{Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
+func deadLetterOf(d amqp091.Delivery) driver.DeadLetter {
+	dl := driver.DeadLetter{Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
 	if k, ok := d.Headers[HeaderRoutingKey].(string); ok {
 		dl.Name = k
 	} else if ev, err := event.Decode(d.Body); err == nil {

@@ -81,7 +81,7 @@ func WithPublishWindow(n int) Option {
 }
 
 // WithPrefetch sets the default consumer prefetch (default
-// DefaultPrefetch); bus.QueueSpec.Prefetch overrides it per consumer.
+// DefaultPrefetch); driver.QueueSpec.Prefetch overrides it per consumer.
 func WithPrefetch(n int) Option {
 	return func(o *options) {
 		if n > 0 {

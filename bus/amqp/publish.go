@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // outgoing is one message to publish.
@@ -25,17 +27,21 @@ func (o *outgoing) returnKey() string {
 	return o.exchange + "\x00" + o.key + "\x00" + o.msg.MessageId
 }
 
-// pending is one publish waiting for its confirm.
+// pending is one publish, from the moment it takes a window slot until the
+// broker's answer (or giving up) frees it. It is answered once: by the
+// confirm, by its context ending, or by Close; an answered publish whose
+// confirm has not come keeps its slot until the confirm (or the channel's
+// end) arrives.
 type pending struct {
-	out  *outgoing
-	done chan error // buffered: nil, an error, or errResend
-	// abandoned is set (under the pubChannel's mu) when the caller gave up
-	// waiting; the confirm loop then releases the window slot.
-	abandoned bool
+	out     *outgoing
+	ctx     context.Context
+	confirm func(error)
+
+	answered atomic.Bool
 }
 
-// errResend tells a waiting publish that its channel died before the
-// confirm came: it must be sent again on the next channel.
+// errResend says a publish's channel died before the publish was
+// registered for its confirm: it must be sent again on the next channel.
 var errResend = errors.New("resend")
 
 // pubChannel is the confirm-mode channel publishes go through, and the
@@ -114,38 +120,42 @@ func (pc *pubChannel) confirmLoop(confirms <-chan amqp091.Confirmation, returns 
 		}
 	}
 	// The channel is gone: every publish still waiting is sent again on
-	// the next channel (its confirm is lost; the broker may or may not have
-	// the message, and the duplicate carries the same message-id).
+	// the next channel, in the order it was sent (its confirm is lost; the
+	// broker may or may not have the message, and the duplicate carries
+	// the same message-id).
 	pc.mu.Lock()
 	pc.gone = true
-	for tag, p := range pc.inflight {
+	tags := make([]uint64, 0, len(pc.inflight))
+	for tag := range pc.inflight {
+		tags = append(tags, tag)
+	}
+	slices.Sort(tags)
+	again := make([]*pending, 0, len(tags))
+	for _, tag := range tags {
+		again = append(again, pc.inflight[tag])
 		delete(pc.inflight, tag)
-		if p.abandoned {
-			pc.t.release()
-		} else {
-			p.done <- errResend
-		}
 	}
 	pc.mu.Unlock()
 	close(pc.dead)
+	if len(again) > 0 {
+		go pc.t.resend(again)
+	}
 }
 
 func (pc *pubChannel) confirm(tag uint64, ack bool) {
 	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	p, ok := pc.inflight[tag]
 	if !ok {
 		// The publishing goroutine has sent but not yet registered it.
 		pc.early[tag] = ack
+		pc.mu.Unlock()
 		return
 	}
 	delete(pc.inflight, tag)
 	res := pc.outcome(p, ack)
-	if p.abandoned {
-		pc.t.release()
-		return
-	}
-	p.done <- res
+	pc.mu.Unlock()
+	pc.t.release()
+	pc.t.answer(p, res)
 }
 
 // outcome turns a confirm into the publish's result. pc.mu must be held.
@@ -169,9 +179,9 @@ func (pc *pubChannel) outcome(p *pending, ack bool) error {
 }
 
 // send publishes p on the channel and registers it for its confirm. An
-// error means p was not sent: the headers were checked before, so a failed
-// write is a failed connection, which amqp091 shuts down, and p must go on
-// the next channel.
+// error means p must go on the next channel: a failed write is a failed
+// connection (the headers were checked before), which amqp091 shuts down,
+// and errResend is a channel that died before p was registered.
 func (pc *pubChannel) send(p *pending) error {
 	dc, err := pc.ch.PublishWithDeferredConfirm(p.out.exchange, p.out.key, p.out.mandatory, false, p.out.msg)
 	if err != nil {
@@ -179,32 +189,21 @@ func (pc *pubChannel) send(p *pending) error {
 	}
 	tag := dc.DeliveryTag
 	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	if ack, ok := pc.early[tag]; ok {
 		delete(pc.early, tag)
-		p.done <- pc.outcome(p, ack)
+		res := pc.outcome(p, ack)
+		pc.mu.Unlock()
+		pc.t.release()
+		pc.t.answer(p, res)
 		return nil
 	}
 	if pc.gone {
-		p.done <- errResend
-		return nil
+		pc.mu.Unlock()
+		return errResend
 	}
 	pc.inflight[tag] = p
+	pc.mu.Unlock()
 	return nil
-}
-
-// abandon marks p, if still waiting on this channel, as given up by its
-// caller; it reports false when p was already answered.
-func (pc *pubChannel) abandon(p *pending) bool {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	for _, q := range pc.inflight {
-		if q == p {
-			p.abandoned = true
-			return true
-		}
-	}
-	return false
 }
 
 func (pc *pubChannel) isDead() bool {
@@ -226,12 +225,13 @@ func (t *Transport) release() {
 
 // Publish sends m to the event-bus exchange with m.Name as routing key, as
 // a persistent application/json message with message-id m.ID and
-// timestamp m.CreatedAt, and returns once the broker confirmed it. While
-// the connection is down it waits, bounded by ctx, and sends after the
-// reconnect; a message whose confirm was lost with the connection is sent
+// timestamp m.CreatedAt, and calls confirm once the broker confirmed it.
+// It waits, bounded by ctx, for a free slot in the publish window and,
+// while the connection is down or the broker blocks publishing, for it to
+// come back; a message whose confirm was lost with the connection is sent
 // again. A nack is ErrNacked; with WithMandatory, a message no queue is
 // bound for is ErrUnroutable.
-func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
+func (t *Transport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
 	out := &outgoing{
 		exchange:  Exchange,
 		key:       m.Name,
@@ -244,10 +244,11 @@ func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
 			Body:         m.Body,
 		},
 	}
-	return t.publish(ctx, out)
+	return t.publish(ctx, out, confirm)
 }
 
-func (t *Transport) publish(ctx context.Context, out *outgoing) error {
+// publish hands out over and arranges for confirm to be called once.
+func (t *Transport) publish(ctx context.Context, out *outgoing, confirm func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -259,45 +260,77 @@ func (t *Transport) publish(ctx context.Context, out *outgoing) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for a publish slot: %w", ctx.Err())
 	case <-t.life.Done():
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
-	p := &pending{out: out, done: make(chan error, 1)}
+	p := &pending{out: out, ctx: ctx, confirm: confirm}
+	if err := t.send(p); err != nil {
+		t.release()
+		return err
+	}
+	// When ctx ends first, the caller gets its error at once; the slot
+	// stays taken until the confirm (or the channel's end) arrives.
+	t.watch.Add(ctx, p)
+	if p.answered.Load() {
+		t.watch.Remove(ctx, p) // answered before it was watched
+	}
+	return nil
+}
+
+// publishWait publishes out and waits for the broker's answer.
+func (t *Transport) publishWait(ctx context.Context, out *outgoing) error {
+	answer := make(chan error, 1)
+	if err := t.publish(ctx, out, func(err error) { answer <- err }); err != nil {
+		return err
+	}
+	return <-answer
+}
+
+// send sends p on the current publish channel, waiting (bounded by p's
+// context) for one, and moving to the next channel when this one dies
+// before p is registered for its confirm.
+func (t *Transport) send(p *pending) error {
 	for {
-		pc, err := t.waitPublisher(ctx)
+		pc, err := t.waitPublisher(p.ctx)
 		if err != nil {
-			t.release()
 			return err
 		}
-		if err := pc.send(p); err != nil {
-			// The channel is going down: wait until it is replaced.
-			select {
-			case <-pc.dead:
-			case <-ctx.Done():
-				t.release()
-				return fmt.Errorf("amqp: publish (%v): %w", err, ctx.Err())
-			}
+		err = pc.send(p)
+		if err == nil {
+			return nil
+		}
+		// The channel is going down: wait until it is replaced.
+		select {
+		case <-pc.dead:
+		case <-p.ctx.Done():
+			return fmt.Errorf("amqp: publish (%v): %w", err, p.ctx.Err())
+		}
+	}
+}
+
+// resend sends again, in order, the publishes whose channel died before
+// their confirm came. A publish that cannot be sent any more (its context
+// ended, the transport closed) is answered with why and gives up its slot.
+func (t *Transport) resend(ps []*pending) {
+	for _, p := range ps {
+		if p.answered.Load() {
+			// Its caller has gone: nothing waits for a confirm.
+			t.release()
 			continue
 		}
-		select {
-		case err := <-p.done:
-			if err == errResend {
-				continue
-			}
+		if err := t.send(p); err != nil {
 			t.release()
-			return err
-		case <-ctx.Done():
-			if pc.abandon(p) {
-				// The confirm loop releases the slot when it resolves p.
-				return fmt.Errorf("waiting for the broker's confirm: %w", ctx.Err())
-			}
-			if err := <-p.done; err != errResend {
-				t.release()
-				return err
-			}
-			t.release()
-			return fmt.Errorf("waiting for the broker's confirm: %w", ctx.Err())
+			t.answer(p, err)
 		}
 	}
+}
+
+// answer calls p's confirm, the first time only.
+func (t *Transport) answer(p *pending, err error) {
+	if !p.answered.CompareAndSwap(false, true) {
+		return
+	}
+	t.watch.Remove(p.ctx, p)
+	p.confirm(err)
 }
 
 // waitPublisher returns the usable publish channel, waiting (bounded by
@@ -308,7 +341,7 @@ func (t *Transport) waitPublisher(ctx context.Context) (*pubChannel, error) {
 		pc, blocked, closing, ch, last := t.pub, t.blocked, t.closing, t.changed, t.lastErr
 		t.mu.Unlock()
 		if closing {
-			return nil, fmt.Errorf("amqp: transport closed: %w", bus.ErrClosed)
+			return nil, fmt.Errorf("amqp: transport closed: %w", driver.ErrClosed)
 		}
 		if pc != nil && !blocked && !pc.isDead() {
 			return pc, nil

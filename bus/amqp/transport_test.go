@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
 // Cases of this transport beyond the conformance suite.
 
-func rawMessage(t testing.TB, name string) bus.Message {
+func rawMessage(t testing.TB, name string) driver.Message {
 	t.Helper()
 	ev, err := event.New(name, map[string]string{"k": "v"})
 	if err != nil {
@@ -26,7 +29,7 @@ func rawMessage(t testing.TB, name string) bus.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bus.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
+	return driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
 }
 
 func TestMandatoryPublishOfAnUnboundNameIsUnroutable(t *testing.T) {
@@ -35,15 +38,15 @@ func TestMandatoryPublishOfAnUnboundNameIsUnroutable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := "unbound-" + run + ".event"
-	if err := tr.Publish(ctx, rawMessage(t, name)); !errors.Is(err, ErrUnroutable) {
+	if err := driver.PublishSync(ctx, tr, rawMessage(t, name)); !errors.Is(err, ErrUnroutable) {
 		t.Errorf("mandatory publish with no queue bound: err = %v, want ErrUnroutable", err)
 	}
 	benchQueueT(t, name, "unbound-"+run+"-q")
-	if err := tr.Publish(ctx, rawMessage(t, name)); err != nil {
+	if err := driver.PublishSync(ctx, tr, rawMessage(t, name)); err != nil {
 		t.Errorf("mandatory publish with a queue bound: %v", err)
 	}
 	plain := dialTest(t)
-	if err := plain.Publish(ctx, rawMessage(t, "unbound-"+run+".other")); err != nil {
+	if err := driver.PublishSync(ctx, plain, rawMessage(t, "unbound-"+run+".other")); err != nil {
 		t.Errorf("publish of an unbound name without WithMandatory (OIH's behaviour): %v", err)
 	}
 }
@@ -77,7 +80,7 @@ func TestPublishWindowSmallerThanTheCallers(t *testing.T) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			errs <- tr.Publish(ctx, rawMessage(t, name))
+			errs <- driver.PublishSync(ctx, tr, rawMessage(t, name))
 		})
 	}
 	wg.Wait()
@@ -173,7 +176,7 @@ func TestCloseWhileDisconnectedReturns(t *testing.T) {
 	})
 	// A publish waiting for the connection is answered by Close.
 	errc := make(chan error, 1)
-	go func() { errc <- tr.Publish(context.Background(), rawMessage(t, "closing.event")) }()
+	go func() { errc <- driver.PublishSync(context.Background(), tr, rawMessage(t, "closing.event")) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := tr.Close(ctx); err != nil {
@@ -283,9 +286,7 @@ func TestTemporaryQueueRetries(t *testing.T) {
 // TestBlockedBrokerMakesPublishWait lowers RabbitMQ's memory watermark so
 // that it blocks publishers (connection.blocked), then raises it again.
 func TestBlockedBrokerMakesPublishWait(t *testing.T) {
-	if ok, why := canRestartBroker(t); !ok {
-		t.Skipf("cannot change RabbitMQ's memory watermark here: %s", why)
-	}
+	needBrokerControl(t, "change RabbitMQ's memory watermark")
 	run := runID()
 	name := "blocked-" + run + ".event"
 	benchQueueT(t, name, "blocked-"+run+"-q")
@@ -301,7 +302,7 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 	// The first publish meets the alarm: the broker stops reading and sends
 	// connection.blocked. It must give up at its deadline, not hang.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := tr.Publish(ctx, rawMessage(t, name))
+	err := driver.PublishSync(ctx, tr, rawMessage(t, name))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("publish to a blocked broker: err = %v, want context.DeadlineExceeded", err)
@@ -316,7 +317,7 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		done <- tr.Publish(ctx, rawMessage(t, name))
+		done <- driver.PublishSync(ctx, tr, rawMessage(t, name))
 	}()
 	watermark("0.4")
 	select {
@@ -326,5 +327,84 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("publish did not complete after the broker unblocked")
+	}
+}
+
+// TestRefusedRetryQueueDeadLettersInsteadOfLooping: when the broker refuses
+// the retry queue a failed delivery needs (here it exists with another
+// TTL), the delivery is dead-lettered with the reason, once; requeueing it
+// would have redelivered it at once with the same attempt, forever.
+func TestRefusedRetryQueueDeadLettersInsteadOfLooping(t *testing.T) {
+	run := runID()
+	service := "retryrefused-" + run
+	name := "retryrefused-" + run + ".event"
+	t.Cleanup(func() { deleteQueues(t, service) })
+	admin := newBrokerAdmin(t)
+	ch, err := admin.conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The queue of the first retry step (InitialDelay 1ms rounds up to
+	// MinRetryDelay), declared with a TTL the transport does not ask for.
+	if _, err := ch.QueueDeclare(retryQueueName(service, MinRetryDelay), true, false, false, false, amqp091.Table{"x-message-ttl": int64(999)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+
+	sub := heraldBus(t, service, bus.WithoutValidation(), bus.WithRetry(bus.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Millisecond}))
+	var mu sync.Mutex
+	runs := map[string]int{}
+	if err := sub.Subscribe(context.Background(), name, func(_ context.Context, ev *event.Event) error {
+		mu.Lock()
+		runs[ev.Headers.ID]++
+		mu.Unlock()
+		if ev.Payload == nil || !strings.Contains(string(ev.Payload), "sentinel") {
+			return errors.New("this event always fails")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pub := heraldBus(t, service+"-pub", bus.WithoutValidation())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	failing, _ := event.New(name, nil)
+	if err := pub.Publish(ctx, failing); err != nil {
+		t.Fatal(err)
+	}
+	tr := sub.Transport().(*Transport)
+	var dl driver.DeadLetter
+	eventually(t, 30*time.Second, func() error {
+		dls, err := tr.DeadLetters(ctx, service)
+		if err != nil {
+			return err
+		}
+		if len(dls) == 0 {
+			return errors.New("no dead letter yet")
+		}
+		dl = dls[0]
+		return nil
+	})
+	if dl.Attempts != 1 || !strings.Contains(dl.Error, "always fails") || !strings.Contains(dl.Error, "not retried") {
+		t.Errorf("dead letter: attempts %d, error %q; want 1 attempt, the handler's error and why it was not retried", dl.Attempts, dl.Error)
+	}
+	// A later event through the same queue: once it has been handled, a
+	// redelivery of the first would have shown.
+	sentinel, _ := event.New(name, map[string]string{"kind": "sentinel"})
+	if err := pub.Publish(ctx, sentinel); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if runs[sentinel.Headers.ID] == 0 {
+			return errors.New("sentinel not handled yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n := runs[failing.Headers.ID]; n != 1 {
+		t.Errorf("the handler ran %d times for the event whose retry queue was refused, want once", n)
 	}
 }

@@ -1,4 +1,4 @@
-// Package bustest is the conformance suite every bus.Transport passes: the
+// Package bustest is the conformance suite every driver.Transport passes: the
 // same tests, run against each transport, so "works on RabbitMQ" and "works
 // on NATS" mean the same thing. A transport adds one call to Run in its own
 // test.
@@ -8,7 +8,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // Harness describes the transport under test.
@@ -17,11 +17,11 @@ type Harness struct {
 	// test. Each call is a separate connection to the same broker, so two
 	// buses made from two calls compete on one queue like two replicas.
 	// The suite closes what it gets (through bus.Close).
-	NewTransport func(t testing.TB) bus.Transport
+	NewTransport func(t testing.TB) driver.Transport
 
 	// DeadLetters reads the dead letters of a queue, when the transport
-	// cannot do it through bus.DeadLetterLister.
-	DeadLetters func(ctx context.Context, t testing.TB, queue string) ([]bus.DeadLetter, error)
+	// cannot do it through driver.DeadLetterLister.
+	DeadLetters func(ctx context.Context, t testing.TB, queue string) ([]driver.DeadLetter, error)
 
 	// Disconnect forcibly breaks every connection of the transports under
 	// test (for example through the broker's management interface), for the

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -133,6 +134,22 @@ func (c *collector) receivedOf(ids map[string]bool) []*event.Event {
 	return out
 }
 
+// waitInOrder waits for every one of ids and fails t unless each arrived
+// once, in the order of ids.
+func (c *collector) waitInOrder(t testing.TB, ids []string) {
+	t.Helper()
+	eventually(t, defaultTimeout, func() error { return c.missing(ids...) })
+	got := idsOf(c.receivedOf(setOf(ids)))
+	if len(got) != len(ids) {
+		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), len(ids), describeDups(c.duplicates(ids)))
+	}
+	for i := range got {
+		if got[i] != ids[i] {
+			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
+		}
+	}
+}
+
 // duplicates returns, for each of ids received more than once, how often.
 func (c *collector) duplicates(ids []string) map[string]int {
 	c.mu.Lock()
@@ -223,33 +240,71 @@ func idOfBody(body []byte) string {
 }
 
 // spyTransport wraps a transport and records how each delivery is settled,
-// to check what the bus does with deliveries (one ack, no double settle).
+// to check what the bus does with deliveries (one ack, no double settle),
+// and when the bus stops its consumer and closes the transport, to check
+// the order of Close's steps.
 type spyTransport struct {
-	bus.Transport
+	driver.Transport
 
 	mu        sync.Mutex
 	delivered map[string]int      // event id → deliveries
 	settled   map[string][]string // event id → "ack", "retry", "dead", in order
 	errs      []error             // every settlement that failed
+
+	stopping    chan struct{} // closed when a consumer's Stop is called
+	stopOnce    sync.Once
+	closing     chan struct{} // closed when Close is called
+	closeOnce   sync.Once
+	beforeClose func() // when set, called as Close is called
 }
 
-func newSpy(tr bus.Transport) *spyTransport {
-	return &spyTransport{Transport: tr, delivered: make(map[string]int), settled: make(map[string][]string)}
+func newSpy(tr driver.Transport) *spyTransport {
+	return &spyTransport{
+		Transport: tr,
+		delivered: make(map[string]int),
+		settled:   make(map[string][]string),
+		stopping:  make(chan struct{}),
+		closing:   make(chan struct{}),
+	}
 }
 
-func (s *spyTransport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
-	return s.Transport.Consume(ctx, q, patterns, func(d bus.Delivery) {
+func (s *spyTransport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
+	c, err := s.Transport.Consume(ctx, q, patterns, func(d driver.Delivery) {
 		id := idOfBody(d.Body())
 		s.mu.Lock()
 		s.delivered[id]++
 		s.mu.Unlock()
 		deliver(&spyDelivery{Delivery: d, spy: s, id: id})
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &spyConsumer{Consumer: c, spy: s}, nil
+}
+
+func (s *spyTransport) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if s.beforeClose != nil {
+			s.beforeClose()
+		}
+		close(s.closing)
+	})
+	return s.Transport.Close(ctx)
+}
+
+type spyConsumer struct {
+	driver.Consumer
+	spy *spyTransport
+}
+
+func (c *spyConsumer) Stop(ctx context.Context) error {
+	c.spy.stopOnce.Do(func() { close(c.spy.stopping) })
+	return c.Consumer.Stop(ctx)
 }
 
 // DeadLetters forwards to the wrapped transport, when it can list them.
-func (s *spyTransport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
-	l, ok := s.Transport.(bus.DeadLetterLister)
+func (s *spyTransport) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLetter, error) {
+	l, ok := s.Transport.(driver.DeadLetterLister)
 	if !ok {
 		return nil, fmt.Errorf("%T cannot list dead letters", s.Transport)
 	}
@@ -284,7 +339,7 @@ func (s *spyTransport) failures() error {
 }
 
 type spyDelivery struct {
-	bus.Delivery
+	driver.Delivery
 	spy *spyTransport
 	id  string
 }
@@ -309,7 +364,7 @@ func (d *spyDelivery) DeadLetter(ctx context.Context, cause error) error {
 
 // findDeadLetter returns the dead letter of queue whose body is body (or,
 // when body is an event, whose id is id).
-func findDeadLetter(dls []bus.DeadLetter, id string, body []byte) (bus.DeadLetter, bool) {
+func findDeadLetter(dls []driver.DeadLetter, id string, body []byte) (driver.DeadLetter, bool) {
 	for _, dl := range dls {
 		if body != nil && bytes.Equal(dl.Body, body) {
 			return dl, true
@@ -318,7 +373,7 @@ func findDeadLetter(dls []bus.DeadLetter, id string, body []byte) (bus.DeadLette
 			return dl, true
 		}
 	}
-	return bus.DeadLetter{}, false
+	return driver.DeadLetter{}, false
 }
 
 func describeDups(d map[string]int) string {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 )
@@ -61,6 +62,7 @@ var cases = []struct {
 	{"UndecodableMessageIsDeadLettered", (*suite).undecodable},
 	{"TwoHandlersShareOneAck", (*suite).twoHandlers},
 	{"OrderPerPublisher", (*suite).order},
+	{"AsyncPublishesAreConfirmedAndArriveInOrder", (*suite).asyncOrder},
 	{"CloseWaitsForRunningHandler", (*suite).closeWaits},
 	{"CloseGivesUpAtDeadline", (*suite).closeDeadline},
 	{"ClosedBusRefusesWork", (*suite).closed},
@@ -83,7 +85,7 @@ func (s *suite) service(name string) string { return "bustest-" + s.run + "-" + 
 // this run and case.
 func (s *suite) prefix(name string) string { return "bt-" + s.run + "-" + name }
 
-func (s *suite) transport(t testing.TB) bus.Transport {
+func (s *suite) transport(t testing.TB) driver.Transport {
 	t.Helper()
 	tr := s.h.NewTransport(t)
 	if tr == nil {
@@ -100,7 +102,7 @@ func (s *suite) newBus(t testing.TB, service string, opts ...bus.Option) *bus.Bu
 	return s.newBusOn(t, s.transport(t), service, opts...)
 }
 
-func (s *suite) newBusOn(t testing.TB, tr bus.Transport, service string, opts ...bus.Option) *bus.Bus {
+func (s *suite) newBusOn(t testing.TB, tr driver.Transport, service string, opts ...bus.Option) *bus.Bus {
 	t.Helper()
 	all := append([]bus.Option{bus.WithService(service), bus.WithoutValidation()}, opts...)
 	b, err := bus.New(tr, all...)
@@ -126,25 +128,25 @@ func (s *suite) retryWait(attempts int) time.Duration {
 
 // deadLetters reads the dead letters of queue through the harness or the
 // transport of b.
-func (s *suite) deadLetters(t testing.TB, b *bus.Bus, queue string) ([]bus.DeadLetter, error) {
+func (s *suite) deadLetters(t testing.TB, b *bus.Bus, queue string) ([]driver.DeadLetter, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
 	if s.h.DeadLetters != nil {
 		return s.h.DeadLetters(ctx, t, queue)
 	}
-	l, ok := b.Transport().(bus.DeadLetterLister)
+	l, ok := b.Transport().(driver.DeadLetterLister)
 	if !ok {
-		t.Fatalf("bustest: %T does not implement bus.DeadLetterLister and Harness.DeadLetters is nil", b.Transport())
+		t.Fatalf("bustest: %T does not implement driver.DeadLetterLister and Harness.DeadLetters is nil", b.Transport())
 	}
 	return l.DeadLetters(ctx, queue)
 }
 
 // waitDeadLetter waits for the dead letter of queue holding the event id
 // (or, for an undecodable message, exactly body).
-func (s *suite) waitDeadLetter(t testing.TB, b *bus.Bus, queue, id string, body []byte, timeout time.Duration) bus.DeadLetter {
+func (s *suite) waitDeadLetter(t testing.TB, b *bus.Bus, queue, id string, body []byte, timeout time.Duration) driver.DeadLetter {
 	t.Helper()
-	var found bus.DeadLetter
+	var found driver.DeadLetter
 	eventually(t, timeout, func() error {
 		dls, err := s.deadLetters(t, b, queue)
 		if err != nil {
@@ -541,8 +543,8 @@ func (s *suite) undecodable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
 	for i, body := range bodies {
-		m := bus.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
-		if err := raw.Publish(ctx, m); err != nil {
+		m := driver.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
+		if err := driver.PublishSync(ctx, raw, m); err != nil {
 			t.Fatalf("publish garbage through the transport: %v", err)
 		}
 	}
@@ -620,28 +622,66 @@ func (s *suite) order(t *testing.T) {
 	for i := range n {
 		ids[i] = publish(t, pub, p+".seq", map[string]int{"seq": i}).Headers.ID
 	}
-	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
-	got := idsOf(col.receivedOf(setOf(ids)))
-	if len(got) != n {
-		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), n, describeDups(col.duplicates(ids)))
-	}
-	for i := range got {
-		if got[i] != ids[i] {
-			t.Fatalf("event %d of the stream is the one published as %d", i, slices.Index(ids, got[i]))
-		}
-	}
+	col.waitInOrder(t, ids)
 }
 
+// asyncOrder publishes a stream with PublishAsync from one goroutine,
+// waiting for the confirmations only at the end: every one says the
+// broker has the event, and a consumer handling one delivery at a time
+// sees the stream in publish order.
+func (s *suite) asyncOrder(t *testing.T) {
+	p := s.prefix("async")
+	pub := s.newBus(t, s.service("async-pub"))
+	sub := s.newBus(t, s.service("async"), bus.WithConcurrency(1))
+	col := newCollector()
+	subscribe(t, sub, p+".seq", col.handle)
+	const n = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	ids := make([]string, n)
+	confs := make([]*bus.Confirmation, n)
+	for i := range n {
+		ev := newEvent(t, p+".seq", map[string]int{"seq": i})
+		c, err := pub.PublishAsync(ctx, ev)
+		if err != nil {
+			t.Fatalf("PublishAsync %d: %v", i, err)
+		}
+		ids[i], confs[i] = ev.Headers.ID, c
+	}
+	for i, c := range confs {
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("confirmation %d: %v", i, err)
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("confirmation %d: Err() = %v after Wait returned nil", i, err)
+		}
+	}
+	col.waitInOrder(t, ids)
+}
+
+// closeGrace is how long closeWaits watches for a Close that does not
+// wait: such a Close closes the transport as soon as the consumer has
+// stopped, so a passing run spends this once per case and a failing one is
+// caught at once.
+const closeGrace = 200 * time.Millisecond
+
+// closeWaits: Close stops the consumer, then waits for the running handler
+// before it closes the transport and returns. (With concurrency 1 the
+// handler runs on the transport's delivering goroutine, so the consumer's
+// Stop already waits for it; with 4 only the bus's own wait does.)
 func (s *suite) closeWaits(t *testing.T) {
 	for _, concurrency := range []int{1, 4} {
 		t.Run(fmt.Sprintf("Concurrency%d", concurrency), func(t *testing.T) {
 			t.Parallel()
 			p := s.prefix(fmt.Sprintf("closewait%d", concurrency))
 			pub := s.newBus(t, s.service(fmt.Sprintf("closewait%d-pub", concurrency)))
-			sub := s.newBus(t, s.service(fmt.Sprintf("closewait%d", concurrency)), bus.WithConcurrency(concurrency))
+			spy := newSpy(s.transport(t))
+			sub := s.newBusOn(t, spy, s.service(fmt.Sprintf("closewait%d", concurrency)), bus.WithConcurrency(concurrency))
 			started, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			var finished atomic.Bool
+			var once, releaseOnce sync.Once
+			var finished, finishedAtClose atomic.Bool
+			spy.beforeClose = func() { finishedAtClose.Store(finished.Load()) }
+			t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 			subscribe(t, sub, p+".slow", func(context.Context, *event.Event) error {
 				once.Do(func() { close(started) })
 				<-release
@@ -657,13 +697,17 @@ func (s *suite) closeWaits(t *testing.T) {
 				defer cancel()
 				closed <- sub.Close(ctx)
 			}()
+			waitClosed(t, defaultTimeout, spy.stopping, "Close stopping the consumer")
+			grace := time.NewTimer(closeGrace)
+			defer grace.Stop()
 			select {
+			case <-spy.closing:
+				t.Fatal("Close closed the transport while a handler was running")
 			case err := <-closed:
-				close(release)
 				t.Fatalf("Close returned (%v) while a handler was running", err)
-			default:
+			case <-grace.C:
 			}
-			close(release)
+			releaseOnce.Do(func() { close(release) })
 			timer := time.NewTimer(defaultTimeout)
 			defer timer.Stop()
 			select {
@@ -674,28 +718,45 @@ func (s *suite) closeWaits(t *testing.T) {
 			case <-timer.C:
 				t.Fatal("Close did not return after the handler finished")
 			}
-			if !finished.Load() {
-				t.Error("Close returned before the running handler finished")
+			if !finishedAtClose.Load() {
+				t.Error("Close closed the transport before the running handler finished")
 			}
 		})
 	}
 }
 
+// closeDeadline: a handler still running when Close's context ends has its
+// own context cancelled, with ErrClosed as the cause, before Close closes
+// the transport (so the handler can still settle what it was doing), and
+// Close returns the deadline's error.
 func (s *suite) closeDeadline(t *testing.T) {
 	p := s.prefix("closedeadline")
 	pub := s.newBus(t, s.service("closedeadline-pub"))
-	sub := s.newBus(t, s.service("closedeadline"))
-	started, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	subscribe(t, sub, p+".stuck", func(context.Context, *event.Event) error {
-		once.Do(func() { close(started) })
-		<-release
-		return nil
+	spy := newSpy(s.transport(t))
+	sub := s.newBusOn(t, spy, s.service("closedeadline"))
+	running := make(chan context.Context, 1)
+	subscribe(t, sub, p+".stuck", func(ctx context.Context, _ *event.Event) error {
+		select {
+		case running <- ctx:
+		default:
+		}
+		<-ctx.Done()
+		return ctx.Err()
 	})
-	// Registered after the bus, so it runs before the bus's own cleanup.
-	t.Cleanup(func() { close(release) })
 	publish(t, pub, p+".stuck", nil)
-	waitClosed(t, defaultTimeout, started, "the handler starting")
+	var hctx context.Context
+	timer := time.NewTimer(defaultTimeout)
+	defer timer.Stop()
+	select {
+	case hctx = <-running:
+	case <-timer.C:
+		t.Fatal("the handler did not start")
+	}
+	var causeAtClose atomic.Pointer[error]
+	spy.beforeClose = func() {
+		cause := context.Cause(hctx)
+		causeAtClose.Store(&cause)
+	}
 
 	done := make(chan struct{})
 	var err error
@@ -708,6 +769,13 @@ func (s *suite) closeDeadline(t *testing.T) {
 	waitClosed(t, defaultTimeout, done, "Close returning at its deadline while a handler is stuck")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close with a handler stuck past the deadline: err = %v, want context.DeadlineExceeded", err)
+	}
+	var cause error
+	if c := causeAtClose.Load(); c != nil {
+		cause = *c
+	}
+	if !errors.Is(cause, bus.ErrClosed) {
+		t.Errorf("when the transport was closed, the running handler's context had cause %v, want one wrapping bus.ErrClosed", cause)
 	}
 }
 
@@ -730,6 +798,9 @@ func (s *suite) closed(t *testing.T) {
 	if err := b.Publish(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Publish after Close: err = %v, want bus.ErrClosed", err)
 	}
+	if c, err := b.PublishAsync(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, bus.ErrClosed) || c != nil {
+		t.Errorf("PublishAsync after Close: %v, err = %v; want no confirmation and bus.ErrClosed", c, err)
+	}
 	if err := b.Subscribe(ctx, p+".y", func(context.Context, *event.Event) error { return nil }); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Subscribe after Close: err = %v, want bus.ErrClosed", err)
 	}
@@ -742,11 +813,11 @@ func (s *suite) closed(t *testing.T) {
 	if err := tr.Close(ctx); err != nil {
 		t.Fatalf("close transport: %v", err)
 	}
-	m := bus.Message{ID: event.NewID(), Name: p + ".x", Body: []byte(`{"headers":{"name":"` + p + `.x"},"payload":{}}`), CreatedAt: time.Now()}
-	if err := tr.Publish(ctx, m); !errors.Is(err, bus.ErrClosed) {
+	m := driver.Message{ID: event.NewID(), Name: p + ".x", Body: []byte(`{"headers":{"name":"` + p + `.x"},"payload":{}}`), CreatedAt: time.Now()}
+	if err := driver.PublishSync(ctx, tr, m); !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Transport.Publish after Close: err = %v, want bus.ErrClosed", err)
 	}
-	_, err := tr.Consume(ctx, bus.QueueSpec{Name: s.service("closed-raw")}, []string{p + ".x"}, func(d bus.Delivery) {})
+	_, err := tr.Consume(ctx, driver.QueueSpec{Name: s.service("closed-raw")}, []string{p + ".x"}, func(d driver.Delivery) {})
 	if !errors.Is(err, bus.ErrClosed) {
 		t.Errorf("Transport.Consume after Close: err = %v, want bus.ErrClosed", err)
 	}
@@ -759,6 +830,9 @@ func (s *suite) cancellation(t *testing.T) {
 	cancel()
 	if err := pub.Publish(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if c, err := pub.PublishAsync(ctx, newEvent(t, p+".x", nil)); !errors.Is(err, context.Canceled) || c != nil {
+		t.Errorf("PublishAsync with a cancelled context: %v, err = %v; want no confirmation and context.Canceled", c, err)
 	}
 
 	sub := s.newBus(t, s.service("ctx-sub"))
@@ -802,9 +876,6 @@ func (s *suite) concurrentPublishes(t *testing.T) {
 	}
 }
 
-// staleBinding leaves a binding on the service's queue that no handler of
-// the next bus of the service matches (a pattern an earlier version
-// subscribed): its deliveries are acked, not retried forever.
 // staleBinding: a delivery that matches no handler of the bus (a binding
 // left by an earlier version of the service) is retried, in case its
 // handler is being subscribed, and then dead-lettered with ErrNoHandler:
@@ -878,9 +949,11 @@ func (s *suite) temporaryQueue(t *testing.T) {
 	}
 }
 
-// reconnect breaks every connection in the middle of a stream of events:
-// every publish must succeed (waiting for the reconnect within its
-// context) and every event must be handled at least once.
+// reconnect breaks every connection in the middle of a stream of events,
+// published alternately with Publish and PublishAsync: every publish must
+// succeed (waiting for the reconnect within its context, or sent again
+// after it when its confirm was lost) and every event must be handled at
+// least once.
 func (s *suite) reconnect(t *testing.T) {
 	if s.h.Disconnect == nil {
 		reason := s.h.Features.NoReconnectReason
@@ -907,24 +980,40 @@ func (s *suite) reconnect(t *testing.T) {
 		stop      = make(chan struct{})
 		done      = make(chan struct{})
 	)
+	fail := func(ev *event.Event, err error) {
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("event %s: %w", ev.Headers.ID, err))
+		mu.Unlock()
+	}
 	go func() {
 		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 4*defaultTimeout)
+		defer cancel()
 		tick := time.NewTicker(time.Millisecond) // a modest, steady rate
 		defer tick.Stop()
-		for _, ev := range evs {
+		var confs []*bus.Confirmation
+		var confEvs []*event.Event
+		for i, ev := range evs {
 			select {
 			case <-tick.C:
 			case <-stop:
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*defaultTimeout)
-			if err := pub.Publish(ctx, ev); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("event %s: %w", ev.Headers.ID, err))
-				mu.Unlock()
+			if i%2 == 0 {
+				if err := pub.Publish(ctx, ev); err != nil {
+					fail(ev, err)
+				}
+			} else if c, err := pub.PublishAsync(ctx, ev); err != nil {
+				fail(ev, err)
+			} else {
+				confs, confEvs = append(confs, c), append(confEvs, ev)
 			}
-			cancel()
 			published.Add(1)
+		}
+		for i, c := range confs {
+			if err := c.Wait(ctx); err != nil {
+				fail(confEvs[i], err)
+			}
 		}
 	}()
 	t.Cleanup(func() { close(stop); <-done })

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // These tests look at the broker's state, which Publish and settling
@@ -26,10 +26,10 @@ func (b *Broker) queueState(name string) (ready, assigned int) {
 	return len(q.ready), assigned
 }
 
-func publishRaw(t *testing.T, tr bus.Transport, name string) {
+func publishRaw(t *testing.T, tr driver.Transport, name string) {
 	t.Helper()
 	body := []byte(`{"headers":{"name":"` + name + `"},"payload":{}}`)
-	if err := tr.Publish(context.Background(), bus.Message{Name: name, Body: body}); err != nil {
+	if err := driver.PublishSync(context.Background(), tr, driver.Message{Name: name, Body: body}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -38,8 +38,8 @@ func TestPrefetchBoundsUnsettledDeliveries(t *testing.T) {
 	b := NewBroker()
 	defer b.Close()
 	tr := b.Connect()
-	ch := make(chan bus.Delivery, 10)
-	if _, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "svc", Prefetch: 2}, []string{"x"}, func(d bus.Delivery) { ch <- d }); err != nil {
+	ch := make(chan driver.Delivery, 10)
+	if _, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "svc", Prefetch: 2}, []string{"x"}, func(d driver.Delivery) { ch <- d }); err != nil {
 		t.Fatal(err)
 	}
 	for range 5 {
@@ -62,7 +62,7 @@ func TestDefaultPrefetch(t *testing.T) {
 	tr := b.Connect()
 	block := make(chan struct{})
 	defer close(block)
-	if _, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "svc"}, []string{"x"}, func(bus.Delivery) { <-block }); err != nil {
+	if _, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "svc"}, []string{"x"}, func(driver.Delivery) { <-block }); err != nil {
 		t.Fatal(err)
 	}
 	for range DefaultPrefetch + 1 {
@@ -77,11 +77,11 @@ func TestTemporaryQueueIsPrivateAndDeletedOnStop(t *testing.T) {
 	b := NewBroker()
 	defer b.Close()
 	tr := b.Connect()
-	c1, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "tail", Temporary: true}, []string{"x"}, func(bus.Delivery) {})
+	c1, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "tail", Temporary: true}, []string{"x"}, func(driver.Delivery) {})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "tail", Temporary: true}, []string{"x"}, func(bus.Delivery) {})
+	c2, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "tail", Temporary: true}, []string{"x"}, func(driver.Delivery) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestTemporaryQueueIsPrivateAndDeletedOnStop(t *testing.T) {
 	if temps != 2 || durable != 0 {
 		t.Fatalf("two temporary consumers made %d temporary and %d durable queues, want 2 and 0", temps, durable)
 	}
-	for _, c := range []bus.Consumer{c1, c2} {
+	for _, c := range []driver.Consumer{c1, c2} {
 		if err := c.Stop(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -107,8 +107,8 @@ func TestTemporaryQueueIsPrivateAndDeletedOnStop(t *testing.T) {
 func TestBrokerCloseCancelsWaitingRetries(t *testing.T) {
 	b := NewBroker()
 	tr := b.Connect()
-	ch := make(chan bus.Delivery, 1)
-	if _, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "svc"}, []string{"x"}, func(d bus.Delivery) { ch <- d }); err != nil {
+	ch := make(chan driver.Delivery, 1)
+	if _, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "svc"}, []string{"x"}, func(d driver.Delivery) { ch <- d }); err != nil {
 		t.Fatal(err)
 	}
 	publishRaw(t, tr, "x")

@@ -1,4 +1,4 @@
-// Package memory is an in-process bus.Transport with RabbitMQ's queue
+// Package memory is an in-process driver.Transport with RabbitMQ's queue
 // semantics, for tests and single-process use.
 //
 // A Broker holds named queues. Each queue keeps the patterns it was bound
@@ -30,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/topic"
 )
 
@@ -56,7 +56,7 @@ type Broker struct {
 	temps   map[*queue]struct{} // temporary queues
 	tempSeq int
 	conns   map[*conn]struct{}
-	dead    map[string][]bus.DeadLetter
+	dead    map[string][]driver.DeadLetter
 	retries map[*retry]struct{} // retries waiting for their delay
 }
 
@@ -66,7 +66,7 @@ func NewBroker() *Broker {
 		queues:  make(map[string]*queue),
 		temps:   make(map[*queue]struct{}),
 		conns:   make(map[*conn]struct{}),
-		dead:    make(map[string][]bus.DeadLetter),
+		dead:    make(map[string][]driver.DeadLetter),
 		retries: make(map[*retry]struct{}),
 	}
 }
@@ -74,9 +74,9 @@ func NewBroker() *Broker {
 // Connect returns a new connection to the broker. Each connection is
 // independent: closing it stops its consumers and returns their unsettled
 // deliveries to their queues, and leaves the broker and every other
-// connection running. The transport also implements bus.DeadLetterLister
-// and bus.StatusReporter.
-func (b *Broker) Connect() bus.Transport {
+// connection running. The transport also implements driver.DeadLetterLister
+// and driver.StatusReporter.
+func (b *Broker) Connect() driver.Transport {
 	c := &conn{b: b, consumers: make(map[*consumer]struct{}), since: time.Now()}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -119,7 +119,7 @@ type queue struct {
 }
 
 type message struct {
-	m            bus.Message
+	m            driver.Message
 	attempt      int
 	firstFailure time.Time
 }
@@ -189,7 +189,7 @@ func (b *Broker) requeue(q *queue, ms []*message) {
 	b.dispatch(q)
 }
 
-// conn is one connection to a Broker; it implements bus.Transport.
+// conn is one connection to a Broker; it implements driver.Transport.
 type conn struct {
 	b         *Broker
 	consumers map[*consumer]struct{} // guarded by b.mu
@@ -198,22 +198,23 @@ type conn struct {
 }
 
 var (
-	_ bus.Transport        = (*conn)(nil)
-	_ bus.DeadLetterLister = (*conn)(nil)
-	_ bus.StatusReporter   = (*conn)(nil)
+	_ driver.Transport        = (*conn)(nil)
+	_ driver.DeadLetterLister = (*conn)(nil)
+	_ driver.StatusReporter   = (*conn)(nil)
 )
 
 // Publish copies m into every queue bound to a pattern its name matches.
-// The broker has taken the message when Publish returns; it never blocks.
-func (c *conn) Publish(ctx context.Context, m bus.Message) error {
+// The broker has taken the message when Publish returns, and confirm is
+// called before it returns; it never blocks.
+func (c *conn) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	b := c.b
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if c.closed {
-		return bus.ErrClosed
+		b.mu.Unlock()
+		return driver.ErrClosed
 	}
 	// The caller may reuse its buffer; every queue shares this copy, which
 	// nobody writes.
@@ -224,10 +225,12 @@ func (c *conn) Publish(ctx context.Context, m bus.Message) error {
 	for q := range b.temps {
 		b.enqueue(q, m)
 	}
+	b.mu.Unlock()
+	confirm(nil)
 	return nil
 }
 
-func (b *Broker) enqueue(q *queue, m bus.Message) {
+func (b *Broker) enqueue(q *queue, m driver.Message) {
 	if q.matches(m.Name) {
 		q.ready = append(q.ready, &message{m: m, attempt: 1})
 		b.dispatch(q)
@@ -237,7 +240,7 @@ func (b *Broker) enqueue(q *queue, m bus.Message) {
 // Consume attaches a consumer to the queue named by q (declaring it if
 // needed), adds patterns to its bindings, and calls deliver from a
 // goroutine of its own for each delivery.
-func (c *conn) Consume(ctx context.Context, spec bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+func (c *conn) Consume(ctx context.Context, spec driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -256,7 +259,7 @@ func (c *conn) Consume(ctx context.Context, spec bus.QueueSpec, patterns []strin
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if c.closed {
-		return nil, bus.ErrClosed
+		return nil, driver.ErrClosed
 	}
 	var q *queue
 	if spec.Temporary {
@@ -339,25 +342,25 @@ func (c *conn) closeLocked() []chan struct{} {
 }
 
 // Status reports connected until Close, closed after.
-func (c *conn) Status() bus.Status {
+func (c *conn) Status() driver.Status {
 	c.b.mu.Lock()
 	defer c.b.mu.Unlock()
 	if c.closed {
-		return bus.Status{State: bus.StateClosed, Since: c.since}
+		return driver.Status{State: driver.StateClosed, Since: c.since}
 	}
-	return bus.Status{State: bus.StateConnected, Since: c.since}
+	return driver.Status{State: driver.StateConnected, Since: c.since}
 }
 
 // DeadLetters returns the dead letters of the queue, oldest first. It
 // reads the broker, so it works on a closed connection too.
-func (c *conn) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
+func (c *conn) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLetter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	c.b.mu.Lock()
 	defer c.b.mu.Unlock()
 	src := c.b.dead[queue]
-	out := make([]bus.DeadLetter, len(src))
+	out := make([]driver.DeadLetter, len(src))
 	for i, d := range src {
 		d.Body = bytes.Clone(d.Body)
 		out[i] = d
@@ -365,13 +368,13 @@ func (c *conn) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter,
 	return out, nil
 }
 
-// consumer is one consumer of a queue; it implements bus.Consumer. Every
+// consumer is one consumer of a queue; it implements driver.Consumer. Every
 // field but the immutable ones is guarded by the broker's mutex.
 type consumer struct {
 	c        *conn
 	q        *queue
 	prefetch int
-	deliver  func(bus.Delivery)
+	deliver  func(driver.Delivery)
 	wake     chan struct{} // capacity 1: "look at buf or stopped again"
 	done     chan struct{} // closed when run returns
 
@@ -433,7 +436,7 @@ func (cons *consumer) Bind(ctx context.Context, pattern string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if cons.stopped {
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	cons.q.bind(pattern)
 	return nil
@@ -491,7 +494,7 @@ func (cons *consumer) stopLocked() {
 	b.requeue(q, ms)
 }
 
-// delivery implements bus.Delivery. Its settlement fields are guarded by
+// delivery implements driver.Delivery. Its settlement fields are guarded by
 // the broker's mutex.
 type delivery struct {
 	cons     *consumer
@@ -588,7 +591,7 @@ func (d *delivery) DeadLetter(_ context.Context, cause error) error {
 		return err
 	}
 	now := time.Now()
-	dl := bus.DeadLetter{
+	dl := driver.DeadLetter{
 		Body:         d.m.m.Body,
 		Name:         d.m.m.Name,
 		Attempts:     d.m.attempt,

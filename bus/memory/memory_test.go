@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/bustest"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
 )
@@ -18,7 +19,7 @@ func TestConformance(t *testing.T) {
 	b := memory.NewBroker()
 	defer b.Close()
 	bustest.Run(t, bustest.Harness{
-		NewTransport: func(testing.TB) bus.Transport { return b.Connect() },
+		NewTransport: func(testing.TB) driver.Transport { return b.Connect() },
 		Features:     bustest.Features{NoReconnectReason: "in-process: no connection to lose"},
 	})
 }
@@ -27,17 +28,17 @@ const wait = 10 * time.Second
 
 // consume starts a raw consumer that hands its deliveries to the returned
 // channel.
-func consume(t *testing.T, tr bus.Transport, q bus.QueueSpec, patterns ...string) (bus.Consumer, <-chan bus.Delivery) {
+func consume(t *testing.T, tr driver.Transport, q driver.QueueSpec, patterns ...string) (driver.Consumer, <-chan driver.Delivery) {
 	t.Helper()
-	ch := make(chan bus.Delivery, 100)
-	c, err := tr.Consume(context.Background(), q, patterns, func(d bus.Delivery) { ch <- d })
+	ch := make(chan driver.Delivery, 100)
+	c, err := tr.Consume(context.Background(), q, patterns, func(d driver.Delivery) { ch <- d })
 	if err != nil {
 		t.Fatalf("consume %s: %v", q.Name, err)
 	}
 	return c, ch
 }
 
-func recv(t *testing.T, ch <-chan bus.Delivery) bus.Delivery {
+func recv(t *testing.T, ch <-chan driver.Delivery) driver.Delivery {
 	t.Helper()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -50,7 +51,7 @@ func recv(t *testing.T, ch <-chan bus.Delivery) bus.Delivery {
 	}
 }
 
-func send(t *testing.T, tr bus.Transport, name string) string {
+func send(t *testing.T, tr driver.Transport, name string) string {
 	t.Helper()
 	ev, err := event.New(name, nil)
 	if err != nil {
@@ -60,14 +61,14 @@ func send(t *testing.T, tr bus.Transport, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := bus.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
-	if err := tr.Publish(context.Background(), m); err != nil {
+	m := driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}
+	if err := driver.PublishSync(context.Background(), tr, m); err != nil {
 		t.Fatalf("publish %s: %v", name, err)
 	}
 	return ev.Headers.ID
 }
 
-func idOf(t *testing.T, d bus.Delivery) string {
+func idOf(t *testing.T, d driver.Delivery) string {
 	t.Helper()
 	ev, err := event.Decode(d.Body())
 	if err != nil {
@@ -76,7 +77,7 @@ func idOf(t *testing.T, d bus.Delivery) string {
 	return ev.Headers.ID
 }
 
-func closeConn(t *testing.T, tr bus.Transport) {
+func closeConn(t *testing.T, tr driver.Transport) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -89,7 +90,7 @@ func TestBindingsOutliveConsumers(t *testing.T) {
 	b := memory.NewBroker()
 	defer b.Close()
 	first := b.Connect()
-	c, _ := consume(t, first, bus.QueueSpec{Name: "svc"}, "a.#")
+	c, _ := consume(t, first, driver.QueueSpec{Name: "svc"}, "a.#")
 	if err := c.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestBindingsOutliveConsumers(t *testing.T) {
 
 	next := b.Connect()
 	defer closeConn(t, next)
-	_, ch := consume(t, next, bus.QueueSpec{Name: "svc"})
+	_, ch := consume(t, next, driver.QueueSpec{Name: "svc"})
 	if got := idOf(t, recv(t, ch)); got != id {
 		t.Errorf("got %s, want the event published while no consumer was attached (%s)", got, id)
 	}
@@ -113,12 +114,12 @@ func TestUnsettledDeliveriesReturnWithTheirAttemptWhenTheConnectionCloses(t *tes
 	pub := b.Connect()
 	defer closeConn(t, pub)
 	gone := b.Connect()
-	_, ch := consume(t, gone, bus.QueueSpec{Name: "svc"}, "x")
+	_, ch := consume(t, gone, driver.QueueSpec{Name: "svc"}, "x")
 	var ids []string
 	for range 3 {
 		ids = append(ids, send(t, pub, "x"))
 	}
-	var held []bus.Delivery
+	var held []driver.Delivery
 	for range 3 {
 		held = append(held, recv(t, ch))
 	}
@@ -131,7 +132,7 @@ func TestUnsettledDeliveriesReturnWithTheirAttemptWhenTheConnectionCloses(t *tes
 
 	next := b.Connect()
 	defer closeConn(t, next)
-	_, ch = consume(t, next, bus.QueueSpec{Name: "svc"})
+	_, ch = consume(t, next, driver.QueueSpec{Name: "svc"})
 	for i, id := range ids {
 		d := recv(t, ch)
 		if got := idOf(t, d); got != id {
@@ -152,7 +153,7 @@ func TestRetryOutlivesItsConnection(t *testing.T) {
 	pub := b.Connect()
 	defer closeConn(t, pub)
 	first := b.Connect()
-	_, ch := consume(t, first, bus.QueueSpec{Name: "svc"}, "x")
+	_, ch := consume(t, first, driver.QueueSpec{Name: "svc"}, "x")
 	id := send(t, pub, "x")
 	d := recv(t, ch)
 	if err := d.Retry(context.Background(), 5*time.Millisecond, errors.New("try later")); err != nil {
@@ -162,7 +163,7 @@ func TestRetryOutlivesItsConnection(t *testing.T) {
 
 	next := b.Connect()
 	defer closeConn(t, next)
-	_, ch = consume(t, next, bus.QueueSpec{Name: "svc"})
+	_, ch = consume(t, next, driver.QueueSpec{Name: "svc"})
 	d = recv(t, ch)
 	if got := idOf(t, d); got != id || d.Attempt() != 2 {
 		t.Errorf("got %s attempt %d, want %s attempt 2", got, d.Attempt(), id)
@@ -174,7 +175,7 @@ func TestSettlingTwiceFails(t *testing.T) {
 	defer b.Close()
 	tr := b.Connect()
 	defer closeConn(t, tr)
-	_, ch := consume(t, tr, bus.QueueSpec{Name: "svc"}, "x")
+	_, ch := consume(t, tr, driver.QueueSpec{Name: "svc"}, "x")
 	send(t, tr, "x")
 	d := recv(t, ch)
 	ctx := context.Background()
@@ -197,7 +198,7 @@ func TestDeadLetterKeepsFailureHistory(t *testing.T) {
 	defer b.Close()
 	tr := b.Connect()
 	defer closeConn(t, tr)
-	_, ch := consume(t, tr, bus.QueueSpec{Name: "svc"}, "x.y")
+	_, ch := consume(t, tr, driver.QueueSpec{Name: "svc"}, "x.y")
 	id := send(t, tr, "x.y")
 	ctx := context.Background()
 	before := time.Now()
@@ -211,7 +212,7 @@ func TestDeadLetterKeepsFailureHistory(t *testing.T) {
 
 	other := b.Connect() // dead letters belong to the broker
 	defer closeConn(t, other)
-	dls, err := other.(bus.DeadLetterLister).DeadLetters(ctx, "svc")
+	dls, err := other.(driver.DeadLetterLister).DeadLetters(ctx, "svc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,8 +236,8 @@ func TestStopWaitsForDeliverAndKeepsHandedOutDeliveriesSettleable(t *testing.T) 
 	defer b.Close()
 	tr := b.Connect()
 	defer closeConn(t, tr)
-	entered, release := make(chan bus.Delivery, 1), make(chan struct{})
-	c, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "svc"}, []string{"x"}, func(d bus.Delivery) {
+	entered, release := make(chan driver.Delivery, 1), make(chan struct{})
+	c, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "svc"}, []string{"x"}, func(d driver.Delivery) {
 		entered <- d
 		<-release
 	})
@@ -268,8 +269,8 @@ func TestStopReturnsPrefetchedMessagesToOtherConsumers(t *testing.T) {
 	defer b.Close()
 	tr := b.Connect()
 	defer closeConn(t, tr)
-	entered, release := make(chan bus.Delivery, 10), make(chan struct{})
-	slow, err := tr.Consume(context.Background(), bus.QueueSpec{Name: "svc", Prefetch: 10}, []string{"x"}, func(d bus.Delivery) {
+	entered, release := make(chan driver.Delivery, 10), make(chan struct{})
+	slow, err := tr.Consume(context.Background(), driver.QueueSpec{Name: "svc", Prefetch: 10}, []string{"x"}, func(d driver.Delivery) {
 		entered <- d
 		<-release
 	})
@@ -284,7 +285,7 @@ func TestStopReturnsPrefetchedMessagesToOtherConsumers(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- slow.Stop(context.Background()) }()
 
-	_, ch := consume(t, tr, bus.QueueSpec{Name: "svc"})
+	_, ch := consume(t, tr, driver.QueueSpec{Name: "svc"})
 	for _, id := range ids[1:] {
 		if got := idOf(t, recv(t, ch)); got != id {
 			t.Errorf("got %s, want %s", got, id)
@@ -302,17 +303,17 @@ func TestStopReturnsPrefetchedMessagesToOtherConsumers(t *testing.T) {
 func TestClosedConnectionsRefuseWork(t *testing.T) {
 	b := memory.NewBroker()
 	tr := b.Connect()
-	if st := tr.(bus.StatusReporter).Status(); st.State != bus.StateConnected || st.Since.IsZero() {
+	if st := tr.(driver.StatusReporter).Status(); st.State != bus.StateConnected || st.Since.IsZero() {
 		t.Errorf("status of a new connection = %+v, want connected since now", st)
 	}
 	b.Close()
-	if st := tr.(bus.StatusReporter).Status(); st.State != bus.StateClosed {
+	if st := tr.(driver.StatusReporter).Status(); st.State != bus.StateClosed {
 		t.Errorf("status after Broker.Close = %v, want closed", st.State)
 	}
 	late := b.Connect()
-	m := bus.Message{Name: "x", Body: []byte(`{}`)}
-	for i, c := range []bus.Transport{tr, late} {
-		if err := c.Publish(context.Background(), m); !errors.Is(err, bus.ErrClosed) {
+	m := driver.Message{Name: "x", Body: []byte(`{}`)}
+	for i, c := range []driver.Transport{tr, late} {
+		if err := driver.PublishSync(context.Background(), c, m); !errors.Is(err, bus.ErrClosed) {
 			t.Errorf("connection %d: Publish after Broker.Close: err = %v, want bus.ErrClosed", i, err)
 		}
 		if err := c.Close(context.Background()); err != nil {
@@ -326,7 +327,7 @@ func TestClosingOneConnectionLeavesTheOthersRunning(t *testing.T) {
 	defer b.Close()
 	a, c := b.Connect(), b.Connect()
 	defer closeConn(t, c)
-	_, ch := consume(t, c, bus.QueueSpec{Name: "svc"}, "x")
+	_, ch := consume(t, c, driver.QueueSpec{Name: "svc"}, "x")
 	closeConn(t, a)
 	id := send(t, c, "x")
 	if got := idOf(t, recv(t, ch)); got != id {
@@ -339,13 +340,13 @@ func TestConsumeRefusesBadInput(t *testing.T) {
 	defer b.Close()
 	tr := b.Connect()
 	defer closeConn(t, tr)
-	noop := func(bus.Delivery) {}
+	noop := func(driver.Delivery) {}
 	for name, tc := range map[string]struct {
-		q        bus.QueueSpec
+		q        driver.QueueSpec
 		patterns []string
 	}{
-		"empty queue name": {bus.QueueSpec{}, []string{"x"}},
-		"invalid pattern":  {bus.QueueSpec{Name: "svc"}, []string{"a..b"}},
+		"empty queue name": {driver.QueueSpec{}, []string{"x"}},
+		"invalid pattern":  {driver.QueueSpec{Name: "svc"}, []string{"a..b"}},
 	} {
 		if _, err := tr.Consume(context.Background(), tc.q, tc.patterns, noop); err == nil {
 			t.Errorf("%s: Consume succeeded", name)

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/bustest"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // reconnectName names the connections of the suite's reconnect case. Its
@@ -40,7 +40,7 @@ func connOptions(t testing.TB) []Option {
 func TestConformanceEmbedded(t *testing.T) {
 	srv := startServer(t)
 	bustest.Run(t, bustest.Harness{
-		NewTransport: func(tb testing.TB) bus.Transport {
+		NewTransport: func(tb testing.TB) driver.Transport {
 			return dial(tb, srv.ClientURL(), connOptions(tb)...)
 		},
 		Disconnect: func(tb testing.TB) {
@@ -66,7 +66,7 @@ func TestConformanceExternal(t *testing.T) {
 	opts := isolated(t, url)
 	px := newProxy(t, target)
 	bustest.Run(t, bustest.Harness{
-		NewTransport: func(tb testing.TB) bus.Transport {
+		NewTransport: func(tb testing.TB) driver.Transport {
 			u := url
 			if connName(tb) == reconnectName {
 				u = px.URL()

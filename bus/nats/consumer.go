@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/topic"
 )
 
@@ -33,9 +33,10 @@ const pullExpiry = 5 * time.Second
 // queue does); for a temporary one, a consumer of this reader's own that
 // the server deletes when it goes away. The consumer's filter and recorded
 // bindings are widened to cover patterns, keeping whatever other replicas
-// bound before. Deliveries whose name matches none of the queue's
-// bindings are acknowledged without being handed out.
-func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []string, deliver func(bus.Delivery)) (bus.Consumer, error) {
+// bound before. A delivery whose name matches none of the queue's bindings
+// (the filter can be wider than the patterns) is acknowledged without
+// being handed out, as RabbitMQ would never have routed it to the queue.
+func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []string, deliver func(driver.Delivery)) (driver.Consumer, error) {
 	if deliver == nil {
 		return nil, errors.New("nats consume: nil deliver function")
 	}
@@ -62,7 +63,7 @@ func (t *Transport) Consume(ctx context.Context, q bus.QueueSpec, patterns []str
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return nil, bus.ErrClosed
+		return nil, driver.ErrClosed
 	}
 	t.consumers[c] = struct{}{}
 	t.mu.Unlock()
@@ -95,17 +96,23 @@ func (t *Transport) forget(c *consumer) {
 // time, from one goroutine.
 type consumer struct {
 	t        *Transport
-	q        bus.QueueSpec
+	q        driver.QueueSpec
 	label    string // q.Name as a subject token
 	name     string // the server-side consumer
-	deliver  func(bus.Delivery)
+	deliver  func(driver.Delivery)
 	prefetch int
 	status   chan natsgo.Status
 
 	mu       sync.Mutex
 	patterns []string // bound by this reader
-	bindings []string // recorded on the server-side consumer
 	it       jetstream.MessagesContext
+	// bindings are the patterns recorded on the server-side consumer when
+	// it was last read; complete says the record was not truncated, and
+	// readSeq is the highest stream sequence the consumer had delivered
+	// then: every event up to it was stored before that reading.
+	bindings []string
+	complete bool
+	readSeq  uint64
 
 	stopping atomic.Bool
 	renew    atomic.Bool // the iterator was drained to be replaced
@@ -158,9 +165,7 @@ func (c *consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
 		haveBindings, complete := bindingsOf(cfg)
 		bindings := union(haveBindings, local)
 		if covers(haveFilters, want) && (len(bindings) == len(haveBindings) || !complete) {
-			c.mu.Lock()
-			c.bindings = haveBindings
-			c.mu.Unlock()
+			c.noteBindings(cons.CachedInfo())
 			return cons, nil
 		}
 		setFilters(&cfg, filterSet(append(haveFilters, want...), single))
@@ -201,11 +206,13 @@ func (c *consumer) config() jetstream.ConsumerConfig {
 
 // A consumer records the topic patterns bound to its queue, so that every
 // replica hands out exactly what the queue's bindings match, also those of
-// patterns it has no handler for (the bus acknowledges them, as it does on
-// RabbitMQ), and nothing else its wider filter lets through. Servers 2.10
-// and later keep them in the consumer's metadata; older ones only have the
-// description, which holds 4 KiB: patterns past that are left out, which
-// only means such deliveries are acknowledged here rather than by the bus.
+// patterns it has no handler for (the bus retries them and dead-letters
+// them with bus.ErrNoHandler, as it does on RabbitMQ), and nothing else its
+// wider filter lets through. Servers 2.10 and later keep them in the
+// consumer's metadata; older ones only have the description, which holds
+// 4 KiB: patterns past that are left out, and a replica that reads such a
+// truncated record hands out every delivery it cannot match rather than
+// acknowledge one that a left-out pattern may have bound.
 const (
 	bindingsKey        = "herald.bindings"
 	bindingsMarker     = "; bindings: "
@@ -321,7 +328,7 @@ func (c *consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext,
 // the server-side filter is widened to include it.
 func (c *consumer) Bind(ctx context.Context, pattern string) error {
 	if c.stopping.Load() {
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	c.mu.Lock()
 	c.patterns = append(c.patterns, pattern)
@@ -330,6 +337,63 @@ func (c *consumer) Bind(ctx context.Context, pattern string) error {
 		return fmt.Errorf("nats bind %q to %q: %w", pattern, c.q.Name, err)
 	}
 	return nil
+}
+
+// noteBindings records what the server-side consumer says its bindings
+// are, and how far it had delivered when it said so.
+func (c *consumer) noteBindings(info *jetstream.ConsumerInfo) {
+	if info == nil {
+		return
+	}
+	bindings, complete := bindingsOf(info.Config)
+	c.mu.Lock()
+	c.bindings, c.complete = bindings, complete
+	c.readSeq = max(c.readSeq, info.Delivered.Stream)
+	c.mu.Unlock()
+}
+
+// unbound is what to do with a delivery whose name matches none of the
+// bindings this replica knows.
+type unbound int
+
+const (
+	dropUnbound    unbound = iota // acknowledge it without handing it out
+	handOut                       // hand it out: the bus retries, then dead-letters it
+	redeliverLater                // the bindings could not be read: have it come again
+)
+
+// unboundDelivery decides about a delivery of stream sequence seq whose
+// name matches none of the bindings known here. The filter lets through
+// more than the bindings match, and a queue with these bindings would
+// never have received such an event on RabbitMQ: acknowledging it loses
+// nothing. But another replica may have bound a pattern since this one
+// read the bindings, so it is dropped only if the bindings were read after
+// the event was stored (the consumer had delivered past it), reading them
+// again first when they are older than that. An event another replica's
+// new pattern binds is thus handed out, never dropped.
+func (c *consumer) unboundDelivery(name string, seq uint64) unbound {
+	c.mu.Lock()
+	fresh := seq != 0 && seq <= c.readSeq
+	c.mu.Unlock()
+	if !fresh {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := c.t.js.Consumer(ctx, c.t.o.stream, c.name)
+		cancel()
+		if err != nil {
+			c.t.o.logger.Warn("NATS consumer: cannot read the queue's bindings; the delivery comes again", "queue", c.q.Name, "event", name, "error", err)
+			return redeliverLater
+		}
+		c.noteBindings(cons.CachedInfo())
+		if c.matches(name) {
+			return handOut
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seq != 0 && seq <= c.readSeq && c.complete {
+		return dropUnbound
+	}
+	return handOut
 }
 
 // matches reports whether an event name matches a pattern bound to the
@@ -387,15 +451,23 @@ func (c *consumer) run(it jetstream.MessagesContext) {
 			_ = msg.Nak()
 			continue
 		}
-		name, ok := strings.CutPrefix(msg.Subject(), prefix)
-		if !ok || !c.matches(name) {
-			_ = msg.Ack() // within the filter, but none of our patterns
-			continue
-		}
 		d := &delivery{c: c, msg: msg, attempt: 1}
 		if md, err := msg.Metadata(); err == nil {
 			d.attempt = int(md.NumDelivered)
 			d.seq = md.Sequence.Stream
+		}
+		// Every subject of the stream has the prefix; the name is what
+		// the patterns match.
+		name := strings.TrimPrefix(msg.Subject(), prefix)
+		if !c.matches(name) {
+			switch c.unboundDelivery(name, d.seq) {
+			case dropUnbound:
+				_ = msg.Ack()
+				continue
+			case redeliverLater:
+				_ = msg.NakWithDelay(time.Second)
+				continue
+			}
 		}
 		c.deliver(d)
 	}
@@ -445,7 +517,7 @@ func (c *consumer) restart() (jetstream.MessagesContext, error) {
 		select {
 		case <-time.After(retryDelay(attempt + 5)):
 		case <-c.stopCh:
-			return nil, bus.ErrClosed
+			return nil, driver.ErrClosed
 		}
 	}
 }

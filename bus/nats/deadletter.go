@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 )
 
 // Headers of a dead letter, beside the original message's own.
@@ -72,7 +72,7 @@ func (d *delivery) DeadLetter(ctx context.Context, cause error) error {
 		Data:    d.msg.Data(),
 		Header:  h,
 	}
-	if err := t.send(ctx, dead); err != nil {
+	if err := t.publishWait(ctx, dead); err != nil {
 		// Not stored: leave the delivery to come back after AckWait
 		// rather than lose it.
 		return fmt.Errorf("dead-letter to %s: %w", t.o.deadStream, err)
@@ -108,7 +108,7 @@ func headerValue(s string) string {
 }
 
 // DeadLetters returns the dead letters of queue, oldest first.
-func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLetter, error) {
+func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLetter, error) {
 	cfg := jetstream.ConsumerConfig{
 		Name:              "herald_deadletters_" + nuid.Next(),
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -127,7 +127,7 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 		_ = t.js.DeleteConsumer(dctx, t.o.deadStream, cfg.Name)
 	}()
 	pending := cons.CachedInfo().NumPending
-	var out []bus.DeadLetter
+	var out []driver.DeadLetter
 	for got := uint64(0); got < pending; {
 		wait := 5 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
@@ -159,9 +159,9 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]bus.DeadLe
 	return out, nil
 }
 
-func parseDeadLetter(msg jetstream.Msg) bus.DeadLetter {
+func parseDeadLetter(msg jetstream.Msg) driver.DeadLetter {
 	h := msg.Headers()
-	dl := bus.DeadLetter{
+	dl := driver.DeadLetter{
 		Body:  append([]byte(nil), msg.Data()...),
 		Name:  h.Get(HeaderEvent),
 		Error: h.Get(HeaderError),

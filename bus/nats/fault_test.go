@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // TestFaultServerRestartDuringPublishes stops the embedded server while
@@ -28,7 +29,7 @@ func TestFaultServerRestartDuringPublishes(t *testing.T) {
 		restartAt  = total / 4
 	)
 	dir := t.TempDir()
-	srv := startServerIn(t, dir, RandomPort)
+	srv := startServerIn(t, dir, natsserver.RandomPort)
 	cfg := srv.Config()
 	url := srv.ClientURL()
 
@@ -97,7 +98,7 @@ func TestFaultServerRestartDuringPublishes(t *testing.T) {
 		t.Fatal(err)
 	}
 	atStop := published.Load()
-	restarted, err := RunServer(ctx, cfg)
+	restarted, err := natsserver.Run(ctx, cfg)
 	if err != nil {
 		t.Fatalf("restart the server on %s: %v", dir, err)
 	}

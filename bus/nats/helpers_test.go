@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
+	natsd "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nuid"
+
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // Environment variables of the tests.
@@ -41,16 +43,16 @@ func externalURL(t testing.TB) string {
 
 // startServer starts an embedded server on a random port with a fresh
 // store, shut down when the test ends.
-func startServer(t testing.TB) *Server {
+func startServer(t testing.TB) *natsserver.Server {
 	t.Helper()
-	return startServerIn(t, t.TempDir(), RandomPort)
+	return startServerIn(t, t.TempDir(), natsserver.RandomPort)
 }
 
-func startServerIn(t testing.TB, dir string, port int) *Server {
+func startServerIn(t testing.TB, dir string, port int) *natsserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	s, err := RunServer(ctx, ServerConfig{StoreDir: dir, Port: port})
+	s, err := natsserver.Run(ctx, natsserver.Config{StoreDir: dir, Port: port})
 	if err != nil {
 		t.Fatalf("start embedded server: %v", err)
 	}
@@ -58,7 +60,7 @@ func startServerIn(t testing.TB, dir string, port int) *Server {
 	return s
 }
 
-func shutdown(t testing.TB, s *Server) {
+func shutdown(t testing.TB, s *natsserver.Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -220,8 +222,9 @@ func hostPort(url string) (string, error) {
 
 // dropClients closes the connections of the embedded server's clients
 // named name (all clients when name is empty), without stopping it.
-func dropClients(s *Server, name string) (int, error) {
-	connz, err := s.ns.Connz(&natsserver.ConnzOptions{Limit: 1 << 16})
+func dropClients(s *natsserver.Server, name string) (int, error) {
+	ns := s.NATSServer()
+	connz, err := ns.Connz(&natsd.ConnzOptions{Limit: 1 << 16})
 	if err != nil {
 		return 0, err
 	}
@@ -231,7 +234,7 @@ func dropClients(s *Server, name string) (int, error) {
 		if name != "" && c.Name != name {
 			continue
 		}
-		if err := s.ns.DisconnectClientByID(c.Cid); err != nil {
+		if err := ns.DisconnectClientByID(c.Cid); err != nil {
 			errs = append(errs, err)
 		}
 		n++

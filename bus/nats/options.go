@@ -36,7 +36,7 @@ type options struct {
 	window                 int
 	name                   string
 	logger                 *slog.Logger
-	inProcess              *Server
+	inProcess              natsgo.InProcessConnProvider
 	natsOpts               []natsgo.Option
 }
 
@@ -123,9 +123,12 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithInProcessServer connects to s through an in-process pipe instead of
-// the network (the URL is then ignored), which also works for a server
-// started with DontListen.
-func WithInProcessServer(s *Server) Option { return func(o *options) { o.inProcess = s } }
+// the network (the URL is then ignored): s is a server running in this
+// process, such as natsserver's, which may have been started without a
+// network listener.
+func WithInProcessServer(s natsgo.InProcessConnProvider) Option {
+	return func(o *options) { o.inProcess = s }
+}
 
 // WithNATSOptions adds nats.go connection options (credentials, TLS, …).
 // They are applied after herald's own, so they can override them.

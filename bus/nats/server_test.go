@@ -2,74 +2,24 @@ package nats
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
 )
-
-func TestRunServerRefusesATakenPort(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	s, err := RunServer(ctx, ServerConfig{StoreDir: t.TempDir(), Port: port})
-	if err == nil {
-		shutdown(t, s)
-		t.Fatalf("RunServer on the taken %s succeeded", addr)
-	}
-	if !errors.Is(err, ErrAddressInUse) || !strings.Contains(err.Error(), addr) {
-		t.Errorf("RunServer on the taken %s: err = %v, want ErrAddressInUse naming the address", addr, err)
-	}
-	if ctx.Err() != nil {
-		t.Errorf("RunServer waited for its context (%v) instead of failing at once", ctx.Err())
-	}
-}
-
-func TestRunServerNeedsAStoreFolder(t *testing.T) {
-	if _, err := RunServer(context.Background(), ServerConfig{Port: RandomPort}); err == nil {
-		t.Fatal("RunServer without StoreDir succeeded")
-	}
-}
-
-func TestRunServerReportsItsURL(t *testing.T) {
-	s := startServer(t)
-	cfg := s.Config()
-	if cfg.Port <= 0 {
-		t.Fatalf("Config().Port = %d, want the port the server got", cfg.Port)
-	}
-	if want := "nats://127.0.0.1:" + strconv.Itoa(cfg.Port); s.ClientURL() != want {
-		t.Errorf("ClientURL() = %q, want %q", s.ClientURL(), want)
-	}
-	tr := dial(t, s.ClientURL())
-	if st := tr.Status(); st.State != bus.StateConnected {
-		t.Errorf("status = %v, want connected", st.State)
-	}
-}
 
 func TestInProcessServerWithoutListener(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	s, err := RunServer(ctx, ServerConfig{StoreDir: t.TempDir(), DontListen: true})
+	s, err := natsserver.Run(ctx, natsserver.Config{StoreDir: t.TempDir(), DontListen: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shutdown(t, s) })
-	if s.ClientURL() != "" {
-		t.Errorf("ClientURL() of a server without listener = %q, want empty", s.ClientURL())
-	}
 	tr := dial(t, "", WithInProcessServer(s))
 	got := make(chan string, 1)
 	b := newBus(t, tr, "inproc")
@@ -100,7 +50,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 
-	s1, err := RunServer(ctx, ServerConfig{StoreDir: dir, Port: RandomPort})
+	s1, err := natsserver.Run(ctx, natsserver.Config{StoreDir: dir, Port: natsserver.RandomPort})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +86,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s2 := startServerIn(t, dir, RandomPort)
+	s2 := startServerIn(t, dir, natsserver.RandomPort)
 	var mu sync.Mutex
 	got := make(map[string]int)
 	b2 := newBus(t, dial(t, s2.ClientURL()), "keeper")
@@ -166,7 +116,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 // newBus returns a bus for service on tr without catalogue validation,
 // closed when the test ends.
-func newBus(t testing.TB, tr bus.Transport, service string, opts ...bus.Option) *bus.Bus {
+func newBus(t testing.TB, tr driver.Transport, service string, opts ...bus.Option) *bus.Bus {
 	t.Helper()
 	b, err := bus.New(tr, append([]bus.Option{bus.WithService(service), bus.WithoutValidation()}, opts...)...)
 	if err != nil {

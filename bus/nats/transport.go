@@ -1,5 +1,6 @@
-// Package nats is herald's NATS JetStream transport, and the embedded NATS
-// server that lets `herald serve` run with nothing installed.
+// Package nats is herald's NATS JetStream transport. It does not contain
+// the embedded server herald serve runs (package natsserver), so a service
+// that imports it links only the nats.go client.
 //
 // Events are stored in one stream (HERALD_EVENTS), each under the subject
 // herald.events.<event name>. Each subscribing service reads through one
@@ -35,12 +36,13 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/ctxwatch"
 )
 
 // Transport is a connection to a NATS server with JetStream. It implements
-// bus.Transport, bus.DeadLetterLister and bus.StatusReporter.
+// driver.Transport, driver.DeadLetterLister and driver.StatusReporter.
 type Transport struct {
 	o      options
 	nc     *natsgo.Conn
@@ -50,22 +52,29 @@ type Transport struct {
 	single atomic.Bool   // the server has one filter subject per consumer (< 2.10)
 
 	mu        sync.Mutex
-	status    bus.Status
+	status    driver.Status
 	changed   chan struct{} // closed and replaced at each connection state change
 	closed    bool
 	consumers map[*consumer]struct{}
-	inflight  sync.WaitGroup // Publish and DeadLetter calls running
+	inflight  sync.WaitGroup // publishes taken or being handed over, not yet answered
 	closing   chan struct{}  // closed when Close stops waiting for them
 	connDone  chan struct{}  // closed when the connection is closed
+
+	// pending holds the publishes sent and waiting for their PubAck, by
+	// the message nats.go hands back to onPubAck and onPubError.
+	pendMu  sync.Mutex
+	pending map[*natsgo.Msg]*outgoing
+	// watch answers the publishes whose context ends before their PubAck.
+	watch *ctxwatch.Set[*outgoing]
 
 	failMu   sync.Mutex
 	failures map[string]time.Time // consumer/stream sequence → first failure
 }
 
 var (
-	_ bus.Transport        = (*Transport)(nil)
-	_ bus.DeadLetterLister = (*Transport)(nil)
-	_ bus.StatusReporter   = (*Transport)(nil)
+	_ driver.Transport        = (*Transport)(nil)
+	_ driver.DeadLetterLister = (*Transport)(nil)
+	_ driver.StatusReporter   = (*Transport)(nil)
 )
 
 // Dial connects to the NATS server at url (nats://host:port, or a
@@ -92,7 +101,9 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		closing:   make(chan struct{}),
 		connDone:  make(chan struct{}),
 		failures:  make(map[string]time.Time),
+		pending:   make(map[*natsgo.Msg]*outgoing),
 	}
+	t.watch = ctxwatch.New(func(o *outgoing, err error) { t.answer(o, err) })
 	nopts := []natsgo.Option{
 		natsgo.Name(o.name),
 		natsgo.MaxReconnects(-1),
@@ -134,7 +145,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	}
 	t.nc = r.nc
 	t.mu.Lock()
-	t.status = bus.Status{State: bus.StateConnected, Since: time.Now()}
+	t.status = driver.Status{State: driver.StateConnected, Since: time.Now()}
 	t.mu.Unlock()
 	t.single.Store(!serverAtLeast(t.nc.ConnectedServerVersion(), 2, 10))
 
@@ -143,9 +154,14 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		// the library's bound only has to stay out of the way.
 		jetstream.WithPublishAsyncMaxPending(2*o.window),
 		// An ack that never comes (a reply lost in a reconnect) fails the
-		// attempt after this long; Publish then sends the event again
-		// with the same Nats-Msg-Id.
+		// attempt after this long; the event is then sent again with the
+		// same Nats-Msg-Id.
 		jetstream.WithPublishAsyncTimeout(defaultAckTimeout),
+		// Every PubAck and every failed publish reaches the transport
+		// here, on nats.go's reply goroutine, so that no goroutine has to
+		// wait on each publish's future.
+		jetstream.WithPublishAsyncAckHandler(t.onPubAck),
+		jetstream.WithPublishAsyncErrHandler(t.onPubError),
 	)
 	if err != nil {
 		t.nc.Close()
@@ -237,11 +253,14 @@ func (t *Transport) JetStream() jetstream.JetStream { return t.js }
 // Subject returns the subject an event name is published under.
 func (t *Transport) Subject(name string) string { return t.o.prefix + "." + name }
 
-// Publish stores m in the events stream and returns once the server has
-// acknowledged it. While the connection is down it waits for the
-// reconnect, bounded by ctx, and sends again; the Nats-Msg-Id header (the
-// event id) lets the server drop a copy it already has.
-func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
+// Publish sends m to the events stream and returns once it is sent (or
+// buffered by nats.go); confirm is called when the server's PubAck comes.
+// While the connection is down Publish waits for the reconnect, bounded
+// by ctx; a publish whose PubAck does not come (lost with the connection,
+// or not within the ack timeout) is sent again, and the Nats-Msg-Id header
+// (the event id) lets the server drop a copy it already has. At most the
+// publish window's worth of publishes wait for their PubAck at once.
+func (t *Transport) Publish(ctx context.Context, m driver.Message, confirm func(error)) error {
 	if err := event.ValidateName(m.Name); err != nil {
 		return err
 	}
@@ -253,61 +272,143 @@ func (t *Transport) Publish(ctx context.Context, m bus.Message) error {
 		Data:    m.Body,
 		Header:  natsgo.Header{jetstream.MsgIDHeader: []string{m.ID}},
 	}
-	return t.send(ctx, msg)
+	return t.publish(ctx, msg, confirm)
 }
 
-// send publishes msg to JetStream until the server acknowledges it or ctx
-// ends.
-func (t *Transport) send(ctx context.Context, msg *natsgo.Msg) error {
+// outgoing is one publish, from Publish until it is answered.
+type outgoing struct {
+	msg     *natsgo.Msg
+	ctx     context.Context
+	confirm func(error)
+	attempt int // sends so far, for the pause before the next
+
+	answered atomic.Bool
+}
+
+// publish hands msg over and arranges for confirm to be called once.
+func (t *Transport) publish(ctx context.Context, msg *natsgo.Msg, confirm func(error)) error {
 	if !t.begin() {
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		t.inflight.Done()
 		return err
 	}
-	defer t.inflight.Done()
-	for attempt := 1; ; attempt++ {
-		if err := t.waitConnected(ctx); err != nil {
+	o := &outgoing{msg: msg, ctx: ctx, confirm: confirm}
+	if err := t.hand(o); err != nil {
+		t.inflight.Done()
+		return err
+	}
+	// When ctx ends first, the caller gets its error at once; the message
+	// keeps its window slot until nats.go resolves it.
+	t.watch.Add(ctx, o)
+	if o.answered.Load() {
+		t.watch.Remove(ctx, o) // answered before it was watched
+	}
+	return nil
+}
+
+// publishWait publishes msg and waits for its answer.
+func (t *Transport) publishWait(ctx context.Context, msg *natsgo.Msg) error {
+	answer := make(chan error, 1)
+	if err := t.publish(ctx, msg, func(err error) { answer <- err }); err != nil {
+		return err
+	}
+	return <-answer
+}
+
+// hand sends o once the connection is up and the window has room, sending
+// again after a failure that another attempt may overcome; it gives up
+// when o's context ends or the transport closes.
+func (t *Transport) hand(o *outgoing) error {
+	for {
+		if err := t.waitConnected(o.ctx); err != nil {
 			return err
 		}
 		select {
 		case t.window <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-o.ctx.Done():
+			return o.ctx.Err()
 		case <-t.closing:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
-		err := t.sendOnce(ctx, msg)
-		<-t.window
+		t.pendMu.Lock()
+		t.pending[o.msg] = o
+		t.pendMu.Unlock()
+		o.attempt++
+		_, err := t.js.PublishMsgAsync(o.msg)
 		if err == nil {
+			return nil
+		}
+		t.take(o.msg)
+		if o.answered.Load() {
+			// Close answered it while it was pending: it is settled.
 			return nil
 		}
 		if !retryable(err) {
 			return err
 		}
-		t.o.logger.Debug("publish not acknowledged; sending again", "subject", msg.Subject, "attempt", attempt, "error", err)
-		if err := t.pause(ctx, retryDelay(attempt)); err != nil {
+		t.o.logger.Debug("publish not sent; sending again", "subject", o.msg.Subject, "attempt", o.attempt, "error", err)
+		if err := t.pause(o.ctx, retryDelay(o.attempt)); err != nil {
 			return err
 		}
 	}
 }
 
-func (t *Transport) sendOnce(ctx context.Context, msg *natsgo.Msg) error {
-	paf, err := t.js.PublishMsgAsync(msg)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-paf.Ok():
+// take removes the publish of msg from the pending ones and frees its
+// window slot; nil if it is not pending.
+func (t *Transport) take(msg *natsgo.Msg) *outgoing {
+	t.pendMu.Lock()
+	o, ok := t.pending[msg]
+	delete(t.pending, msg)
+	t.pendMu.Unlock()
+	if !ok {
 		return nil
-	case err := <-paf.Err():
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.closing:
-		return bus.ErrClosed
 	}
+	<-t.window
+	return o
+}
+
+// onPubAck is called by nats.go for every PubAck.
+func (t *Transport) onPubAck(_ jetstream.JetStream, msg *natsgo.Msg, _ *jetstream.PubAck) {
+	if o := t.take(msg); o != nil {
+		t.answer(o, nil)
+	}
+}
+
+// onPubError is called by nats.go for every publish that failed after it
+// was sent: refused by the server, or not acknowledged in time.
+func (t *Transport) onPubError(_ jetstream.JetStream, msg *natsgo.Msg, err error) {
+	o := t.take(msg)
+	if o == nil {
+		return
+	}
+	if !retryable(err) || o.answered.Load() {
+		t.answer(o, err)
+		return
+	}
+	// Sending again waits for the connection and a pause: not on nats.go's
+	// goroutine.
+	go func() {
+		t.o.logger.Debug("publish not acknowledged; sending again", "subject", msg.Subject, "attempt", o.attempt, "error", err)
+		if perr := t.pause(o.ctx, retryDelay(o.attempt)); perr != nil {
+			t.answer(o, perr)
+			return
+		}
+		if herr := t.hand(o); herr != nil {
+			t.answer(o, herr)
+		}
+	}()
+}
+
+// answer calls o's confirm, the first time only.
+func (t *Transport) answer(o *outgoing, err error) {
+	if !o.answered.CompareAndSwap(false, true) {
+		return
+	}
+	t.watch.Remove(o.ctx, o)
+	o.confirm(err)
+	t.inflight.Done()
 }
 
 // retryable reports whether a publish failed for want of a connection or a
@@ -331,7 +432,7 @@ func retryable(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
-// begin registers a running publish; false after Close.
+// begin registers a publish; false after Close.
 func (t *Transport) begin() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -345,6 +446,9 @@ func (t *Transport) begin() bool {
 // waitConnected returns once the connection is up, or with an error when
 // ctx ends or the transport closes first.
 func (t *Transport) waitConnected(ctx context.Context) error {
+	if t.nc.IsConnected() {
+		return nil
+	}
 	for {
 		t.mu.Lock()
 		ch := t.changed
@@ -353,14 +457,14 @@ func (t *Transport) waitConnected(ctx context.Context) error {
 		case natsgo.CONNECTED:
 			return nil
 		case natsgo.CLOSED:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the connection to NATS at %s: %w", t.url, ctx.Err())
 		case <-t.closing:
-			return bus.ErrClosed
+			return driver.ErrClosed
 		}
 	}
 }
@@ -375,7 +479,7 @@ func (t *Transport) pause(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.closing:
-		return bus.ErrClosed
+		return driver.ErrClosed
 	}
 }
 
@@ -395,16 +499,16 @@ func reconnectDelay(attempts int) time.Duration {
 }
 
 // Status reports the connection's state.
-func (t *Transport) Status() bus.Status {
+func (t *Transport) Status() driver.Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.status
 }
 
-func (t *Transport) setState(s bus.State, err error) {
+func (t *Transport) setState(s driver.State, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.status.State == bus.StateClosed {
+	if t.status.State == driver.StateClosed {
 		return
 	}
 	if t.status.State != s {
@@ -429,16 +533,16 @@ func (t *Transport) onDisconnect(_ *natsgo.Conn, err error) {
 		err = errors.New("disconnected")
 	}
 	t.o.logger.Warn("NATS connection lost; reconnecting", "url", t.url, "error", err)
-	t.setState(bus.StateReconnecting, err)
+	t.setState(driver.StateReconnecting, err)
 }
 
 func (t *Transport) onReconnect(nc *natsgo.Conn) {
 	t.o.logger.Info("NATS connection back", "url", redact(nc.ConnectedUrl()))
-	t.setState(bus.StateConnected, nil)
+	t.setState(driver.StateConnected, nil)
 }
 
 func (t *Transport) onClosed(*natsgo.Conn) {
-	t.setState(bus.StateClosed, nil)
+	t.setState(driver.StateClosed, nil)
 	close(t.connDone)
 }
 
@@ -452,7 +556,7 @@ func (t *Transport) onAsyncError(_ *natsgo.Conn, sub *natsgo.Subscription, err e
 
 // Close stops the transport's consumers, waits (bounded by ctx) for
 // publishes still waiting for their PubAck, then drains and closes the
-// connection. Publish and Consume return bus.ErrClosed afterwards.
+// connection. Publish and Consume return driver.ErrClosed afterwards.
 func (t *Transport) Close(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
@@ -480,6 +584,16 @@ func (t *Transport) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("waiting for publishes to be acknowledged: %w", ctx.Err()))
 	}
 	close(t.closing)
+	// Whatever is still waiting for its PubAck is answered now.
+	t.pendMu.Lock()
+	left := make([]*outgoing, 0, len(t.pending))
+	for _, o := range t.pending {
+		left = append(left, o)
+	}
+	t.pendMu.Unlock()
+	for _, o := range left {
+		t.answer(o, driver.ErrClosed)
+	}
 
 	// Drain flushes what is buffered (acks of settled deliveries) before
 	// closing; a connection that is down has nothing to flush.
@@ -493,7 +607,7 @@ func (t *Transport) Close(ctx context.Context) error {
 		<-t.connDone
 	}
 	t.mu.Lock()
-	t.status = bus.Status{State: bus.StateClosed, Since: time.Now(), LastError: t.status.LastError}
+	t.status = driver.Status{State: driver.StateClosed, Since: time.Now(), LastError: t.status.LastError}
 	t.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // server is a NATS server a test runs against: the embedded one, and the
@@ -50,8 +52,8 @@ func TestFilterFollowsPatterns(t *testing.T) {
 			tr := dial(t, s.url, s.opts...)
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
-			q := bus.QueueSpec{Name: "filter-" + strings.ToLower(s.name)}
-			c, err := tr.Consume(ctx, q, []string{"iam.user.created"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			q := driver.QueueSpec{Name: "filter-" + strings.ToLower(s.name)}
+			c, err := tr.Consume(ctx, q, []string{"iam.user.created"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,14 +99,14 @@ func TestBindingsSurviveANarrowerReplica(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
-			q := bus.QueueSpec{Name: "narrow"}
+			q := driver.QueueSpec{Name: "narrow"}
 			wide := dial(t, s.url, s.opts...)
-			c1, err := wide.Consume(ctx, q, []string{"a.x", "b.#"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			c1, err := wide.Consume(ctx, q, []string{"a.x", "b.#"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
 			narrow := dial(t, s.url, s.opts...)
-			c2, err := narrow.Consume(ctx, q, []string{"a.x"}, func(d bus.Delivery) { _ = d.Ack(ctx) })
+			c2, err := narrow.Consume(ctx, q, []string{"a.x"}, func(d driver.Delivery) { _ = d.Ack(ctx) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,6 +123,72 @@ func TestBindingsSurviveANarrowerReplica(t *testing.T) {
 			}
 			_ = c1.Stop(ctx)
 			_ = c2.Stop(ctx)
+		})
+	}
+}
+
+// TestAReplicaHandsOutWhatAnotherBoundLater: a replica that started with
+// one pattern receives deliveries for a pattern another replica of its
+// queue bound afterwards (its own record of the bindings is older than
+// them). It must hand them out, as RabbitMQ would have queued them, not
+// acknowledge them as deliveries of no binding.
+func TestAReplicaHandsOutWhatAnotherBoundLater(t *testing.T) {
+	for _, s := range servers(t) {
+		t.Run(s.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			q := driver.QueueSpec{Name: "late-" + s.name}
+			var mu sync.Mutex
+			got := make(map[string]int)
+			older := dial(t, s.url, s.opts...)
+			c1, err := older.Consume(ctx, q, []string{"late.a"}, func(d driver.Delivery) {
+				mu.Lock()
+				if ev, err := event.Decode(d.Body()); err == nil {
+					got[ev.Headers.ID]++
+				}
+				mu.Unlock()
+				_ = d.Ack(ctx)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c1.Stop(context.Background()) })
+			// The newer replica binds late.b and goes away: from now on
+			// only the older one reads the queue.
+			newer := dial(t, s.url, s.opts...)
+			c2, err := newer.Consume(ctx, q, []string{"late.b"}, func(d driver.Delivery) {
+				t.Errorf("the replica that stopped got a delivery")
+				_ = d.Retry(ctx, 0, nil)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c2.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			var ids []string
+			for _, name := range []string{"late.b", "late.b", "late.b", "late.a", "late.b"} {
+				ev := mustEvent(t, name)
+				body, err := ev.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := driver.PublishSync(ctx, older, driver.Message{ID: ev.Headers.ID, Name: name, Body: body, CreatedAt: ev.Headers.CreatedAt}); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, ev.Headers.ID)
+			}
+			eventually(t, testTimeout, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				for i, id := range ids {
+					if got[id] == 0 {
+						return fmt.Errorf("event %d of %d not handed out to the older replica", i+1, len(ids))
+					}
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -144,7 +212,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 			if err := b.Publish(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
-			var dls []bus.DeadLetter
+			var dls []driver.DeadLetter
 			eventually(t, testTimeout, func() (err error) {
 				dls, err = tr.DeadLetters(ctx, "dead.ends")
 				if err == nil && len(dls) == 0 {
@@ -202,7 +270,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 // event.
 func TestPublishWaitsForServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1 := startServerIn(t, dir, RandomPort)
+	s1 := startServerIn(t, dir, natsserver.RandomPort)
 	port := s1.Config().Port
 	tr := dial(t, s1.ClientURL())
 	shutdown(t, s1)
@@ -218,12 +286,17 @@ func TestPublishWaitsForServerRestart(t *testing.T) {
 	id := event.NewID()
 	done := make(chan error, 1)
 	go func() {
-		done <- tr.Publish(ctx, bus.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
+		done <- driver.PublishSync(ctx, tr, driver.Message{ID: id, Name: "outage.survived", Body: []byte(`{}`), CreatedAt: time.Now()})
 	}()
+	// A Publish that did not wait for the PubAck would return at once
+	// (nats.go buffers the message while reconnecting); one that waits is
+	// still waiting when the grace has passed.
+	grace := time.NewTimer(200 * time.Millisecond)
+	defer grace.Stop()
 	select {
 	case err := <-done:
 		t.Fatalf("Publish returned %v while the server was down", err)
-	default:
+	case <-grace.C:
 	}
 	startServerIn(t, dir, port)
 	if err := <-done; err != nil {
@@ -249,7 +322,7 @@ func TestPublishDuringOutageEndsWithItsContext(t *testing.T) {
 	shutdown(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := tr.Publish(ctx, bus.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
+	err := driver.PublishSync(ctx, tr, driver.Message{ID: event.NewID(), Name: "lost.cause", Body: []byte(`{}`)})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish during an outage: err = %v, want context.DeadlineExceeded", err)
 	}
@@ -260,7 +333,7 @@ func TestPublishDuringOutageEndsWithItsContext(t *testing.T) {
 // published after the restart reach it.
 func TestTemporaryQueueSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1 := startServerIn(t, dir, RandomPort)
+	s1 := startServerIn(t, dir, natsserver.RandomPort)
 	port := s1.Config().Port
 	tr := dial(t, s1.ClientURL())
 	var mu sync.Mutex

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	natsbus "github.com/heraldhq/herald/bus/nats"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 // defaultBrokerListen is where `herald broker` listens: the address of
@@ -73,9 +73,9 @@ func runBroker(ctx context.Context, o brokerOptions, stdout, stderr io.Writer) e
 	}
 	store := brokerStoreDir(o.data)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: store, Host: host, Port: port, Logger: log})
-	if errors.Is(err, natsbus.ErrAddressInUse) {
-		return fmt.Errorf("--listen %s: %w (another herald broker or serve?); choose another address with --listen", o.listen, natsbus.ErrAddressInUse)
+	srv, err := natsserver.Run(ctx, natsserver.Config{StoreDir: store, Host: host, Port: port, Logger: log})
+	if errors.Is(err, natsserver.ErrAddressInUse) {
+		return fmt.Errorf("--listen %s: %w (another herald broker or serve?); choose another address with --listen", o.listen, natsserver.ErrAddressInUse)
 	}
 	if err != nil {
 		return fmt.Errorf("start the broker: %w", err)

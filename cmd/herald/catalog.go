@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/catalog/export"
 	"github.com/heraldhq/herald/topic"
 )
 
@@ -89,11 +90,11 @@ func writeCatalog(w io.Writer, cat *catalog.Catalog, output string) error {
 	)
 	switch output {
 	case "json":
-		b, err = cat.JSON()
+		b, err = export.JSON(cat)
 	case "markdown":
-		b = cat.Markdown()
+		b = export.Markdown(cat)
 	case "asyncapi":
-		b, err = cat.AsyncAPI()
+		b, err = export.AsyncAPI(cat)
 	default:
 		b = catalogTable(cat)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/catalog/export"
 )
 
 // herald runs the command line in process, as main does, and returns its
@@ -142,7 +143,7 @@ func TestCatalogOutputFormats(t *testing.T) {
 	}
 
 	code, out, _ = herald(t, "catalog", "-o", "markdown")
-	if code != 0 || out != string(catalog.Default().Markdown()) {
+	if code != 0 || out != string(export.Markdown(catalog.Default())) {
 		t.Errorf("-o markdown: exit %d, not docs/events.md", code)
 	}
 

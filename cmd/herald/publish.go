@@ -10,16 +10,14 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/time/rate"
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/simulate"
 )
 
 type publishOptions struct {
@@ -35,11 +33,6 @@ type publishOptions struct {
 	timeout    time.Duration
 	output     string
 }
-
-// publishWorkers is how many publishes of --count are in flight at once:
-// each waits for its own confirm, so one at a time would cost a round trip
-// per event.
-const publishWorkers = 64
 
 func newPublishCmd() *cobra.Command {
 	var o publishOptions
@@ -160,7 +153,7 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	}
 	defer closeBus(ctx, b, 10*time.Second)
 	p := &publisher{
-		pub:     timeoutPublisher{b, o.timeout},
+		bus:     b,
 		broker:  redactURL(o.broker),
 		timeout: o.timeout,
 		json:    o.output == "json",
@@ -169,7 +162,7 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	if o.count == 1 {
 		return p.once(ctx, template)
 	}
-	return p.repeat(ctx, template, o.count, pace(o.rate), newProgressBar(o.count, stderr))
+	return p.repeat(ctx, template, o.count, o.rate, newProgressBar(o.count, stderr))
 }
 
 // check refuses flags that contradict each other or make no sense.
@@ -209,105 +202,97 @@ func (o publishOptions) openBus(ctx context.Context, log *slog.Logger) (*bus.Bus
 	return b, nil
 }
 
-// pace is the limiter of --rate: as simulate's, a bucket of 10 ms worth of
-// events (at least one) keeps high rates reachable without turning a pause
-// into a burst. A rate of 0 does not wait.
-func pace(perSecond float64) *rate.Limiter {
-	if perSecond <= 0 {
-		return rate.NewLimiter(rate.Inf, 0)
-	}
-	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/100)))
-}
-
 // publisher sends what publish sends, and prints it.
 type publisher struct {
-	pub     timeoutPublisher
+	bus     *bus.Bus
 	broker  string // without its password
 	timeout time.Duration
 	json    bool // print each event sent, in its wire form
-
-	mu  sync.Mutex // out
-	out io.Writer
+	out     io.Writer
 }
 
 // once publishes ev and says so.
 func (p *publisher) once(ctx context.Context, ev *event.Event) error {
-	if err := p.publish(ctx, ev); err != nil {
-		return err
+	pctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := p.bus.Publish(pctx, ev); err != nil {
+		return p.explain(ctx, err)
 	}
-	if !p.json {
-		fmt.Fprintf(p.out, "published %s (id %s) to %s\n", ev.Headers.Name, ev.Headers.ID, p.broker)
+	if p.json {
+		return p.print(ev)
 	}
+	fmt.Fprintf(p.out, "published %s (id %s) to %s\n", ev.Headers.Name, ev.Headers.ID, p.broker)
 	return nil
 }
 
-// repeat publishes count copies of template, paced by lim, and says how
-// fast that went.
-func (p *publisher) repeat(ctx context.Context, template *event.Event, count int, lim *rate.Limiter, bar progressBar) error {
-	start := time.Now()
-	n, err := p.copies(ctx, template, count, lim, bar.set)
+// repeat publishes count copies of template, at most perSecond a second
+// (0: as fast as the broker confirms), and says how fast that went.
+func (p *publisher) repeat(ctx context.Context, template *event.Event, count int, perSecond float64, bar progressBar) error {
+	st, err := p.copies(ctx, template, count, perSecond, bar.set)
 	bar.finish()
-	elapsed := time.Since(start)
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("interrupted after %d of %d events", n, count)
+		return fmt.Errorf("interrupted after %d of %d events", st.Published, count)
 	case err != nil:
-		return fmt.Errorf("published %d of %d events, then: %w", n, count, err)
+		return fmt.Errorf("published %d of %d events, then: %w", st.Published, count, p.explain(ctx, err))
 	}
 	if !p.json {
 		fmt.Fprintf(p.out, "published %d %s events to %s in %v (%.0f events/s)\n",
-			n, template.Headers.Name, p.broker, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+			st.Published, template.Headers.Name, p.broker, st.Elapsed.Round(time.Millisecond), st.Rate())
 	}
 	return nil
 }
 
 // copies publishes count copies of template, each with its own id and
-// createdAt, publishWorkers at a time, and returns how many the broker
-// confirmed. The first failure stops every worker and is returned.
-func (p *publisher) copies(ctx context.Context, template *event.Event, count int, lim *rate.Limiter, progress func(done int)) (int, error) {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	var claimed, done atomic.Int64
-	var wg sync.WaitGroup
-	for range min(publishWorkers, count) {
-		wg.Go(func() {
-			for claimed.Add(1) <= int64(count) {
-				err := lim.Wait(ctx)
-				if err == nil {
-					ev := template.Clone()
-					ev.Headers.ID = event.NewID()
-					ev.Headers.CreatedAt = time.Now()
-					err = p.publish(ctx, ev)
+// createdAt, through simulate's loop: handed over without waiting for each
+// confirm (the transport's window bounds how many wait at once), paced by
+// its limiter, which lets no burst catch up after a stall. It returns what
+// the broker confirmed. The first failure, a refused publish or an event
+// that cannot be printed, stops the run and is returned.
+func (p *publisher) copies(ctx context.Context, template *event.Event, count int, perSecond float64, progress func(done int)) (simulate.Stats, error) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	src := simulate.SourceFunc(func() *event.Event {
+		ev := template.Clone()
+		ev.Headers.ID = event.NewID()
+		ev.Headers.CreatedAt = time.Now()
+		return ev
+	})
+	cfg := simulate.Config{Count: count, Rate: perSecond, Timeout: p.timeout, Progress: progress}
+	var printErr error
+	if p.json {
+		cfg.Confirmed = func(ev *event.Event) {
+			if printErr == nil {
+				printErr = p.print(ev)
+				if printErr != nil {
+					stop()
 				}
-				if err != nil {
-					stop(err)
-					return
-				}
-				progress(int(done.Add(1)))
 			}
-		})
+		}
 	}
-	wg.Wait()
-	return int(done.Load()), context.Cause(ctx)
+	st, err := simulate.Run(ctx, src, p.bus, cfg)
+	if printErr != nil {
+		// Run saw the stop as the end of ctx.
+		err = printErr
+	}
+	return st, err
 }
 
-// publish sends ev and, with --output json, prints it.
-func (p *publisher) publish(ctx context.Context, ev *event.Event) error {
-	if err := p.pub.Publish(ctx, ev); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("%w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)", err, p.broker, p.timeout)
-		}
-		return err
+// explain adds to an unconfirmed publish what to check, unless ctx, the
+// command's, ended it.
+func (p *publisher) explain(ctx context.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("%w: the broker at %s did not confirm it within %v (is it running? --timeout waits longer)", err, p.broker, p.timeout)
 	}
-	if !p.json {
-		return nil
-	}
+	return err
+}
+
+// print writes ev in its wire form, one line.
+func (p *publisher) print(ev *event.Event) error {
 	wire, err := ev.Encode()
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	_, err = fmt.Fprintf(p.out, "%s\n", wire)
 	return err
 }

@@ -22,9 +22,9 @@ import (
 	"github.com/heraldhq/herald/auditlog/postgres"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/bus"
-	natsbus "github.com/heraldhq/herald/bus/nats"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/iam"
+	"github.com/heraldhq/herald/natsserver"
 )
 
 type serveOptions struct {
@@ -208,7 +208,7 @@ func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io
 	if err != nil {
 		return "", usagef("--nats-listen: %v", err)
 	}
-	srv, err := natsbus.RunServer(ctx, natsbus.ServerConfig{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
+	srv, err := natsserver.Run(ctx, natsserver.Config{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
 	if err != nil {
 		return "", fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/bus"
-	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/simulate"
 )
 
@@ -58,7 +58,7 @@ the story.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			dial := func(ctx context.Context) (bus.Transport, error) { return openTransport(ctx, o.broker, log) }
+			dial := func(ctx context.Context) (driver.Transport, error) { return openTransport(ctx, o.broker, log) }
 			return runSimulate(cmd.Context(), o, dial, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -75,7 +75,7 @@ the story.`,
 	return cmd
 }
 
-func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Context) (bus.Transport, error), stdout, stderr io.Writer) error {
+func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Context) (driver.Transport, error), stdout, stderr io.Writer) error {
 	switch {
 	case o.count < 0:
 		return usagef("--count must be 0 (until interrupted) or more, got %d", o.count)
@@ -93,32 +93,28 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 	}
 
 	broker := redactURL(o.broker)
-	router := simulate.NewRouter(func(service string) (simulate.Publisher, error) {
-		dctx, cancel := context.WithTimeout(ctx, o.timeout)
-		t, err := dial(dctx)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		b, err := bus.New(t, bus.WithService(service))
-		if err != nil {
-			_ = t.Close(ctx)
-			return nil, err
-		}
-		return b, nil
-	})
-	defer closeBus(ctx, router, 10*time.Second)
-	// One connection per publishing service, opened up front: a broker
-	// nobody answers on is reported before the story starts.
-	if err := router.Open(simulate.Services()...); err != nil {
+	// One connection for the whole story, so that the broker keeps it in
+	// order without a confirm per event; each event still carries the
+	// serviceName of the service that really publishes it.
+	dctx, cancel := context.WithTimeout(ctx, o.timeout)
+	t, err := dial(dctx)
+	cancel()
+	if err != nil {
 		return brokerError(broker, err)
 	}
+	b, err := bus.New(t, bus.WithService("herald-simulate"))
+	if err != nil {
+		_ = t.Close(ctx)
+		return err
+	}
+	defer closeBus(ctx, b, 10*time.Second)
 
 	bar := newProgressBar(o.count, stderr)
 	sc := simulate.New(o.seed, simulate.Options{Tenants: o.tenants, Users: o.users, OIHOnly: o.oihOnly})
-	st, err := simulate.Run(ctx, sc, timeoutPublisher{router, o.timeout}, simulate.Config{
+	st, err := simulate.Run(ctx, sc, b, simulate.Config{
 		Count:    o.count,
 		Rate:     o.rate,
+		Timeout:  o.timeout,
 		Progress: bar.set,
 	})
 	bar.finish()
@@ -135,20 +131,6 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 			err, broker, o.timeout, envBrokerURL)
 	}
 	return fmt.Errorf("publishing to %s: %w", broker, err)
-}
-
-// timeoutPublisher bounds each publish: a transport waits for a lost
-// connection to come back, and a broker that never answers would otherwise
-// hold simulate forever.
-type timeoutPublisher struct {
-	pub     simulate.Publisher
-	timeout time.Duration
-}
-
-func (p timeoutPublisher) Publish(ctx context.Context, ev *event.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	return p.pub.Publish(ctx, ev)
 }
 
 func printSimulateSummary(w io.Writer, o simulateOptions, st simulate.Stats) error {

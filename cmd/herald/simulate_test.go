@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
 )
@@ -66,7 +67,7 @@ func TestSimulatePublishesAndSummarises(t *testing.T) {
 	broker := memory.NewBroker()
 	t.Cleanup(broker.Close)
 	got := subscribeAll(t, broker)
-	dial := func(context.Context) (bus.Transport, error) { return broker.Connect(), nil }
+	dial := func(context.Context) (driver.Transport, error) { return broker.Connect(), nil }
 
 	var out, errb bytes.Buffer
 	if err := runSimulate(context.Background(), simOpts(), dial, &out, &errb); err != nil {
@@ -90,7 +91,7 @@ func TestSimulatePublishesAndSummarises(t *testing.T) {
 func TestSimulateJSONSummary(t *testing.T) {
 	broker := memory.NewBroker()
 	t.Cleanup(broker.Close)
-	dial := func(context.Context) (bus.Transport, error) { return broker.Connect(), nil }
+	dial := func(context.Context) (driver.Transport, error) { return broker.Connect(), nil }
 	o := simOpts()
 	o.output, o.count = "json", 50
 	var out bytes.Buffer
@@ -117,25 +118,26 @@ func TestSimulateJSONSummary(t *testing.T) {
 
 func TestSimulateNamesTheBrokerFlagWhenNothingAnswers(t *testing.T) {
 	refused := errors.New("dial tcp 127.0.0.1:4222: connect: connection refused")
-	dial := func(context.Context) (bus.Transport, error) { return nil, refused }
+	dial := func(context.Context) (driver.Transport, error) { return nil, refused }
 	err := runSimulate(context.Background(), simOpts(), dial, &bytes.Buffer{}, &bytes.Buffer{})
 	if !errors.Is(err, refused) || !strings.Contains(err.Error(), "--broker") || !strings.Contains(err.Error(), envBrokerURL) {
 		t.Fatalf("error %v: want the cause, --broker and %s", err, envBrokerURL)
 	}
 }
 
-// stalledTransport is a transport whose broker never confirms a publish.
-type stalledTransport struct{ bus.Transport }
+// stalledTransport is a transport whose broker takes every publish and
+// never confirms one: only the publish's context ends it.
+type stalledTransport struct{ driver.Transport }
 
-func (stalledTransport) Publish(ctx context.Context, _ bus.Message) error {
-	<-ctx.Done()
-	return ctx.Err()
+func (stalledTransport) Publish(ctx context.Context, _ driver.Message, confirm func(error)) error {
+	context.AfterFunc(ctx, func() { confirm(ctx.Err()) })
+	return nil
 }
 
 func TestSimulateGivesUpOnABrokerThatNeverConfirms(t *testing.T) {
 	broker := memory.NewBroker()
 	t.Cleanup(broker.Close)
-	dial := func(context.Context) (bus.Transport, error) { return stalledTransport{broker.Connect()}, nil }
+	dial := func(context.Context) (driver.Transport, error) { return stalledTransport{broker.Connect()}, nil }
 	o := simOpts()
 	o.timeout = 50 * time.Millisecond
 	var out bytes.Buffer

@@ -10,15 +10,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/amqp"
+	"github.com/heraldhq/herald/bus/driver"
 	natsbus "github.com/heraldhq/herald/bus/nats"
 )
 
 // openTransport connects to the broker at rawURL, choosing the transport by
 // the URL's scheme: amqp:// and amqps:// are RabbitMQ, nats:// is NATS
 // JetStream. A URL herald cannot use is a usage error naming --broker.
-func openTransport(ctx context.Context, rawURL string, log *slog.Logger) (bus.Transport, error) {
+func openTransport(ctx context.Context, rawURL string, log *slog.Logger) (driver.Transport, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, usagef("--broker %q is not a broker URL: want amqp://user:pass@host:5672/ or nats://host:4222 (env %s)", rawURL, envBrokerURL)
@@ -55,7 +55,7 @@ func connectionName() string {
 // dialBroker is openTransport for the commands a person runs against a
 // broker (publish, tail): it gives up after timeout and says which flag to
 // change when no broker answers.
-func dialBroker(ctx context.Context, rawURL string, timeout time.Duration, log *slog.Logger) (bus.Transport, error) {
+func dialBroker(ctx context.Context, rawURL string, timeout time.Duration, log *slog.Logger) (driver.Transport, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t, err := openTransport(ctx, rawURL, log)

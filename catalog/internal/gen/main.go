@@ -9,12 +9,13 @@ import (
 	"os"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/catalog/export"
 )
 
 func main() {
 	out := flag.String("o", "../docs/events.md", "the Markdown file to write")
 	flag.Parse()
-	if err := write(*out, catalog.Default().Markdown()); err != nil {
+	if err := write(*out, export.Markdown(catalog.Default())); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}

@@ -1,4 +1,11 @@
-package nats
+// Package natsserver runs an embedded NATS server with JetStream in this
+// process: the broker herald serve and herald broker start when no other
+// is given, so that herald runs with nothing installed.
+//
+// It is a package of its own so that a program that only publishes and
+// subscribes through bus/nats never links the server: nats.go keeps the
+// server out of its module for the same reason.
+package natsserver
 
 import (
 	"context"
@@ -13,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // DefaultHost and DefaultPort are where herald's embedded server listens
@@ -21,7 +28,7 @@ import (
 const (
 	DefaultHost = "127.0.0.1"
 	DefaultPort = 4222
-	// RandomPort asks for any free port (ServerConfig.Port), as 0 does.
+	// RandomPort asks for any free port (Config.Port), as 0 does.
 	RandomPort = -1
 )
 
@@ -30,8 +37,8 @@ const (
 // default max_payload) plus its headers, up to NATS's recommended limit.
 const embeddedMaxPayload = 8 << 20
 
-// ServerConfig configures the embedded NATS server.
-type ServerConfig struct {
+// Config configures the embedded NATS server.
+type Config struct {
 	// StoreDir is the folder JetStream keeps its streams in (required). A
 	// server started again on the same folder has every stream, message and
 	// durable consumer it had.
@@ -43,13 +50,14 @@ type ServerConfig struct {
 	// to DefaultPort.
 	Port int
 	// DontListen runs the server without a network listener: only this
-	// process reaches it, through WithInProcessServer.
+	// process reaches it, through Server.InProcessConn (bus/nats's
+	// WithInProcessServer).
 	DontListen bool
 	// Logger receives the server's log (notices as Info, warnings, errors);
 	// nil discards it.
 	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept connections
-	// (default 30s; RunServer's ctx bounds it too). Recovering a large store
+	// (default 30s; Run's ctx bounds it too). Recovering a large store
 	// can take a while.
 	ReadyTimeout time.Duration
 }
@@ -57,19 +65,19 @@ type ServerConfig struct {
 // Server is an embedded NATS server with JetStream, running in this
 // process.
 type Server struct {
-	ns  *natsserver.Server
-	cfg ServerConfig
+	ns  *server.Server
+	cfg Config
 }
 
-// ErrAddressInUse is wrapped by RunServer's error when something else
+// ErrAddressInUse is wrapped by Run's error when something else
 // already listens on the address.
 var ErrAddressInUse = errors.New("address already in use")
 
-// RunServer starts a NATS server with JetStream in this process, storing
+// Run starts a NATS server with JetStream in this process, storing
 // its data in cfg.StoreDir, and returns once it accepts connections. If the
 // address is taken it fails at once with an error that wraps
 // ErrAddressInUse and names the address.
-func RunServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+func Run(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("embedded NATS server: a store folder is required")
 	}
@@ -84,7 +92,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	port := cfg.Port
 	if port == RandomPort {
-		port = natsserver.RANDOM_PORT
+		port = server.RANDOM_PORT
 	}
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	if !cfg.DontListen && cfg.Port != RandomPort {
@@ -102,7 +110,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded NATS server: create store folder: %w", err)
 	}
-	opts := &natsserver.Options{
+	opts := &server.Options{
 		ServerName: "herald",
 		Host:       cfg.Host,
 		Port:       port,
@@ -117,7 +125,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		// No HTTP monitoring or cluster ports: one listener only.
 		HTTPPort: 0,
 	}
-	ns, err := natsserver.NewServer(opts)
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
@@ -175,11 +183,15 @@ func (s *Server) ClientURL() string {
 // Config returns the configuration the server runs with; a RandomPort is
 // replaced by the port it got, so the config starts a server on the same
 // address and folder again.
-func (s *Server) Config() ServerConfig { return s.cfg }
+func (s *Server) Config() Config { return s.cfg }
 
 // InProcessConn returns a connection to the server that does not go through
 // the network; it makes Server a nats.InProcessConnProvider.
 func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
+
+// NATSServer returns the nats-server instance, for what herald does not
+// wrap (monitoring, dropping a client's connection in a test).
+func (s *Server) NATSServer() *server.Server { return s.ns }
 
 // Shutdown stops the server: clients are disconnected, JetStream flushes
 // and closes its store. It returns once the server has stopped, or with
@@ -233,7 +245,7 @@ func (l *serverLogger) Errorf(format string, v ...any) {
 }
 
 // Fatalf records the error instead of exiting, as the server's own logger
-// would: RunServer returns it.
+// would: Run returns it.
 func (l *serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	l.log.Error(msg, "component", "nats-server")

@@ -1,4 +1,11 @@
-package bus
+// Package driver is what a bus transport implements: Transport, the
+// Consumer it starts and the Delivery it hands out, and the optional
+// DeadLetterLister and StatusReporter. It is to package bus what
+// database/sql/driver is to database/sql: a service author reads bus; a
+// transport author implements these interfaces and runs the conformance
+// suite, bus/bustest. herald's transports are bus/memory, bus/amqp and
+// bus/nats.
+package driver
 
 import (
 	"context"
@@ -65,10 +72,19 @@ type Consumer interface {
 // Transport moves messages between services. Implementations: bus/memory,
 // bus/amqp, bus/nats. Every implementation passes bus/bustest.
 type Transport interface {
-	// Publish returns nil only once the broker has taken the message
-	// (publisher confirm, PubAck). It waits for a lost connection to come
-	// back, bounded by ctx.
-	Publish(ctx context.Context, m Message) error
+	// Publish hands m to the broker without waiting for the broker's
+	// answer. It returns once the transport has taken m, which may mean
+	// waiting, bounded by ctx, for room among the messages waiting for a
+	// confirm or for a lost connection to come back.
+	//
+	// When Publish returns nil, confirm is called exactly once, from any
+	// goroutine and possibly before Publish returns: with nil once the
+	// broker has taken m (publisher confirm, PubAck), or with why it did
+	// not — a refusal, ctx ending first, or Close. Until then the
+	// transport sends m again after a lost connection, with the same
+	// Message.ID. When Publish returns an error, m was not taken and
+	// confirm is never called. confirm must not block.
+	Publish(ctx context.Context, m Message, confirm func(error)) error
 	// Consume starts a consumer on the queue, bound to patterns, and calls
 	// deliver for each delivery, from one goroutine: deliver may block to
 	// apply back-pressure.
@@ -78,12 +94,30 @@ type Transport interface {
 	Close(ctx context.Context) error
 }
 
+// PublishSync publishes m on t and waits for the broker's answer: it
+// returns nil only once the broker has taken m. ctx bounds the whole
+// publish.
+func PublishSync(ctx context.Context, t Transport, m Message) error {
+	answer := make(chan error, 1)
+	if err := t.Publish(ctx, m, func(err error) { answer <- err }); err != nil {
+		return err
+	}
+	return <-answer
+}
+
 // DeadLetter is a message a consumer gave up on.
 type DeadLetter struct {
-	Body         []byte
-	Name         string // original routing key
-	Error        string
-	Attempts     int
+	// Body is the message as it was delivered.
+	Body []byte
+	// Name is the event name it was published under (the original
+	// routing key).
+	Name string
+	// Error is the error of the last attempt.
+	Error string
+	// Attempts is the number of deliveries made.
+	Attempts int
+	// FirstFailure and DeadAt are when the first attempt failed and when
+	// the message was dead-lettered.
 	FirstFailure time.Time
 	DeadAt       time.Time
 }
@@ -105,6 +139,7 @@ const (
 	StateClosed
 )
 
+// String returns the state as a word: connected, reconnecting, closed.
 func (s State) String() string {
 	switch s {
 	case StateConnected:
@@ -119,16 +154,23 @@ func (s State) String() string {
 
 // Status is a snapshot of a transport's connection.
 type Status struct {
-	State     State
-	Since     time.Time
+	// State is the connection's state.
+	State State
+	// Since is when it entered that state.
+	Since time.Time
+	// LastError is the last connection error (a lost connection, a
+	// failed reconnect, a blocked broker), kept after the connection came
+	// back; nil if there was none.
 	LastError error
 }
 
 // StatusReporter is implemented by transports with a connection to watch
 // (health checks, metrics).
 type StatusReporter interface {
+	// Status returns the connection's state now.
 	Status() Status
 }
 
-// ErrClosed is returned by Publish and Subscribe after Close.
+// ErrClosed is returned by a transport's Publish and Consume, and by a
+// consumer's Bind, after Close. It is the value bus.ErrClosed names.
 var ErrClosed = errors.New("bus: closed")

@@ -1,4 +1,8 @@
-package catalog
+// Package export writes the catalogue as documents: the Markdown of
+// docs/events.md, JSON, and AsyncAPI 3. It is apart from package catalog
+// so that a service, which validates against the catalogue through the
+// bus, does not link the exporters.
+package export
 
 import (
 	"bytes"
@@ -6,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/heraldhq/herald/catalog"
 )
 
 // Wire facts the exports describe.
@@ -18,10 +24,10 @@ const (
 	exampleWildcard = "5f1c0c6e2a9b4c0033333333"
 )
 
-// Markdown returns the catalogue as a Markdown document: a table of events
-// per service, in the manner of the "Service Events" document. It is
-// docs/events.md.
-func (c *Catalog) Markdown() []byte {
+// Markdown returns c as a Markdown document: a table of events per
+// service, in the manner of the "Service Events" document. For the
+// embedded catalogue it is docs/events.md.
+func Markdown(c *catalog.Catalog) []byte {
 	var b bytes.Buffer
 	audited := len(c.Audited())
 	b.WriteString("# Service events\n\n")
@@ -38,22 +44,24 @@ func (c *Catalog) Markdown() []byte {
 	b.WriteString("- **operational**: an event Open Integration Hub publishes that the document does not list.\n")
 	b.WriteString("- **audited**: the audit log records it. **consumed**: other services act on it (they are named where known).\n")
 	b.WriteString("- **payload**: the top-level fields of the payload's JSON Schema; unknown fields are allowed.\n\n")
-	fmt.Fprintf(&b, "%d events from %d services; %d audited.\n", len(c.entries), len(c.services), audited)
+	entries := c.Entries()
+	services := services(c)
+	fmt.Fprintf(&b, "%d events from %d services; %d audited.\n", len(entries), len(services), audited)
 
-	for _, s := range c.services {
+	for _, s := range services {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.Title)
 		if s.About != "" {
 			fmt.Fprintf(&b, "%s\n\n", s.About)
 		}
 		b.WriteString("| name | kind | serviceName | audited | consumed | description | payload |\n")
 		b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
-		for _, e := range c.entries {
+		for _, e := range entries {
 			if e.Service != s.ID {
 				continue
 			}
 			cells := []string{
-				mdName(e.Entry), mdKind(e.Entry), mdServiceNames(e.ServiceNames),
-				yesNo(e.Audited), mdConsumed(e.Entry), e.Description, mdPayload(e.Schema),
+				mdName(e), mdKind(e), mdServiceNames(e.ServiceNames),
+				yesNo(e.Audited), mdConsumed(e), e.Description, mdPayload(e.Schema),
 			}
 			for i, cell := range cells {
 				cells[i] = strings.ReplaceAll(cell, "|", `\|`)
@@ -64,7 +72,18 @@ func (c *Catalog) Markdown() []byte {
 	return b.Bytes()
 }
 
-func mdName(e Entry) string {
+// services returns the publishing services of c, in the order of
+// c.Services.
+func services(c *catalog.Catalog) []catalog.Service {
+	ids := c.Services()
+	out := make([]catalog.Service, len(ids))
+	for i, id := range ids {
+		out[i] = c.Service(id)
+	}
+	return out
+}
+
+func mdName(e catalog.Entry) string {
 	s := "`" + e.Name + "`"
 	if e.IsFamily() {
 		s += " (`*`: " + strings.Join(e.Wildcards, ", ") + ")"
@@ -72,9 +91,9 @@ func mdName(e Entry) string {
 	return s
 }
 
-func mdKind(e Entry) string {
+func mdKind(e catalog.Entry) string {
 	switch {
-	case e.Kind == KindAlias:
+	case e.Kind == catalog.KindAlias:
 		return "alias of `" + e.AliasOf + "`"
 	case len(e.Aliases) > 0:
 		return string(e.Kind) + "; OIH publishes " + codeList(e.Aliases)
@@ -89,7 +108,7 @@ func mdServiceNames(names []string) string {
 	return codeList(names)
 }
 
-func mdConsumed(e Entry) string {
+func mdConsumed(e catalog.Entry) string {
 	if !e.Consumed {
 		return "no"
 	}
@@ -181,18 +200,15 @@ func mdPayload(schema json.RawMessage) string {
 	return out
 }
 
-// JSON returns the catalogue as indented JSON: {"services":[{id, title,
-// about}], "events":[Entry…]}, entries in the order of Entries.
-func (c *Catalog) JSON() ([]byte, error) {
+// JSON returns c as indented JSON: {"services":[{id, title, about}],
+// "events":[catalog.Entry…]}, entries in the order of c.Entries.
+func JSON(c *catalog.Catalog) ([]byte, error) {
 	doc := struct {
-		Services []service `json:"services"`
-		Events   []Entry   `json:"events"`
-	}{Services: c.services, Events: c.Entries()}
-	if doc.Services == nil {
-		doc.Services = []service{}
-	}
+		Services []catalog.Service `json:"services"`
+		Events   []catalog.Entry   `json:"events"`
+	}{Services: services(c), Events: c.Entries()}
 	if doc.Events == nil {
-		doc.Events = []Entry{}
+		doc.Events = []catalog.Entry{}
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -202,18 +218,18 @@ func (c *Catalog) JSON() ([]byte, error) {
 }
 
 // AsyncAPI returns an AsyncAPI 3.0.0 document (JSON) describing the events
-// on RabbitMQ: the topic exchange event-bus, one channel per event whose
-// address is the event name (the routing key), its message (the envelope,
-// with the entry's schema as payload, and an example), and a send
+// of c on RabbitMQ: the topic exchange event-bus, one channel per event
+// whose address is the event name (the routing key), its message (the
+// envelope, with the entry's payload schema, and an example), and a send
 // operation per channel.
-func (c *Catalog) AsyncAPI() ([]byte, error) {
+func AsyncAPI(c *catalog.Catalog) ([]byte, error) {
 	channels := map[string]any{}
 	operations := map[string]any{}
 	messages := map[string]any{}
-	for _, e := range c.entries {
-		id := channelID(e.Entry)
+	for _, e := range c.Entries() {
+		id := channelID(e)
 		ch := map[string]any{
-			"address":     channelAddress(e.Entry),
+			"address":     channelAddress(e),
 			"description": e.Description,
 			"messages":    map[string]any{id: ref("#/components/messages/" + id)},
 			"bindings": map[string]any{"amqp": map[string]any{
@@ -232,7 +248,7 @@ func (c *Catalog) AsyncAPI() ([]byte, error) {
 			ch["parameters"] = params
 		}
 		channels[id] = ch
-		messages[id] = asyncMessage(e.Entry)
+		messages[id] = asyncMessage(e)
 		operations["send."+id] = map[string]any{
 			"action":   "send",
 			"channel":  ref("#/channels/" + id),
@@ -277,15 +293,15 @@ func ref(to string) map[string]any { return map[string]any{"$ref": to} }
 
 // channelID names an entry's channel: its name, with each '*' of a family
 // replaced by the wildcard's meaning (AsyncAPI ids allow no '*').
-func channelID(e Entry) string { return replaceStars(e, func(w string) string { return w }) }
+func channelID(e catalog.Entry) string { return replaceStars(e, func(w string) string { return w }) }
 
 // channelAddress is the routing key, with a family's '*' words as
 // AsyncAPI parameters.
-func channelAddress(e Entry) string {
+func channelAddress(e catalog.Entry) string {
 	return replaceStars(e, func(w string) string { return "{" + w + "}" })
 }
 
-func replaceStars(e Entry, f func(wildcard string) string) string {
+func replaceStars(e catalog.Entry, f func(wildcard string) string) string {
 	if !e.IsFamily() {
 		return e.Name
 	}
@@ -316,7 +332,7 @@ func headersSchema() map[string]any {
 	}
 }
 
-func asyncMessage(e Entry) map[string]any {
+func asyncMessage(e catalog.Entry) map[string]any {
 	nameRule := map[string]any{"const": e.Name}
 	if e.IsFamily() {
 		words := strings.Split(e.Name, ".")
@@ -366,7 +382,7 @@ func asyncMessage(e Entry) map[string]any {
 						map[string]any{"properties": map[string]any{"name": nameRule}},
 					},
 				},
-				"payload": payloadSchema(e),
+				"payload": e.PayloadSchema(),
 			},
 		},
 		"examples": []any{map[string]any{
