@@ -129,6 +129,26 @@ func TestRunKeepsToTheRate(t *testing.T) {
 	}
 }
 
+// TestRunSendsNoBurstAfterAStall stalls one publish far longer than the
+// rate's interval, as a broker that stops answering for a while: the
+// events after it still keep to the rate, with no burst to catch up.
+func TestRunSendsNoBurstAfterAStall(t *testing.T) {
+	const n, at, rate = 25, 2, 100.0
+	pub := &stalling{pub: newDiscard(t), at: at, stall: 300 * time.Millisecond}
+	if _, err := Run(context.Background(), New(1, Options{}), pub, Config{Count: n, Rate: rate}); err != nil {
+		t.Fatal(err)
+	}
+	// After the stall, the bucket holds 10 ms worth of events at most; the
+	// others wait their turn. A lower bound only, which a slow machine
+	// cannot break.
+	burst := max(1, int(rate/100))
+	after := n - at - 1
+	least := time.Duration(float64(after-burst) / rate * float64(time.Second))
+	if took := pub.handed[n-1].Sub(pub.resumed); took < least {
+		t.Fatalf("the %d events after a stall of %v went in %v at %v/s, want at least %v", after, pub.stall, took, rate, least)
+	}
+}
+
 func TestRunStopsAtTheFirstFailedPublish(t *testing.T) {
 	refused := errors.New("connection refused")
 	pub := &failAfter{pub: newDiscard(t), n: 3, err: refused}
@@ -227,6 +247,26 @@ func (f *failAfter) PublishAsync(ctx context.Context, ev *event.Event) (*bus.Con
 		return nil, f.err
 	}
 	return f.pub.PublishAsync(ctx, ev)
+}
+
+// stalling hands events to pub, but holds the one at index at for stall
+// first.
+type stalling struct {
+	pub     *bus.Bus
+	at      int
+	stall   time.Duration
+	resumed time.Time   // when the stall ended
+	handed  []time.Time // when each event was handed over
+}
+
+func (s *stalling) PublishAsync(ctx context.Context, ev *event.Event) (*bus.Confirmation, error) {
+	if len(s.handed) == s.at {
+		<-time.After(s.stall)
+		s.resumed = time.Now()
+	}
+	c, err := s.pub.PublishAsync(ctx, ev)
+	s.handed = append(s.handed, time.Now())
+	return c, err
 }
 
 // heldTransport takes every publish and holds its confirmation until the
