@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -235,5 +236,30 @@ func TestPublishCountSaysHowFarItGotWhenInterrupted(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("publish went on after Ctrl-C")
+	}
+}
+
+// failingWriter refuses every write, as a closed pipe does.
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+func TestPublishCountStopsWhenItCannotPrint(t *testing.T) {
+	broker := startBroker(t, "--listen", "127.0.0.1:0", "--data", t.TempDir())
+	closed := errors.New("broken pipe")
+	var errb brokerBuffer
+	done := make(chan int, 1)
+	// A run that kept going after the first refused write would take 100 s.
+	go func() {
+		done <- run(context.Background(), []string{"publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
+			"--count", "100000", "--rate", "1000", "--broker", broker, "--output", "json"}, failingWriter{closed}, &errb)
+	}()
+	select {
+	case code := <-done:
+		if code != 1 || !strings.Contains(errb.String(), " of 100000 events, then: broken pipe") {
+			t.Errorf("exit %d, stderr %q: want 1, the count, and the write's error", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish went on after its output was refused")
 	}
 }
