@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -226,32 +227,44 @@ func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	// A long flush interval: only Close can commit these.
+	// A batch that never fills and an interval that never passes: only
+	// Close can commit these.
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 1000, FlushInterval: time.Hour})
 	const n = 10
-	errs := make(chan error, n)
+	results := make([]<-chan error, n)
 	for i := range n {
 		ev, _ := event.New("iam.user.created", json.RawMessage(fmt.Sprintf(`{"id":"u%d"}`, i)))
-		go func() { errs <- in.Handle(ctx, ev) }()
+		e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results[i] = in.Enqueue(e) // returns once the batch holds it
 	}
 	in.Close()
-	var committed int64
-	for range n {
-		switch err := <-errs; err {
-		case nil:
-			committed++
-		case auditlog.ErrIngesterClosed:
-		default:
-			t.Fatal(err)
+	for i, res := range results {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Errorf("entry %d of the batch being collected: %v, want it committed", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %d of the batch being collected has no outcome 10s after Close returned", i)
 		}
 	}
 	p, err := store.Query(ctx, auditlog.Query{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every Handle that returned nil (the bus would ack) is stored, and
-	// nothing else.
-	if p.Total != committed {
-		t.Fatalf("stored %d entries, but %d handlers reported a commit", p.Total, committed)
+	if p.Total != n {
+		t.Fatalf("stored %d entries after Close, want the %d of the batch", p.Total, n)
+	}
+	// After Close, Handle refuses rather than waiting for a loop that is
+	// gone, and stores nothing.
+	ev, _ := event.New("iam.user.created", json.RawMessage(`{"id":"late"}`))
+	if err := in.Handle(ctx, ev); !errors.Is(err, auditlog.ErrIngesterClosed) {
+		t.Errorf("Handle after Close: %v, want ErrIngesterClosed", err)
+	}
+	if p, err := store.Query(ctx, auditlog.Query{Limit: 100}); err != nil || p.Total != n {
+		t.Errorf("after a refused Handle the store holds %d entries (error %v), want %d", p.Total, err, n)
 	}
 }
