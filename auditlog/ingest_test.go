@@ -268,3 +268,44 @@ func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
 		t.Errorf("after a refused Handle the store holds %d entries (error %v), want %d", p.Total, err, n)
 	}
 }
+
+// TestARefusedEntryFailsOnlyItsOwnDelivery: an entry the store refuses
+// fails the transaction of its whole batch; the ingester then writes the
+// batch one entry at a time, so that only the refused entry's delivery is
+// retried and the others are acknowledged.
+func TestARefusedEntryFailsOnlyItsOwnDelivery(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const n, refused = 5, 2
+	// The batch is written when its fifth entry joins it.
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: n, FlushInterval: time.Hour})
+	defer in.Close()
+	results := make([]<-chan error, n)
+	for i := range n {
+		payload := fmt.Sprintf(`{"id":"u%d"}`, i)
+		if i == refused {
+			payload = `["not", "an", "object"]`
+		}
+		results[i] = in.Enqueue(auditlog.Entry{ID: fmt.Sprintf("e%d", i), Name: "iam.user.created", ReceivedAt: time.Now(), Payload: json.RawMessage(payload)})
+	}
+	for i, res := range results {
+		select {
+		case err := <-res:
+			if i == refused && !errors.Is(err, auditlog.ErrInvalidEntry) {
+				t.Errorf("the refused entry: %v, want ErrInvalidEntry", err)
+			}
+			if i != refused && err != nil {
+				t.Errorf("entry %d failed with its batch: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %d has no outcome after 10s", i)
+		}
+	}
+	if p, err := store.Query(ctx, auditlog.Query{Limit: 100}); err != nil || p.Total != n-1 {
+		t.Errorf("stored %d entries (error %v), want the %d valid ones", p.Total, err, n-1)
+	}
+}

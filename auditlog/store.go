@@ -140,7 +140,7 @@ type Store interface {
 	Rewrite(ctx context.Context, terms []Term, edit Edit) (int64, error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
-	// Close releases the store.
+	// Close releases the store; closing it again does nothing.
 	Close() error
 }
 

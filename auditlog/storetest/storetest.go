@@ -48,7 +48,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"AnonymiseRedactsTheDeletedUser", testAnonymise},
 		{"UsernamesAreLearnedFromUserEvents", testUsernames},
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
-		{"PingAnswers", testPing},
+		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
 	}
 	for _, c := range cases {
@@ -819,6 +819,14 @@ func testConcurrentAppend(t *testing.T, s auditlog.Store) {
 func testPing(t *testing.T, s auditlog.Store) {
 	if err := s.Ping(ctx(t)); err != nil {
 		t.Errorf("ping: %v", err)
+	}
+	// A store that cannot answer says so (Run closes it again: Close is
+	// idempotent).
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Ping(ctx(t)); err == nil {
+		t.Error("ping of a closed store succeeded")
 	}
 }
 
