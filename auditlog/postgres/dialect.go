@@ -35,15 +35,18 @@ func ms(t time.Time) time.Time {
 	return time.UnixMilli(t.UnixMilli()).UTC()
 }
 
-func (dialect) ScanTime(v any) (time.Time, error) {
-	t, ok := v.(time.Time)
-	if !ok {
-		return time.Time{}, fmt.Errorf("a time column holds %T, want a time", v)
+func (dialect) TimeDest() sqlstore.TimeDest { return new(timeDest) }
+
+// timeDest receives a timestamptz column.
+type timeDest struct{ t time.Time }
+
+func (d *timeDest) Dest() any { return &d.t }
+
+func (d *timeDest) Time() time.Time {
+	if d.t.IsZero() {
+		return time.Time{}
 	}
-	if t.IsZero() {
-		return time.Time{}, nil
-	}
-	return t.UTC(), nil
+	return d.t.UTC()
 }
 
 func (dialect) Holds(b *sqlstore.Builder, terms []auditlog.Term, match sqlstore.Match) string {

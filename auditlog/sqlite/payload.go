@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -36,15 +35,18 @@ func millis(t time.Time) int64 {
 	return t.UnixMilli() // rounds down
 }
 
-func (dialect) ScanTime(v any) (time.Time, error) {
-	ms, ok := v.(int64)
-	if !ok {
-		return time.Time{}, fmt.Errorf("a time column holds %T, want milliseconds", v)
+func (dialect) TimeDest() sqlstore.TimeDest { return new(millisDest) }
+
+// millisDest receives a time column in milliseconds.
+type millisDest struct{ ms int64 }
+
+func (d *millisDest) Dest() any { return &d.ms }
+
+func (d *millisDest) Time() time.Time {
+	if d.ms == zeroMillis {
+		return time.Time{}
 	}
-	if ms == zeroMillis {
-		return time.Time{}, nil
-	}
-	return time.UnixMilli(ms).UTC(), nil
+	return time.UnixMilli(d.ms).UTC()
 }
 
 func (dialect) Holds(b *sqlstore.Builder, terms []auditlog.Term, match sqlstore.Match) string {

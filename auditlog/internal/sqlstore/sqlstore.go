@@ -29,10 +29,17 @@ type Dialect interface {
 	// at millisecond precision (rounded down). The zero time, an entry
 	// without createdAt, sorts before every other.
 	Time(t time.Time) any
-	// ScanTime turns the value scanned from such a column into an any
-	// back into the time; the zero time reads back as time.Time{}.
-	ScanTime(v any) (time.Time, error)
+	// TimeDest returns a destination for Scan of such a column, reused
+	// for every row.
+	TimeDest() TimeDest
 	PayloadIndex
+}
+
+// A TimeDest receives a time column: Scan fills Dest, Time reads the time
+// back (the zero time as time.Time{}).
+type TimeDest interface {
+	Dest() any
+	Time() time.Time
 }
 
 // PayloadIndex finds entries by the terms of their payloads (FTS5 tokens
@@ -261,20 +268,14 @@ const columns = `seq, id, name, service_name, created_at, received_at, "user", t
 func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
 	defer rows.Close()
 	var out []auditlog.Entry
+	created, received := d.TimeDest(), d.TimeDest()
 	for rows.Next() {
 		var e auditlog.Entry
-		var created, received any
 		var headers, payload []byte
-		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, &created, &received, &e.User, &e.Tenant, &headers, &payload, &e.Unknown); err != nil {
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, created.Dest(), received.Dest(), &e.User, &e.Tenant, &headers, &payload, &e.Unknown); err != nil {
 			return nil, err
 		}
-		var err error
-		if e.CreatedAt, err = d.ScanTime(created); err != nil {
-			return nil, fmt.Errorf("entry %d: created_at: %w", e.Seq, err)
-		}
-		if e.ReceivedAt, err = d.ScanTime(received); err != nil {
-			return nil, fmt.Errorf("entry %d: received_at: %w", e.Seq, err)
-		}
+		e.CreatedAt, e.ReceivedAt = created.Time(), received.Time()
 		if len(headers) > 0 {
 			e.Headers = headers
 		}
