@@ -74,8 +74,21 @@ func (d dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (strin
 	return `SELECT count(*) FROM entries WHERE ` + d.Holds(b, terms, sqlstore.HoldsAll), false
 }
 
+func (dialect) SplitsScopeCount() bool { return true }
+
+// As casts where PostgreSQL would take a VALUES list's arguments for text.
+func (dialect) As(col, expr string) string {
+	switch col {
+	case "seq":
+		return expr + "::bigint"
+	case "payload", "headers":
+		return expr + "::jsonb"
+	}
+	return expr
+}
+
 // Reindex has nothing to do: PostgreSQL keeps the GIN index up to date.
-func (dialect) Reindex(context.Context, sqlstore.Tx, int64, []byte) error { return nil }
+func (dialect) Reindex(context.Context, sqlstore.Tx, []auditlog.Entry) error { return nil }
 
 // containment is the JSON object {"key":"value",…} of terms.
 func containment(terms ...auditlog.Term) string {

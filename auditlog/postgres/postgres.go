@@ -111,7 +111,7 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	rows, err := sqlstore.Prepare(entries)
+	rows, err := sqlstore.Prepare(entries, false)
 	if err != nil {
 		return 0, err
 	}

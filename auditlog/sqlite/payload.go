@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -61,20 +62,36 @@ func (dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (string,
 	return `SELECT count(*) FROM entry_terms WHERE entry_terms MATCH ` + b.Arg(ftsQuery(terms, sqlstore.HoldsAll)), true
 }
 
-func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, seq int64, payload []byte) error {
-	fs, err := jsonobj.Fields(payload)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM entry_terms WHERE rowid = ?`, seq); err != nil {
-		return err
-	}
-	if t := tokens(fs); t != "" {
-		if _, err := tx.Exec(ctx, `INSERT INTO entry_terms (rowid, terms) VALUES (?, ?)`, seq, t); err != nil {
-			return err
+func (dialect) SplitsScopeCount() bool { return false }
+
+func (dialect) As(_, expr string) string { return expr }
+
+func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
+	seqs := make([]any, len(entries))
+	var rows []any
+	for i, e := range entries {
+		seqs[i] = e.Seq
+		fs, err := jsonobj.Fields(e.Payload)
+		if err != nil {
+			return fmt.Errorf("entry %s: %w", e.ID, err)
+		}
+		if t := tokens(fs); t != "" {
+			rows = append(rows, e.Seq, t)
 		}
 	}
-	return nil
+	if _, err := tx.Exec(ctx, `DELETE FROM entry_terms WHERE rowid IN (`+list("?", len(seqs))+`)`, seqs...); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO entry_terms (rowid, terms) VALUES `+list("(?, ?)", len(rows)/2), rows...)
+	return err
+}
+
+// list is n copies of item, separated by commas.
+func list(item string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(item+", ", n), ", ")
 }
 
 // token is the token entry_terms holds for a term: 32 hex digits of

@@ -290,7 +290,7 @@ type row struct {
 // prepareRows checks a batch, drops repeats of an id within it, and
 // computes each entry's tokens.
 func prepareRows(entries []auditlog.Entry) ([]row, error) {
-	prepared, err := sqlstore.Prepare(entries)
+	prepared, err := sqlstore.Prepare(entries, true)
 	if err != nil {
 		return nil, err
 	}

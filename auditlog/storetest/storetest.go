@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"RewriteStoresNothingWhenAnEditFails", testRewriteAtomic},
 		{"RewriteRefusesInvalidTermsAndPayloads", testRewriteRefuses},
 		{"ConcurrentRewritesKeepEveryChange", testConcurrentRewrites},
+		{"LargeRewriteChangesEveryEntry", testLargeRewrite},
 		{"AnonymiseRedactsTheDeletedUser", testAnonymise},
 		{"UsernamesAreLearnedFromUserEvents", testUsernames},
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
@@ -1048,5 +1049,51 @@ func testConcurrentRewrites(t *testing.T, s auditlog.Store) {
 				t.Errorf("%s: %s is %v after every rewrite ran, want after: a concurrent rewrite lost it (%s)", e.ID, k, p[k], e.Payload)
 			}
 		}
+	}
+}
+
+// testLargeRewrite rewrites more entries than one statement writes.
+func testLargeRewrite(t *testing.T, s auditlog.Store) {
+	const n = 1234
+	var batch []auditlog.Entry
+	for i := range n {
+		batch = append(batch, entry(fmt.Sprintf("l%04d", i), "x.y", at(i), map[string]any{"user": "big", "i": fmt.Sprint(i)}))
+	}
+	mustAppend(t, s, batch...)
+	changed, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "big"}}, func(e *auditlog.Entry) (bool, error) {
+		p := payloadOf(t, *e)
+		if p["i"] == "7" {
+			return false, nil
+		}
+		e.Payload = json.RawMessage(`{"user":"small","i":"` + p["i"].(string) + `","edited":"yes"}`)
+		if p["i"] == "8" {
+			e.Payload = json.RawMessage(`{}`) // nothing left to index
+		}
+		e.User = "small"
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed != n-1 {
+		t.Errorf("rewrite changed %d entries, want %d", changed, n-1)
+	}
+	for _, tt := range []struct {
+		q    auditlog.Query
+		want int64
+	}{
+		{auditlog.Query{Payload: map[string]string{"user": "big"}}, 1},
+		{auditlog.Query{Payload: map[string]string{"user": "small", "edited": "yes"}}, n - 2},
+		{auditlog.Query{Payload: map[string]string{"i": "1233"}}, 1},
+		{auditlog.Query{Payload: map[string]string{"i": "8"}}, 0},
+		{auditlog.Query{User: "small"}, n - 1},
+	} {
+		if p := mustQuery(t, s, tt.q); p.Total != tt.want {
+			t.Errorf("%+v: %d entries, want %d", tt.q, p.Total, tt.want)
+		}
+	}
+	p := mustQuery(t, s, auditlog.Query{ID: "l1000"})
+	if len(p.Entries) != 1 || !jsonEqual(p.Entries[0].Payload, []byte(`{"user":"small","i":"1000","edited":"yes"}`)) || p.Entries[0].User != "small" {
+		t.Errorf("entry l1000 after the rewrite: %+v", p.Entries)
 	}
 }
