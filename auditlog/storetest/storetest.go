@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"AnonymiseRedactsTheDeletedUser", testAnonymise},
 		{"UsernamesAreLearnedFromUserEvents", testUsernames},
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
+		{"AppendsCommitInSeqOrder", testSeqCommitOrder},
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
 	}
@@ -1095,5 +1096,59 @@ func testLargeRewrite(t *testing.T, s auditlog.Store) {
 	p := mustQuery(t, s, auditlog.Query{ID: "l1000"})
 	if len(p.Entries) != 1 || !jsonEqual(p.Entries[0].Payload, []byte(`{"user":"small","i":"1000","edited":"yes"}`)) || p.Entries[0].User != "small" {
 		t.Errorf("entry l1000 after the rewrite: %+v", p.Entries)
+	}
+}
+
+// testSeqCommitOrder checks what a reader following the log by seq relies
+// on: once it has seen seq n, no entry below n appears later.
+func testSeqCommitOrder(t *testing.T, s auditlog.Store) {
+	const writers, batches, size = 4, 40, 5
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for b := range batches {
+				var batch []auditlog.Entry
+				for i := range size {
+					batch = append(batch, entry(fmt.Sprintf("w%d-%d-%d", w, b, i), "x.y", at(i), nil))
+				}
+				if _, err := s.Append(ctx(t), batch); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	seen := map[int64]bool{}
+	var highest int64
+	for reads, finished := 0, false; !finished; reads++ {
+		select {
+		case <-done:
+			finished = true // one more read, of everything
+		default:
+		}
+		p := mustQuery(t, s, auditlog.Query{})
+		var newest int64
+		for _, e := range p.Entries {
+			if seen[e.Seq] {
+				continue
+			}
+			if e.Seq < highest {
+				t.Fatalf("read %d: seq %d appeared after seq %d had been read: appends did not commit in seq order", reads, e.Seq, highest)
+			}
+			seen[e.Seq] = true
+			newest = max(newest, e.Seq)
+		}
+		highest = max(highest, newest)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != writers*batches*size {
+		t.Errorf("read %d entries, want %d", len(seen), writers*batches*size)
 	}
 }
