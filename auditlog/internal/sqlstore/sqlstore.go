@@ -22,7 +22,8 @@ import (
 )
 
 // Dialect is what differs between the databases: how a statement names
-// its arguments, how a time is stored, and how payloads are indexed.
+// and types its arguments, how a time is stored, which count of a scope is
+// fastest, and how payloads are indexed.
 type Dialect interface {
 	// Placeholder is the text of a statement's n-th argument, from 1
 	// ("?" or "$n").
