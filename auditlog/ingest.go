@@ -148,13 +148,9 @@ func (in *Ingester) anonymise(ctx context.Context, ev *event.Event) error {
 		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to anonymise", "id", ev.Headers.ID)
 		return nil
 	}
-	names, err := in.cfg.Store.Usernames(ctx, p.ID)
+	n, err := Anonymise(ctx, in.cfg.Store, p.ID)
 	if err != nil {
-		return fmt.Errorf("anonymise user %s: usernames: %w", p.ID, err)
-	}
-	n, err := in.cfg.Store.Anonymise(ctx, Anonymisation{UserID: p.ID, Usernames: names})
-	if err != nil {
-		return fmt.Errorf("anonymise user %s: %w", p.ID, err)
+		return err
 	}
 	if in.cfg.Metrics != nil {
 		in.cfg.Metrics.Anonymised.Add(float64(n))

@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -226,32 +227,85 @@ func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	// A long flush interval: only Close can commit these.
+	// A batch that never fills and an interval that never passes: only
+	// Close can commit these.
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 1000, FlushInterval: time.Hour})
 	const n = 10
-	errs := make(chan error, n)
+	results := make([]<-chan error, n)
 	for i := range n {
 		ev, _ := event.New("iam.user.created", json.RawMessage(fmt.Sprintf(`{"id":"u%d"}`, i)))
-		go func() { errs <- in.Handle(ctx, ev) }()
+		e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results[i] = in.Enqueue(e) // returns once the batch holds it
 	}
 	in.Close()
-	var committed int64
-	for range n {
-		switch err := <-errs; err {
-		case nil:
-			committed++
-		case auditlog.ErrIngesterClosed:
-		default:
-			t.Fatal(err)
+	for i, res := range results {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Errorf("entry %d of the batch being collected: %v, want it committed", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %d of the batch being collected has no outcome 10s after Close returned", i)
 		}
 	}
 	p, err := store.Query(ctx, auditlog.Query{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every Handle that returned nil (the bus would ack) is stored, and
-	// nothing else.
-	if p.Total != committed {
-		t.Fatalf("stored %d entries, but %d handlers reported a commit", p.Total, committed)
+	if p.Total != n {
+		t.Fatalf("stored %d entries after Close, want the %d of the batch", p.Total, n)
+	}
+	// After Close, Handle refuses rather than waiting for a loop that is
+	// gone, and stores nothing.
+	ev, _ := event.New("iam.user.created", json.RawMessage(`{"id":"late"}`))
+	if err := in.Handle(ctx, ev); !errors.Is(err, auditlog.ErrIngesterClosed) {
+		t.Errorf("Handle after Close: %v, want ErrIngesterClosed", err)
+	}
+	if p, err := store.Query(ctx, auditlog.Query{Limit: 100}); err != nil || p.Total != n {
+		t.Errorf("after a refused Handle the store holds %d entries (error %v), want %d", p.Total, err, n)
+	}
+}
+
+// TestARefusedEntryFailsOnlyItsOwnDelivery: an entry the store refuses
+// fails the transaction of its whole batch; the ingester then writes the
+// batch one entry at a time, so that only the refused entry's delivery is
+// retried and the others are acknowledged.
+func TestARefusedEntryFailsOnlyItsOwnDelivery(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	const n, refused = 5, 2
+	// The batch is written when its fifth entry joins it.
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: n, FlushInterval: time.Hour})
+	defer in.Close()
+	results := make([]<-chan error, n)
+	for i := range n {
+		payload := fmt.Sprintf(`{"id":"u%d"}`, i)
+		if i == refused {
+			payload = `["not", "an", "object"]`
+		}
+		results[i] = in.Enqueue(auditlog.Entry{ID: fmt.Sprintf("e%d", i), Name: "iam.user.created", ReceivedAt: time.Now(), Payload: json.RawMessage(payload)})
+	}
+	for i, res := range results {
+		select {
+		case err := <-res:
+			if i == refused && !errors.Is(err, auditlog.ErrInvalidEntry) {
+				t.Errorf("the refused entry: %v, want ErrInvalidEntry", err)
+			}
+			if i != refused && err != nil {
+				t.Errorf("entry %d failed with its batch: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %d has no outcome after 10s", i)
+		}
+	}
+	if p, err := store.Query(ctx, auditlog.Query{Limit: 100}); err != nil || p.Total != n-1 {
+		t.Errorf("stored %d entries (error %v), want the %d valid ones", p.Total, err, n-1)
 	}
 }

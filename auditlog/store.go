@@ -97,48 +97,60 @@ type Page struct {
 	Next *Cursor
 }
 
-// Anonymisation is what one user's deletion anonymises.
-type Anonymisation struct {
-	// UserID is the deleted user's IAM id.
-	UserID string
-	// Usernames are the user's usernames (e-mail addresses), learned from
-	// their iam.user.created and iam.user.modified entries.
-	Usernames []string
+// Term is a top-level payload key holding a string value, the unit the
+// stores index payloads by: a payload filter selects the entries holding
+// every term it names, Store.Rewrite the entries holding any of its terms.
+// Only string values are terms (a number 42 is not the term "42"), and
+// only keys ValidPayloadKey accepts.
+type Term struct {
+	Key, Value string
 }
 
-// Redacted replaces anonymised values.
-const Redacted = "XXXXXXXXXX"
+// An Edit changes an entry in place and reports whether it changed it.
+// Store.Rewrite stores the Payload (a JSON object) and User of an entry
+// an Edit changed; the other fields are the entry's identity and position
+// and stay as they were. An error abandons the whole rewrite.
+type Edit func(e *Entry) (changed bool, err error)
 
-// Store keeps audit-log entries. Implementations: auditlog/sqlite,
-// auditlog/postgres; both pass auditlog/storetest.
+// Store keeps audit-log entries: it appends them, answers queries, and
+// rewrites the entries it is told to. What to rewrite, and how, is the
+// audit log's policy (Anonymise), not the store's. Implementations:
+// auditlog/sqlite, auditlog/postgres; both pass auditlog/storetest.
 type Store interface {
 	// Append stores entries in one transaction, skipping any whose ID is
-	// already stored, and returns how many were new. It returns only once
-	// the transaction is durable.
+	// already stored (and repeats of an ID within entries: the first copy
+	// wins), and returns how many were new. It returns only once the
+	// transaction is durable. An entry without an ID, or whose payload or
+	// headers are not a JSON object, fails the whole batch with an error
+	// wrapping ErrInvalidEntry. New entries get seqs above every stored
+	// one, committed in seq order.
 	Append(ctx context.Context, entries []Entry) (int, error)
-	// Query returns one page of entries.
+	// Query returns one page of entries. An invalid query fails with an
+	// error wrapping ErrInvalidQuery.
 	Query(ctx context.Context, q Query) (Page, error)
-	// Usernames returns the usernames seen in the payloads of
-	// iam.user.created and iam.user.modified entries for userID.
-	Usernames(ctx context.Context, userID string) ([]string, error)
-	// Anonymise replaces, in every entry whose payload user, id or account
-	// equals a.UserID or whose payload user or username equals one of
-	// a.Usernames, those values and username with Redacted, and clears the
-	// entry's User column accordingly (sets it to Redacted, as the payload
-	// user it mirrors). Any other top-level string value equal to the id or
-	// a username is redacted too (as OIH does); nested values are not. It
-	// returns the number of entries changed; running it again changes
-	// nothing.
-	Anonymise(ctx context.Context, a Anonymisation) (int64, error)
+	// Rewrite passes every entry whose payload holds any of terms to edit,
+	// in seq order, and stores what edit changed, all in one transaction
+	// that takes turns with Append and with other rewrites: no append
+	// commits between the entries being found and rewritten, and no two
+	// rewrites of one entry lose either's change. Payload filters find a
+	// rewritten entry by its new values only. It returns the number of
+	// entries changed. Terms with an invalid key fail with an error
+	// wrapping ErrInvalidQuery; a changed payload that is not a JSON object
+	// with one wrapping ErrInvalidEntry, and nothing is stored.
+	Rewrite(ctx context.Context, terms []Term, edit Edit) (int64, error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
-	// Close releases the store.
+	// Close releases the store; closing it again does nothing.
 	Close() error
 }
 
 // ErrInvalidQuery is wrapped by errors for queries a store refuses (an
 // invalid payload key, say).
 var ErrInvalidQuery = errors.New("invalid query")
+
+// ErrInvalidEntry is wrapped by errors for entries a store refuses to
+// write: no id, or a payload or headers that are not a JSON object.
+var ErrInvalidEntry = errors.New("invalid entry")
 
 // MaxPayloadKeyLength is the longest payload key a filter may name.
 const MaxPayloadKeyLength = 64

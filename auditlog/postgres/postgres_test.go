@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 	"github.com/heraldhq/herald/auditlog/storetest"
 	"github.com/jackc/pgx/v5"
 )
@@ -69,9 +70,11 @@ func TestStoreConformance(t *testing.T) {
 // matches otherwise take the other plan).
 func TestStoreConformanceWalkingForPayloadMatches(t *testing.T) {
 	testURL(t)
-	defer func(n int64) { denseMatches = n }(denseMatches)
-	denseMatches = -1
-	storetest.Run(t, func(t testing.TB) auditlog.Store { return openTest(t) })
+	storetest.Run(t, func(t testing.TB) auditlog.Store {
+		s := openTest(t)
+		s.sql.DenseMatches = -1
+		return s
+	})
 }
 
 func TestOpenMigratesOnceUnderConcurrentStarts(t *testing.T) {
@@ -146,7 +149,7 @@ func TestQueriesUseTheirIndex(t *testing.T) {
 		{"payload", auditlog.Query{Payload: map[string]string{"flowId": d.Flow(1)}, Limit: 50}, []string{"entries_payload"}},
 	}
 	for _, tt := range tests {
-		query, args := pageSQL(tt.q, false)
+		query, args := sqlstore.PageSQL(dialect{}, tt.q, sqlstore.HoldsAll)
 		rows, err := s.pool.Query(ctx, `EXPLAIN `+query, args...)
 		if err != nil {
 			t.Fatal(err)

@@ -153,7 +153,7 @@ func rawInsert(b *testing.B, db *sql.DB, rows []row, seq int64) {
 			q.WriteByte(',')
 		}
 		q.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
-		args = append(args, seq+int64(i), r.e.ID, r.e.Name, r.e.ServiceName, millis(r.e.CreatedAt), millis(r.e.ReceivedAt), r.e.User, r.e.Tenant, nil, r.payload, r.e.Unknown)
+		args = append(args, seq+int64(i), r.e.ID, r.e.Name, r.e.ServiceName, millis(r.e.CreatedAt), millis(r.e.ReceivedAt), r.e.User, r.e.Tenant, nil, string(r.e.Payload), r.e.Unknown)
 	}
 	q.WriteString(` ON CONFLICT (id) DO NOTHING`)
 	if _, err := tx.Exec(q.String(), args...); err != nil {
@@ -167,7 +167,7 @@ func rawInsert(b *testing.B, db *sql.DB, rows []row, seq int64) {
 			q.WriteByte(',')
 		}
 		q.WriteString("(?,?)")
-		args = append(args, seq+int64(i), r.terms)
+		args = append(args, seq+int64(i), r.tokens)
 	}
 	if _, err := tx.Exec(q.String(), args...); err != nil {
 		b.Fatal(err)

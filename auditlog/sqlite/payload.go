@@ -1,221 +1,144 @@
 package sqlite
 
 import (
-	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
+	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 )
 
-// term is the token entry_terms holds for a top-level payload key and
-// string value: 32 hex digits of SHA-256(key NUL value). Keys hold no NUL,
-// so different pairs hash different input; finding two inputs with one
-// 128-bit digest takes about 2^64 work, so a matching token is an exact
-// match and the query need not read the payload to check it.
-func term(key, value string) string {
+// dialect is SQLite's: ? placeholders, times as milliseconds since the
+// epoch, and payload terms as tokens of the contentless FTS5 table
+// entry_terms, whose rowid is the entry's seq.
+type dialect struct{}
+
+var _ sqlstore.Dialect = dialect{}
+
+func (dialect) Placeholder(int) string { return "?" }
+
+// zeroMillis is how an entry without createdAt is stored: the zero time,
+// which sorts before every real one.
+var zeroMillis = time.Time{}.UnixMilli()
+
+func (dialect) Time(t time.Time) any { return millis(t) }
+
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return zeroMillis
+	}
+	return t.UnixMilli() // rounds down
+}
+
+func (dialect) TimeDest() sqlstore.TimeDest { return new(millisDest) }
+
+// millisDest receives a time column in milliseconds.
+type millisDest struct{ ms int64 }
+
+func (d *millisDest) Dest() any { return &d.ms }
+
+func (d *millisDest) Time() time.Time {
+	if d.ms == zeroMillis {
+		return time.Time{}
+	}
+	return time.UnixMilli(d.ms).UTC()
+}
+
+func (dialect) Holds(b *sqlstore.Builder, terms []auditlog.Term, match sqlstore.Match) string {
+	col := "seq"
+	if match == sqlstore.ProbesAll {
+		col = "+seq" // unary +: SQLite does not use it to look rows up
+	}
+	return col + ` IN (SELECT rowid FROM entry_terms WHERE entry_terms MATCH ` + b.Arg(ftsQuery(terms, match)) + `)`
+}
+
+func (dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (string, bool) {
+	return `SELECT count(*) FROM entry_terms WHERE entry_terms MATCH ` + b.Arg(ftsQuery(terms, sqlstore.HoldsAll)), true
+}
+
+func (dialect) SplitsScopeCount() bool { return false }
+
+func (dialect) As(_, expr string) string { return expr }
+
+func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
+	seqs := make([]any, len(entries))
+	var rows []any
+	for i, e := range entries {
+		seqs[i] = e.Seq
+		fs, err := jsonobj.Fields(e.Payload)
+		if err != nil {
+			return fmt.Errorf("entry %s: %w", e.ID, err)
+		}
+		if t := tokens(fs); t != "" {
+			rows = append(rows, e.Seq, t)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM entry_terms WHERE rowid IN (`+list("?", len(seqs))+`)`, seqs...); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO entry_terms (rowid, terms) VALUES `+list("(?, ?)", len(rows)/2), rows...)
+	return err
+}
+
+// list is n copies of item, separated by commas.
+func list(item string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(item+", ", n), ", ")
+}
+
+// token is the token entry_terms holds for a term: 32 hex digits of
+// SHA-256(key NUL value). Keys hold no NUL, so different terms hash
+// different input; finding two inputs with one 128-bit digest takes about
+// 2^64 work, so a matching token is an exact match and the query need not
+// read the payload to check it.
+func token(t auditlog.Term) string {
 	h := sha256.New()
-	h.Write([]byte(key))
+	h.Write([]byte(t.Key))
 	h.Write([]byte{0})
-	h.Write([]byte(value))
+	h.Write([]byte(t.Value))
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
-// matchAll and matchAny build an FTS5 query for tokens (which are plain
-// hex, so quoting them is enough).
-func matchAll(tokens []string) string { return `"` + strings.Join(tokens, `" AND "`) + `"` }
-func matchAny(tokens []string) string { return `"` + strings.Join(tokens, `" OR "`) + `"` }
-
-// field is one top-level member of a payload, in its order.
-type field struct {
-	key string
-	raw json.RawMessage
+// ftsQuery is the FTS5 query of terms: all of their tokens, or any. The
+// tokens are plain hex, so quoting them is enough.
+func ftsQuery(terms []auditlog.Term, match sqlstore.Match) string {
+	ts := make([]string, len(terms))
+	for i, t := range terms {
+		ts[i] = token(t)
+	}
+	slices.Sort(ts)
+	op := `" AND "`
+	if match == sqlstore.HoldsAny {
+		op = `" OR "`
+	}
+	return `"` + strings.Join(ts, op) + `"`
 }
 
-var errNotObject = errors.New("payload is not a JSON object")
-
-// fields splits a JSON object into its members, keeping their order and
-// their values' bytes. It runs on every appended entry, so it validates
-// with json.Valid and then walks the top level by hand, skipping nested
-// values, rather than decoding tokens.
-func fields(payload []byte) ([]field, error) {
-	p := bytes.TrimSpace(payload)
-	if len(p) == 0 || p[0] != '{' {
-		return nil, errNotObject
-	}
-	if !json.Valid(p) {
-		return nil, fmt.Errorf("%w: invalid JSON", errNotObject)
-	}
-	out := make([]field, 0, 8)
-	i := skipSpace(p, 1)
-	for i < len(p) && p[i] != '}' {
-		kEnd := skipValue(p, i) // the key, a string
-		key, ok := stringValue(p[i:kEnd])
-		if !ok {
-			return nil, errNotObject
-		}
-		i = skipSpace(p, kEnd)
-		i = skipSpace(p, i+1) // ':'
-		vEnd := skipValue(p, i)
-		out = append(out, field{key, json.RawMessage(p[i:vEnd])})
-		i = skipSpace(p, vEnd)
-		if i < len(p) && p[i] == ',' {
-			i = skipSpace(p, i+1)
-		}
-	}
-	return out, nil
-}
-
-func skipSpace(p []byte, i int) int {
-	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue returns the end of the valid JSON value that starts at i.
-func skipValue(p []byte, i int) int {
-	switch p[i] {
-	case '"':
-		for j := i + 1; j < len(p); j++ {
-			switch p[j] {
-			case '\\':
-				j++
-			case '"':
-				return j + 1
-			}
-		}
-		return len(p)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(p); j++ {
-			switch p[j] {
-			case '"':
-				j = skipValue(p, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(p)
-	default: // number, true, false, null
-		j := i
-		for j < len(p) && p[j] != ',' && p[j] != '}' && p[j] != ']' && p[j] != ' ' && p[j] != '\t' && p[j] != '\n' && p[j] != '\r' {
-			j++
-		}
-		return j
-	}
-}
-
-// stringValue returns raw as a Go string when it is a JSON string.
-func stringValue(raw json.RawMessage) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
-		return "", false
-	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), true
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
-}
-
-// terms returns the entry_terms text of a payload: the tokens of its
-// top-level string values under filterable keys.
-func terms(fs []field) string {
+// tokens returns the entry_terms text of a payload: the tokens of its
+// terms, its top-level string values under valid payload keys.
+func tokens(fs []jsonobj.Field) string {
 	var b strings.Builder
 	for _, f := range fs {
-		if !auditlog.ValidPayloadKey(f.key) {
+		if !auditlog.ValidPayloadKey(f.Key) {
 			continue
 		}
-		v, ok := stringValue(f.raw)
+		v, ok := jsonobj.String(f.Raw)
 		if !ok {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(term(f.key, v))
+		b.WriteString(token(auditlog.Term{Key: f.Key, Value: v}))
 	}
 	return b.String()
-}
-
-// anonymiseTokens are the tokens of the entries an anonymisation selects:
-// payload user, id or account equal to the user id, or user or username
-// equal to one of the usernames.
-func anonymiseTokens(a auditlog.Anonymisation) []string {
-	var out []string
-	if a.UserID != "" {
-		for _, k := range []string{"user", "id", "account"} {
-			out = append(out, term(k, a.UserID))
-		}
-	}
-	for _, u := range a.Usernames {
-		if u != "" {
-			out = append(out, term("user", u), term("username", u))
-		}
-	}
-	return out
-}
-
-// redact applies an anonymisation to a payload, as OIH does and where OIH
-// misses it: every top-level string value equal to the user id or one of
-// the usernames, and any username that is set, become auditlog.Redacted.
-// Nested values are left alone. It reports whether anything changed.
-func redact(fs []field, a auditlog.Anonymisation) ([]byte, bool) {
-	redacted, _ := json.Marshal(auditlog.Redacted)
-	changed := false
-	for i, f := range fs {
-		v, isString := stringValue(f.raw)
-		hit := isString && v != auditlog.Redacted && v != "" && (v == a.UserID || slices.Contains(a.Usernames, v))
-		if f.key == "username" && isSet(f.raw) && !(isString && v == auditlog.Redacted) {
-			hit = true
-		}
-		if hit {
-			fs[i].raw = redacted
-			changed = true
-		}
-	}
-	if !changed {
-		return nil, false
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range fs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(f.key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(f.raw)
-	}
-	b.WriteByte('}')
-	return b.Bytes(), true
-}
-
-// isSet reports whether a JSON value is truthy in JavaScript's sense (OIH
-// redacts a username "if truthy"): not null, false, "" or zero.
-func isSet(raw json.RawMessage) bool {
-	switch s := string(bytes.TrimSpace(raw)); {
-	case s == "null" || s == "false" || s == `""`:
-		return false
-	case len(s) > 0 && (s[0] == '-' || s[0] >= '0' && s[0] <= '9'):
-		f, err := strconv.ParseFloat(s, 64)
-		return err != nil || f != 0
-	}
-	return true
 }

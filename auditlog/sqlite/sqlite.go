@@ -6,6 +6,11 @@
 // writer. One connection writes, in turn; a pool of read-only connections
 // answers queries. The schema is versioned (table schema_migrations) and
 // brought up to date by Open.
+//
+// Queries and rewrites are the SQL every store shares
+// (auditlog/internal/sqlstore), in SQLite's dialect (payload.go): payload
+// terms are tokens of an FTS5 table. Append is SQLite's own: multi-row
+// INSERTs prepared once per batch size.
 package sqlite
 
 import (
@@ -21,6 +26,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -28,8 +34,9 @@ import (
 // Store is an auditlog.Store in a SQLite database. It is safe for
 // concurrent use.
 type Store struct {
-	w *sql.DB // one connection: writes are serialised here
-	r *sql.DB // read-only connections
+	w   *sql.DB // one connection: writes are serialised here
+	r   *sql.DB // read-only connections
+	sql *sqlstore.Store
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // Append's, prepared on w
@@ -88,7 +95,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{w: w, r: r, stmts: map[string]*sql.Stmt{}}, nil
+	return &Store{w: w, r: r, sql: sqlstore.New(dialect{}, db{w: w, r: r}), stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // dsn is the driver's connection string: the file as a URI, with the
@@ -128,73 +135,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping sqlite: %w", err)
 	}
 	return nil
-}
-
-// zeroMillis is how an entry without createdAt is stored: the zero time,
-// which sorts before every real one.
-var zeroMillis = time.Time{}.UnixMilli()
-
-func millis(t time.Time) int64 {
-	if t.IsZero() {
-		return zeroMillis
-	}
-	return t.UnixMilli() // rounds down
-}
-
-// ceilMillis rounds up to the millisecond: createdAt ≥ t and createdAt < t
-// hold for a stored millisecond m exactly when they hold for ceil(t).
-func ceilMillis(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if t.Sub(time.UnixMilli(ms)) > 0 {
-		ms++
-	}
-	return ms
-}
-
-func fromMillis(ms int64) time.Time {
-	if ms == zeroMillis {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
-}
-
-// row is an entry ready to insert.
-type row struct {
-	e       auditlog.Entry
-	payload string
-	terms   string
-}
-
-// prepareRows validates a batch, drops repeats of an id within it (the
-// first copy wins, as it would across batches) and computes each entry's
-// terms.
-func prepareRows(entries []auditlog.Entry) ([]row, error) {
-	rows := make([]row, 0, len(entries))
-	seen := make(map[string]struct{}, len(entries))
-	for _, e := range entries {
-		if e.ID == "" {
-			return nil, fmt.Errorf("append %s entry: no id", e.Name)
-		}
-		if _, dup := seen[e.ID]; dup {
-			continue
-		}
-		seen[e.ID] = struct{}{}
-		payload := e.Payload
-		if len(payload) == 0 {
-			payload = []byte("{}")
-		}
-		fs, err := fields(payload)
-		if err != nil {
-			return nil, fmt.Errorf("append entry %s: %w", e.ID, err)
-		}
-		if len(e.Headers) > 0 {
-			if _, err := fields(e.Headers); err != nil {
-				return nil, fmt.Errorf("append entry %s: headers: %w", e.ID, err)
-			}
-		}
-		rows = append(rows, row{e: e, payload: string(payload), terms: terms(fs)})
-	}
-	return rows, nil
 }
 
 // insertChunk is the most rows one INSERT statement carries (10
@@ -249,7 +189,7 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 				headers = string(r.e.Headers)
 			}
 			args = append(args, r.e.ID, r.e.Name, r.e.ServiceName, millis(r.e.CreatedAt), millis(r.e.ReceivedAt),
-				r.e.User, r.e.Tenant, headers, r.payload, r.e.Unknown)
+				r.e.User, r.e.Tenant, headers, string(r.e.Payload), r.e.Unknown)
 		}
 		res, err := exec(ctx, tx, c.entries, insertEntriesSQL, len(c.rows), args)
 		if err != nil {
@@ -267,7 +207,7 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	for _, c := range chunks {
 		args := make([]any, 0, 2*len(c.rows)+1)
 		for _, r := range c.rows {
-			args = append(args, r.e.ID, r.terms)
+			args = append(args, r.e.ID, r.tokens)
 		}
 		args = append(args, last)
 		if _, err := exec(ctx, tx, c.term, insertTermsSQL, len(c.rows), args); err != nil {
@@ -341,351 +281,82 @@ func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-const columns = `seq, id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown`
-
-func scanEntries(rows *sql.Rows) ([]auditlog.Entry, error) {
-	defer rows.Close()
-	var out []auditlog.Entry
-	for rows.Next() {
-		var e auditlog.Entry
-		var created, received int64
-		var headers, payload []byte
-		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, &created, &received, &e.User, &e.Tenant, &headers, &payload, &e.Unknown); err != nil {
-			return nil, err
-		}
-		e.CreatedAt, e.ReceivedAt = fromMillis(created), fromMillis(received)
-		if len(headers) > 0 {
-			e.Headers = headers
-		}
-		e.Payload = payload
-		out = append(out, e)
-	}
-	return out, rows.Err()
+// row is an entry ready to insert, with its payload's entry_terms text.
+type row struct {
+	e      auditlog.Entry
+	tokens string
 }
 
-// denseMatches is the number of payload matches above which a page is
-// read by walking the ordered index of the other filters (or createdAt's)
-// and probing the matches, rather than by fetching every match and
-// sorting: fetching costs per match, walking per entry passed over, and
-// with more matches than this a page of 50 passes over few entries.
-var denseMatches int64 = 5000 // a variable for the test that forces the walk
+// prepareRows checks a batch, drops repeats of an id within it, and
+// computes each entry's tokens.
+func prepareRows(entries []auditlog.Entry) ([]row, error) {
+	prepared, err := sqlstore.Prepare(entries, true)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]row, len(prepared))
+	for i, p := range prepared {
+		rows[i] = row{e: p.Entry, tokens: tokens(p.Fields)}
+	}
+	return rows, nil
+}
 
-// Query returns one page of entries.
+// Query returns one page of entries, the count and the page from one
+// snapshot.
 func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, error) {
-	if err := validate(q); err != nil {
-		return auditlog.Page{}, err
-	}
-	tx, err := s.r.BeginTx(ctx, nil) // one snapshot for the count and the page
+	return s.sql.Query(ctx, q)
+}
+
+// Rewrite edits the entries holding any of terms, in one write
+// transaction.
+func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
+	return s.sql.Rewrite(ctx, terms, edit)
+}
+
+// db starts the shared code's transactions: reads on the read-only pool,
+// writes on the one writer connection, whose transactions begin with
+// BEGIN IMMEDIATE and so hold the database's write lock from the start.
+type db struct{ w, r *sql.DB }
+
+func (d db) BeginRead(ctx context.Context) (sqlstore.Tx, error) {
+	tx, err := d.r.BeginTx(ctx, nil)
 	if err != nil {
-		return auditlog.Page{}, fmt.Errorf("query: %w", err)
+		return nil, err
 	}
-	defer tx.Rollback()
+	return sqlTx{tx}, nil
+}
 
-	var page auditlog.Page
-	if q.Scope == nil && filterless(q) {
-		err = tx.QueryRowContext(ctx, `SELECT n FROM entry_count`).Scan(&page.Total)
-	} else if onlyPayload(q) {
-		// Only payload filters: the index alone counts, without reading
-		// an entry per match.
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM entry_terms WHERE entry_terms MATCH ?`, payloadMatch(q.Payload)).Scan(&page.Total)
-	} else {
-		w := where(q, false)
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE `+w.sql(), w.args...).Scan(&page.Total)
-	}
+func (d db) BeginWrite(ctx context.Context) (sqlstore.Tx, error) {
+	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return auditlog.Page{}, fmt.Errorf("query: count: %w", err)
+		return nil, err
 	}
-	if page.Total == 0 {
-		return page, nil
-	}
+	return sqlTx{tx}, nil
+}
 
-	dense := false
-	if len(q.Payload) > 0 {
-		matches := page.Total
-		if !onlyPayload(q) {
-			err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entry_terms WHERE entry_terms MATCH ?`, payloadMatch(q.Payload)).Scan(&matches)
-			if err != nil {
-				return auditlog.Page{}, fmt.Errorf("query: count: %w", err)
-			}
-		}
-		dense = matches > denseMatches
-	}
-	query, args := pageSQL(q, dense)
-	rows, err := tx.QueryContext(ctx, query, args...)
+type sqlTx struct{ tx *sql.Tx }
+
+func (t sqlTx) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := t.tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return auditlog.Page{}, fmt.Errorf("query: %w", err)
+		return nil, err
 	}
-	entries, err := scanEntries(rows)
+	return sqlRows{rows}, nil
+}
+
+func (t sqlTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, query, args...)
 	if err != nil {
-		return auditlog.Page{}, fmt.Errorf("query: %w", err)
+		return 0, err
 	}
-	if q.Limit > 0 && len(entries) > q.Limit {
-		entries = entries[:q.Limit]
-		last := entries[len(entries)-1]
-		page.Next = &auditlog.Cursor{CreatedAt: last.CreatedAt, Seq: last.Seq}
-	}
-	page.Entries = entries
-	return page, tx.Commit()
+	return res.RowsAffected()
 }
 
-func validate(q auditlog.Query) error {
-	return q.Validate()
-}
+func (t sqlTx) Commit(context.Context) error   { return t.tx.Commit() }
+func (t sqlTx) Rollback(context.Context) error { return t.tx.Rollback() }
 
-func filterless(q auditlog.Query) bool {
-	return q.ID == "" && q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
-}
+// sqlRows is *sql.Rows with pgx's Close, which returns nothing: what goes
+// wrong while reading shows in Err, which the shared code checks.
+type sqlRows struct{ *sql.Rows }
 
-// onlyPayload reports whether payload filters are all a query has.
-func onlyPayload(q auditlog.Query) bool {
-	p := q.Payload
-	q.Payload = nil
-	return len(p) > 0 && q.Scope == nil && filterless(q)
-}
-
-// conds is a conjunction of SQL conditions and their arguments.
-type conds struct {
-	terms []string
-	args  []any
-}
-
-func (c *conds) add(term string, args ...any) {
-	c.terms = append(c.terms, term)
-	c.args = append(c.args, args...)
-}
-
-func (c conds) sql() string {
-	if len(c.terms) == 0 {
-		return "1"
-	}
-	return strings.Join(c.terms, " AND ")
-}
-
-// where returns the query's filters and scope; with dense set, the
-// payload filter is written so that it does not drive the loop (unary +
-// keeps SQLite from using it to look rows up), and the ordered index does.
-func where(q auditlog.Query, dense bool) conds {
-	c := filters(q, dense)
-	if sc := q.Scope; sc != nil {
-		switch {
-		case sc.User != "" && sc.Tenant != "":
-			// Counted by a multi-index OR over the two covering indexes
-			// (rowids only); pageSQL reads pages another way.
-			c.add(`("user" = ? OR tenant = ?)`, sc.User, sc.Tenant)
-		case sc.User != "":
-			c.add(`"user" = ?`, sc.User)
-		case sc.Tenant != "":
-			c.add(`tenant = ?`, sc.Tenant)
-		default:
-			c.add(`0`) // a caller who is nobody sees nothing
-		}
-	}
-	return c
-}
-
-// filters returns the query's filters, without scope or cursor.
-func filters(q auditlog.Query, dense bool) conds {
-	var c conds
-	if q.ID != "" {
-		c.add(`id = ?`, q.ID)
-	}
-	if q.Service != "" {
-		c.add(`service_name = ?`, q.Service)
-	}
-	if q.Name != "" {
-		c.add(`name = ?`, q.Name)
-	}
-	if q.Tenant != "" {
-		c.add(`tenant = ?`, q.Tenant)
-	}
-	if q.User != "" {
-		c.add(`"user" = ?`, q.User)
-	}
-	if !q.From.IsZero() {
-		c.add(`created_at >= ?`, ceilMillis(q.From))
-	}
-	if !q.To.IsZero() {
-		c.add(`created_at < ?`, ceilMillis(q.To))
-	}
-	if len(q.Payload) > 0 {
-		col := "seq"
-		if dense {
-			col = "+seq"
-		}
-		c.add(col+` IN (SELECT rowid FROM entry_terms WHERE entry_terms MATCH ?)`, payloadMatch(q.Payload))
-	}
-	return c
-}
-
-// payloadMatch is the FTS5 query of payload filters: all their tokens.
-func payloadMatch(payload map[string]string) string {
-	tokens := make([]string, 0, len(payload))
-	for k, v := range payload {
-		tokens = append(tokens, term(k, v))
-	}
-	slices.Sort(tokens)
-	return matchAll(tokens)
-}
-
-// keyset adds the condition of a page after cursor a.
-func keyset(c *conds, order auditlog.Order, a *auditlog.Cursor) {
-	if a == nil {
-		return
-	}
-	// The row value form: SQLite seeks the (created_at, seq) index to it,
-	// where the equivalent OR form scans.
-	op := "<"
-	if order == auditlog.OldestFirst {
-		op = ">"
-	}
-	c.add(`(created_at, seq) `+op+` (?, ?)`, millis(a.CreatedAt), a.Seq)
-}
-
-func orderBy(order auditlog.Order) string {
-	if order == auditlog.OldestFirst {
-		return ` ORDER BY created_at, seq`
-	}
-	return ` ORDER BY created_at DESC, seq DESC`
-}
-
-// pageSQL returns the SELECT of one page, reading one entry more than the
-// limit to learn whether a next page exists.
-func pageSQL(q auditlog.Query, dense bool) (string, []any) {
-	order := orderBy(q.Order)
-	var limit string
-	var limitArgs []any
-	offset := q.Offset
-	if q.After != nil {
-		offset = 0
-	}
-	switch {
-	case q.Limit > 0:
-		limit = ` LIMIT ? OFFSET ?`
-		limitArgs = []any{q.Limit + 1, offset}
-	case offset > 0:
-		limit = ` LIMIT -1 OFFSET ?`
-		limitArgs = []any{offset}
-	}
-
-	if sc := q.Scope; sc != nil && sc.User != "" && sc.Tenant != "" && q.Limit > 0 {
-		// The caller's own entries and their tenant's, as two ordered
-		// index walks of at most offset+limit+1 entries each, merged:
-		// the OR form would fetch and sort every entry of the tenant.
-		arm := func(cond string, args ...any) (string, []any) {
-			c := filters(q, dense)
-			c.add(cond, args...)
-			keyset(&c, q.Order, q.After)
-			return `SELECT seq FROM (SELECT seq FROM entries WHERE ` + c.sql() + order + ` LIMIT ?)`,
-				append(c.args, offset+q.Limit+1)
-		}
-		own, ownArgs := arm(`"user" = ?`, sc.User)
-		tenant, tenantArgs := arm(`tenant = ? AND "user" <> ?`, sc.Tenant, sc.User)
-		args := append(ownArgs, tenantArgs...)
-		return `SELECT ` + columns + ` FROM entries WHERE seq IN (` + own + ` UNION ALL ` + tenant + `)` + order + limit,
-			append(args, limitArgs...)
-	}
-	c := where(q, dense)
-	keyset(&c, q.Order, q.After)
-	return `SELECT ` + columns + ` FROM entries WHERE ` + c.sql() + order + limit, append(c.args, limitArgs...)
-}
-
-// userEvents are the events whose payload id and username name a user.
-var userEvents = []any{"iam.user.created", "iam.user.modified"}
-
-// Usernames returns the usernames of userID's iam.user.created and
-// iam.user.modified entries, sorted.
-func (s *Store) Usernames(ctx context.Context, userID string) ([]string, error) {
-	if userID == "" {
-		return nil, nil
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT json_extract(payload, '$.username') FROM entries
-		WHERE seq IN (SELECT rowid FROM entry_terms WHERE entry_terms MATCH ?)
-		AND name IN (?, ?) AND json_type(payload, '$.username') = 'text'`,
-		append([]any{matchAll([]string{term("id", userID)})}, userEvents...)...)
-	if err != nil {
-		return nil, fmt.Errorf("usernames of %s: %w", userID, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, fmt.Errorf("usernames of %s: %w", userID, err)
-		}
-		if u != "" && u != auditlog.Redacted {
-			out = append(out, u)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("usernames of %s: %w", userID, err)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-// Anonymise redacts a deleted user's entries, in one transaction.
-func (s *Store) Anonymise(ctx context.Context, a auditlog.Anonymisation) (int64, error) {
-	tokens := anonymiseTokens(a)
-	if len(tokens) == 0 {
-		return 0, nil
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("anonymise %s: %w", a.UserID, err)
-	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT seq, "user", payload FROM entries
-		WHERE seq IN (SELECT rowid FROM entry_terms WHERE entry_terms MATCH ?)`, matchAny(tokens))
-	if err != nil {
-		return 0, fmt.Errorf("anonymise %s: %w", a.UserID, err)
-	}
-	type change struct {
-		seq           int64
-		user, payload string
-		terms         string
-	}
-	var changes []change
-	for rows.Next() {
-		var c change
-		var payload []byte
-		if err := rows.Scan(&c.seq, &c.user, &payload); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("anonymise %s: %w", a.UserID, err)
-		}
-		fs, err := fields(payload)
-		if err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("anonymise %s: entry %d: %w", a.UserID, c.seq, err)
-		}
-		p, changed := redact(fs, a)
-		if !changed {
-			continue
-		}
-		c.payload, c.terms = string(p), terms(fs)
-		if c.user != "" && (c.user == a.UserID || slices.Contains(a.Usernames, c.user)) {
-			c.user = auditlog.Redacted
-		}
-		changes = append(changes, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("anonymise %s: %w", a.UserID, err)
-	}
-	for _, c := range changes {
-		if _, err := tx.ExecContext(ctx, `UPDATE entries SET payload = ?, "user" = ? WHERE seq = ?`, c.payload, c.user, c.seq); err != nil {
-			return 0, fmt.Errorf("anonymise %s: entry %d: %w", a.UserID, c.seq, err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM entry_terms WHERE rowid = ?`, c.seq); err != nil {
-			return 0, fmt.Errorf("anonymise %s: entry %d: %w", a.UserID, c.seq, err)
-		}
-		if c.terms != "" {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO entry_terms (rowid, terms) VALUES (?, ?)`, c.seq, c.terms); err != nil {
-				return 0, fmt.Errorf("anonymise %s: entry %d: %w", a.UserID, c.seq, err)
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("anonymise %s: commit: %w", a.UserID, err)
-	}
-	return int64(len(changes)), nil
-}
+func (r sqlRows) Close() { r.Rows.Close() }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 	"github.com/heraldhq/herald/auditlog/storetest"
 )
 
@@ -29,9 +30,11 @@ func TestStoreConformance(t *testing.T) {
 // every payload filter read the way many matches are (the suite's few
 // matches otherwise take the other plan).
 func TestStoreConformanceWalkingForPayloadMatches(t *testing.T) {
-	defer func(n int64) { denseMatches = n }(denseMatches)
-	denseMatches = -1
-	storetest.Run(t, func(t testing.TB) auditlog.Store { return openTemp(t) })
+	storetest.Run(t, func(t testing.TB) auditlog.Store {
+		s := openTemp(t)
+		s.sql.DenseMatches = -1
+		return s
+	})
 }
 
 func TestOpenMigratesOnceAndKeepsEntries(t *testing.T) {
@@ -131,7 +134,11 @@ func TestQueriesUseTheirIndex(t *testing.T) {
 		{"dense payload", auditlog.Query{Payload: map[string]string{"status": "active"}, Limit: 50}, true, []string{"entry_terms VIRTUAL TABLE", "SCAN entries USING INDEX entries_created"}},
 	}
 	for _, tt := range tests {
-		query, args := pageSQL(tt.q, tt.dense)
+		match := sqlstore.HoldsAll
+		if tt.dense {
+			match = sqlstore.ProbesAll
+		}
+		query, args := sqlstore.PageSQL(dialect{}, tt.q, match)
 		rows, err := s.r.Query(`EXPLAIN QUERY PLAN `+query, args...)
 		if err != nil {
 			t.Fatal(err)

@@ -41,10 +41,16 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"TotalCountsTheFilteredScopedSet", testTotal},
 		{"ScopeShowsOwnAndTenantEntries", testScope},
 		{"TenantlessUserSeesOnlyOwnEntries", testTenantlessScope},
+		{"RewriteEditsTheEntriesHoldingAnyTerm", testRewrite},
+		{"RewriteStoresNothingWhenAnEditFails", testRewriteAtomic},
+		{"RewriteRefusesInvalidTermsAndPayloads", testRewriteRefuses},
+		{"ConcurrentRewritesKeepEveryChange", testConcurrentRewrites},
+		{"LargeRewriteChangesEveryEntry", testLargeRewrite},
 		{"AnonymiseRedactsTheDeletedUser", testAnonymise},
 		{"UsernamesAreLearnedFromUserEvents", testUsernames},
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
-		{"PingAnswers", testPing},
+		{"AppendsCommitInSeqOrder", testSeqCommitOrder},
+		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
 	}
 	for _, c := range cases {
@@ -258,9 +264,10 @@ func testAppendRefusesBadEntries(t *testing.T, s auditlog.Store) {
 		{Name: "a.b", Payload: json.RawMessage(`{}`)},
 		{ID: "x", Name: "a.b", Payload: json.RawMessage(`[1]`)},
 		{ID: "y", Name: "a.b", Payload: json.RawMessage(`{"a":`)},
+		{ID: "z", Name: "a.b", Payload: json.RawMessage(`{}`), Headers: json.RawMessage(`"h"`)},
 	} {
-		if _, err := s.Append(ctx(t), []auditlog.Entry{entry("ok", "a.b", at(0), nil), e}); err == nil {
-			t.Errorf("append of %+v succeeded, want an error", e)
+		if _, err := s.Append(ctx(t), []auditlog.Entry{entry("ok", "a.b", at(0), nil), e}); !errors.Is(err, auditlog.ErrInvalidEntry) {
+			t.Errorf("append of %+v: error %v, want ErrInvalidEntry", e, err)
 		}
 	}
 	if p := mustQuery(t, s, auditlog.Query{}); p.Total != 0 {
@@ -657,12 +664,7 @@ func anonymiseData() []auditlog.Entry {
 func testAnonymise(t *testing.T, s auditlog.Store) {
 	data := anonymiseData()
 	mustAppend(t, s, data...)
-	names, err := s.Usernames(ctx(t), deleted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := auditlog.Anonymisation{UserID: deleted, Usernames: names}
-	n, err := s.Anonymise(ctx(t), a)
+	n, err := auditlog.Anonymise(ctx(t), s, deleted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,21 +719,21 @@ func testAnonymise(t *testing.T, s auditlog.Store) {
 	if got := ids(mustQuery(t, s, auditlog.Query{Scope: &auditlog.Scope{User: other}}).Entries); !slices.Equal(got, []string{"other-nested", "other-flow"}) {
 		t.Errorf("the other user's scope finds %v, want [other-nested other-flow]", got)
 	}
-	if names, err := s.Usernames(ctx(t), deleted); err != nil || len(names) != 0 {
+	if names, err := auditlog.Usernames(ctx(t), s, deleted); err != nil || len(names) != 0 {
 		t.Errorf("usernames after anonymisation: %v, %v; want none", names, err)
 	}
 	// Idempotent.
-	n, err = s.Anonymise(ctx(t), a)
+	n, err = auditlog.Anonymise(ctx(t), s, deleted)
 	if err != nil || n != 0 {
 		t.Errorf("second anonymisation changed %d entries (error %v), want 0", n, err)
 	}
 	// A user unknown to the log.
-	if n, err := s.Anonymise(ctx(t), auditlog.Anonymisation{UserID: "nobody", Usernames: []string{"nobody@example.com"}}); err != nil || n != 0 {
+	if n, err := auditlog.Anonymise(ctx(t), s, "nobody"); err != nil || n != 0 {
 		t.Errorf("anonymising an unknown user changed %d entries (error %v), want 0", n, err)
 	}
 	// An empty user id anonymises nothing (entries without a user must not match).
 	mustAppend(t, s, entry("blank", "x.y", at(20), map[string]any{"user": "", "id": ""}))
-	if n, err := s.Anonymise(ctx(t), auditlog.Anonymisation{}); err != nil || n != 0 {
+	if n, err := auditlog.Anonymise(ctx(t), s, ""); err != nil || n != 0 {
 		t.Errorf("anonymising an empty user changed %d entries (error %v), want 0", n, err)
 	}
 }
@@ -750,7 +752,7 @@ func testUsernames(t *testing.T, s auditlog.Store) {
 		"":      nil,
 	}
 	for id, want := range tests {
-		got, err := s.Usernames(ctx(t), id)
+		got, err := auditlog.Usernames(ctx(t), s, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -820,6 +822,14 @@ func testPing(t *testing.T, s auditlog.Store) {
 	if err := s.Ping(ctx(t)); err != nil {
 		t.Errorf("ping: %v", err)
 	}
+	// A store that cannot answer says so (Run closes it again: Close is
+	// idempotent).
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Ping(ctx(t)); err == nil {
+		t.Error("ping of a closed store succeeded")
+	}
 }
 
 func testLargeBatch(t *testing.T, s auditlog.Store) {
@@ -838,5 +848,307 @@ func testLargeBatch(t *testing.T, s auditlog.Store) {
 	p = mustQuery(t, s, auditlog.Query{Payload: map[string]string{"id": payloadOf(t, e)["id"].(string)}})
 	if !slices.Contains(ids(p.Entries), e.ID) {
 		t.Errorf("entry %s of a large batch not found by its payload id", e.ID)
+	}
+}
+
+// rewriteData is a log whose entries hold the terms user=alice and
+// flowId=F2 in every way a payload can, and cannot.
+func rewriteData() []auditlog.Entry {
+	hdr := entry("holds-both", "x.created", at(3), map[string]any{"user": "alice", "tenant": "t1", "flowId": "F2"})
+	hdr.Headers = json.RawMessage(`{"trace":"abc"}`)
+	return []auditlog.Entry{
+		entry("holds-user", "x.created", at(1), map[string]any{"user": "alice", "tenant": "t1", "note": "n"}),
+		entry("holds-flow", "x.created", at(2), map[string]any{"user": "bob", "flowId": "F2"}),
+		hdr,
+		entry("other-user", "x.created", at(4), map[string]any{"user": "alicia", "flowId": "F1"}),
+		entry("other-key", "x.created", at(5), map[string]any{"owner": "alice"}),
+		entry("nested", "x.created", at(6), map[string]any{"details": map[string]any{"user": "alice"}}),
+		entry("not-a-string", "x.created", at(7), map[string]any{"flowId": 2}),
+	}
+}
+
+func testRewrite(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, rewriteData()...)
+	before := map[string]auditlog.Entry{}
+	for _, e := range mustQuery(t, s, auditlog.Query{}).Entries {
+		before[e.ID] = e
+	}
+	var seen []string
+	n, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}, {Key: "flowId", Value: "F2"}}, func(e *auditlog.Entry) (bool, error) {
+		seen = append(seen, e.ID)
+		if !jsonEqual(e.Payload, before[e.ID].Payload) || e.User != before[e.ID].User || e.Seq != before[e.ID].Seq {
+			t.Errorf("edit got %+v, want the stored entry %+v", *e, before[e.ID])
+		}
+		switch e.ID {
+		case "holds-user":
+			e.Payload = json.RawMessage(`{"user":"anon","tenant":"t1","note":"n","flowId":"F9"}`)
+			e.User = "anon"
+			e.Name, e.Tenant = "ignored.name", "ignored-tenant" // not the edit's to change
+		case "holds-both":
+			e.Payload = json.RawMessage(`{"user":"alice","tenant":"t1"}`)
+		default:
+			return false, nil // seen, left alone
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("rewrite changed %d entries, want 2", n)
+	}
+	if want := []string{"holds-user", "holds-flow", "holds-both"}; !slices.Equal(seen, want) {
+		t.Errorf("edit saw %v, want %v in seq order", seen, want)
+	}
+	after := map[string]auditlog.Entry{}
+	for _, e := range mustQuery(t, s, auditlog.Query{}).Entries {
+		after[e.ID] = e
+	}
+	wantPayload := map[string]string{
+		"holds-user": `{"user":"anon","tenant":"t1","note":"n","flowId":"F9"}`,
+		"holds-both": `{"user":"alice","tenant":"t1"}`,
+	}
+	for id, b := range before {
+		a := after[id]
+		want := b
+		if p, ok := wantPayload[id]; ok {
+			want.Payload = json.RawMessage(p)
+		}
+		if id == "holds-user" {
+			want.User = "anon"
+		}
+		if !jsonEqual(a.Payload, want.Payload) || a.User != want.User {
+			t.Errorf("%s after rewrite: payload %s user %q, want %s %q", id, a.Payload, a.User, want.Payload, want.User)
+		}
+		if a.Seq != b.Seq || a.Name != b.Name || a.ServiceName != b.ServiceName || a.Tenant != b.Tenant || !a.CreatedAt.Equal(b.CreatedAt) ||
+			!a.ReceivedAt.Equal(b.ReceivedAt) || !jsonEqual(a.Headers, b.Headers) || a.Unknown != b.Unknown {
+			t.Errorf("%s after rewrite: %+v, want every field but payload and user as stored: %+v", id, a, b)
+		}
+	}
+	// Payload filters and scope find rewritten entries by their new values
+	// only.
+	for _, tt := range []struct {
+		q    auditlog.Query
+		want []string
+	}{
+		{auditlog.Query{Payload: map[string]string{"user": "alice"}}, []string{"holds-both"}},
+		{auditlog.Query{Payload: map[string]string{"user": "anon"}}, []string{"holds-user"}},
+		{auditlog.Query{Payload: map[string]string{"flowId": "F2"}}, []string{"holds-flow"}},
+		{auditlog.Query{Payload: map[string]string{"flowId": "F9", "note": "n"}}, []string{"holds-user"}},
+		{auditlog.Query{Scope: &auditlog.Scope{User: "anon"}}, []string{"holds-user"}},
+		{auditlog.Query{User: "alice"}, []string{"holds-both"}},
+	} {
+		p := mustQuery(t, s, tt.q)
+		if got := ids(p.Entries); !slices.Equal(got, tt.want) || p.Total != int64(len(tt.want)) {
+			t.Errorf("%+v after rewrite finds %v (total %d), want %v", tt.q, got, p.Total, tt.want)
+		}
+	}
+	// No terms: nothing to find, edit never called.
+	n, err = s.Rewrite(ctx(t), nil, func(*auditlog.Entry) (bool, error) {
+		t.Error("edit called for a rewrite without terms")
+		return true, nil
+	})
+	if err != nil || n != 0 {
+		t.Errorf("rewrite without terms: %d, %v; want 0, nil", n, err)
+	}
+}
+
+func testRewriteAtomic(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, rewriteData()...)
+	terms := []auditlog.Term{{Key: "user", Value: "alice"}}
+	failure := errors.New("edit failed")
+	calls := 0
+	_, err := s.Rewrite(ctx(t), terms, func(e *auditlog.Entry) (bool, error) {
+		calls++
+		if calls == 2 {
+			return false, failure
+		}
+		e.Payload = json.RawMessage(`{"user":"changed"}`)
+		e.User = "changed"
+		return true, nil
+	})
+	if !errors.Is(err, failure) {
+		t.Errorf("rewrite with a failing edit: %v, want the edit's error", err)
+	}
+	if calls != 2 {
+		t.Errorf("edit called %d times, want 2 (the first entry changed, then the failure)", calls)
+	}
+	if p := mustQuery(t, s, auditlog.Query{Payload: map[string]string{"user": "alice"}}); p.Total != 2 {
+		t.Errorf("after a failed rewrite %d entries hold user alice, want both still", p.Total)
+	}
+	if p := mustQuery(t, s, auditlog.Query{User: "changed"}); p.Total != 0 {
+		t.Errorf("a failed rewrite stored %v", ids(p.Entries))
+	}
+}
+
+func testRewriteRefuses(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, rewriteData()...)
+	never := func(*auditlog.Entry) (bool, error) {
+		t.Error("edit called for a refused rewrite")
+		return false, nil
+	}
+	for _, key := range []string{"", "a.b", "user'--", strings.Repeat("k", 65)} {
+		if _, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}, {Key: key, Value: "x"}}, never); !errors.Is(err, auditlog.ErrInvalidQuery) {
+			t.Errorf("term key %q: error %v, want ErrInvalidQuery", key, err)
+		}
+	}
+	for _, payload := range []string{`[1]`, `{"user":`, ``} {
+		_, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}}, func(e *auditlog.Entry) (bool, error) {
+			e.Payload = json.RawMessage(payload)
+			return true, nil
+		})
+		if !errors.Is(err, auditlog.ErrInvalidEntry) {
+			t.Errorf("edit to payload %q: error %v, want ErrInvalidEntry", payload, err)
+		}
+	}
+	if p := mustQuery(t, s, auditlog.Query{Payload: map[string]string{"user": "alice"}}); p.Total != 2 {
+		t.Errorf("after refused rewrites %d entries hold user alice, want 2", p.Total)
+	}
+}
+
+// testConcurrentRewrites runs rewrites that each change another key of
+// the same entries at once: a store that let one rewrite read an entry
+// while another was changing it would store one change over the other.
+func testConcurrentRewrites(t *testing.T, s auditlog.Store) {
+	const entries, writers = 20, 4
+	var batch []auditlog.Entry
+	for i := range entries {
+		p := map[string]any{"group": "g"}
+		for w := range writers {
+			p[fmt.Sprintf("k%d", w)] = "before"
+		}
+		batch = append(batch, entry(fmt.Sprintf("c%02d", i), "x.y", at(i), p))
+	}
+	mustAppend(t, s, batch...)
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		key := fmt.Sprintf("k%d", w)
+		wg.Go(func() {
+			_, errs[w] = s.Rewrite(ctx(t), []auditlog.Term{{Key: "group", Value: "g"}}, func(e *auditlog.Entry) (bool, error) {
+				var p map[string]any
+				if err := json.Unmarshal(e.Payload, &p); err != nil {
+					return false, err
+				}
+				p[key] = "after"
+				b, err := json.Marshal(p)
+				e.Payload = b
+				return true, err
+			})
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range mustQuery(t, s, auditlog.Query{}).Entries {
+		p := payloadOf(t, e)
+		for w := range writers {
+			if k := fmt.Sprintf("k%d", w); p[k] != "after" {
+				t.Errorf("%s: %s is %v after every rewrite ran, want after: a concurrent rewrite lost it (%s)", e.ID, k, p[k], e.Payload)
+			}
+		}
+	}
+}
+
+// testLargeRewrite rewrites more entries than one statement writes.
+func testLargeRewrite(t *testing.T, s auditlog.Store) {
+	const n = 1234
+	var batch []auditlog.Entry
+	for i := range n {
+		batch = append(batch, entry(fmt.Sprintf("l%04d", i), "x.y", at(i), map[string]any{"user": "big", "i": fmt.Sprint(i)}))
+	}
+	mustAppend(t, s, batch...)
+	changed, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "big"}}, func(e *auditlog.Entry) (bool, error) {
+		p := payloadOf(t, *e)
+		if p["i"] == "7" {
+			return false, nil
+		}
+		e.Payload = json.RawMessage(`{"user":"small","i":"` + p["i"].(string) + `","edited":"yes"}`)
+		if p["i"] == "8" {
+			e.Payload = json.RawMessage(`{}`) // nothing left to index
+		}
+		e.User = "small"
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed != n-1 {
+		t.Errorf("rewrite changed %d entries, want %d", changed, n-1)
+	}
+	for _, tt := range []struct {
+		q    auditlog.Query
+		want int64
+	}{
+		{auditlog.Query{Payload: map[string]string{"user": "big"}}, 1},
+		{auditlog.Query{Payload: map[string]string{"user": "small", "edited": "yes"}}, n - 2},
+		{auditlog.Query{Payload: map[string]string{"i": "1233"}}, 1},
+		{auditlog.Query{Payload: map[string]string{"i": "8"}}, 0},
+		{auditlog.Query{User: "small"}, n - 1},
+	} {
+		if p := mustQuery(t, s, tt.q); p.Total != tt.want {
+			t.Errorf("%+v: %d entries, want %d", tt.q, p.Total, tt.want)
+		}
+	}
+	p := mustQuery(t, s, auditlog.Query{ID: "l1000"})
+	if len(p.Entries) != 1 || !jsonEqual(p.Entries[0].Payload, []byte(`{"user":"small","i":"1000","edited":"yes"}`)) || p.Entries[0].User != "small" {
+		t.Errorf("entry l1000 after the rewrite: %+v", p.Entries)
+	}
+}
+
+// testSeqCommitOrder checks what a reader following the log by seq relies
+// on: once it has seen seq n, no entry below n appears later.
+func testSeqCommitOrder(t *testing.T, s auditlog.Store) {
+	const writers, batches, size = 4, 40, 5
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for b := range batches {
+				var batch []auditlog.Entry
+				for i := range size {
+					batch = append(batch, entry(fmt.Sprintf("w%d-%d-%d", w, b, i), "x.y", at(i), nil))
+				}
+				if _, err := s.Append(ctx(t), batch); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	seen := map[int64]bool{}
+	var highest int64
+	for reads, finished := 0, false; !finished; reads++ {
+		select {
+		case <-done:
+			finished = true // one more read, of everything
+		default:
+		}
+		p := mustQuery(t, s, auditlog.Query{})
+		var newest int64
+		for _, e := range p.Entries {
+			if seen[e.Seq] {
+				continue
+			}
+			if e.Seq < highest {
+				t.Fatalf("read %d: seq %d appeared after seq %d had been read: appends did not commit in seq order", reads, e.Seq, highest)
+			}
+			seen[e.Seq] = true
+			newest = max(newest, e.Seq)
+		}
+		highest = max(highest, newest)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != writers*batches*size {
+		t.Errorf("read %d entries, want %d", len(seen), writers*batches*size)
 	}
 }
