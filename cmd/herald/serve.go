@@ -172,6 +172,10 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		Health: func(context.Context) map[string]httpapi.Check {
 			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
 		},
+
+		// POST /events publishes on the audit log's bus.
+		Publisher:        b,
+		EventsPermission: os.Getenv("EVENTS_PUBLISH_PERMISSION"),
 	})
 }
 
