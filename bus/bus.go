@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/topic"
@@ -25,7 +27,9 @@ import (
 // panic) has it retried. Handlers must be idempotent: a retried delivery
 // runs every matching handler again, and transports deliver at least once.
 //
-// ctx carries the delivery's attempt (Attempt) and is cancelled when Close
+// ctx carries the delivery's attempt (Attempt), on a bus that traces the
+// span of the delivery (a child of the publisher's span; start child spans
+// from ctx), and is cancelled when Close
 // stops waiting for running handlers because its own context ended; its
 // cause (context.Cause) then wraps ErrClosed. A handler that gives up then
 // leaves its delivery to be delivered again.
@@ -44,6 +48,7 @@ type Bus struct {
 	service   string
 	transport driver.Transport
 	opts      options
+	trace     *tracing // nil unless WithTracerProvider
 
 	mu     sync.Mutex
 	closed bool
@@ -103,7 +108,7 @@ func New(transport driver.Transport, opts ...Option) (*Bus, error) {
 		o.concurrency = 1
 	}
 	hctx, stop := context.WithCancelCause(context.Background())
-	return &Bus{
+	b := &Bus{
 		service:      o.service,
 		transport:    transport,
 		opts:         o,
@@ -111,7 +116,11 @@ func New(transport driver.Transport, opts ...Option) (*Bus, error) {
 		handlerCtx:   hctx,
 		firstAttempt: context.WithValue(hctx, attemptKey{}, 1),
 		stopHandlers: stop,
-	}, nil
+	}
+	if o.tracerProvider != nil {
+		b.trace = newTracing(o.tracerProvider, transport, o.service)
+	}
+	return b, nil
 }
 
 // Service returns the bus's service name.
@@ -266,16 +275,32 @@ func (b *Bus) process(d driver.Delivery) {
 	if a := d.Attempt(); a != 1 {
 		hctx = context.WithValue(b.handlerCtx, attemptKey{}, a)
 	}
+	var span trace.Span
+	if b.trace != nil {
+		hctx, span = b.trace.startProcess(hctx, d, ev)
+	}
 	for _, h := range hs {
 		if herr = h(hctx, ev); herr != nil {
 			break
 		}
 	}
+	outcome := b.settle(ctx, d, ev, herr)
+	if span != nil {
+		span.SetAttributes(AttrOutcome.String(outcome))
+		endSpan(span, herr)
+	}
+}
+
+// settle acknowledges a delivery whose handlers succeeded, and retries or
+// dead-letters one whose handlers failed with herr. It returns the
+// outcome (OutcomeAck, OutcomeRetry, OutcomeDeadLetter).
+func (b *Bus) settle(ctx context.Context, d driver.Delivery, ev *event.Event, herr error) string {
+	log := b.opts.logger
 	if herr == nil {
 		if err := d.Ack(ctx); err != nil {
 			log.Error("ack failed", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "error", err)
 		}
-		return
+		return OutcomeAck
 	}
 	attempt := d.Attempt()
 	if attempt >= b.opts.retry.MaxAttempts {
@@ -283,13 +308,14 @@ func (b *Bus) process(d driver.Delivery) {
 		if err := d.DeadLetter(ctx, herr); err != nil {
 			log.Error("dead-letter failed", "service", b.service, "id", ev.Headers.ID, "error", err)
 		}
-		return
+		return OutcomeDeadLetter
 	}
 	delay := b.opts.retry.Backoff(attempt)
 	log.Warn("handler failed; retrying", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "delay", delay, "error", herr)
 	if err := d.Retry(ctx, delay, herr); err != nil {
 		log.Error("retry failed", "service", b.service, "id", ev.Headers.ID, "error", err)
 	}
+	return OutcomeRetry
 }
 
 // Close stops new deliveries, waits for running handlers (bounded by ctx),

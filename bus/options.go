@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 )
@@ -23,6 +25,8 @@ type options struct {
 	temporary   bool
 	maxSize     int
 	retry       RetryPolicy
+	// tracerProvider, when set, has the bus trace (see WithTracerProvider).
+	tracerProvider trace.TracerProvider
 }
 
 func defaultOptions() options {
@@ -78,6 +82,22 @@ func WithTemporaryQueue() Option { return func(o *options) { o.temporary = true 
 // WithMaxEventSize sets the largest encoded event Publish accepts (default
 // event.DefaultMaxSize, 1 MiB).
 func WithMaxEventSize(n int) Option { return func(o *options) { o.maxSize = n } }
+
+// WithTracerProvider has the bus trace its publishes and deliveries with
+// tp's tracer (named TracerName): a producer span per publish, from the
+// call until the broker's confirm, and a consumer span per delivery
+// around its handlers, following OpenTelemetry's messaging semantic
+// conventions. The publish span's W3C trace context (traceparent,
+// tracestate) travels with the event as transport headers (AMQP message
+// headers, NATS headers) and in the envelope's headers; a delivery's span
+// is its child, and the handlers' context carries it.
+//
+// Without this option (or with a nil tp) the bus does not trace: it
+// injects nothing, extracts nothing and starts no span, whatever ctx
+// carries.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
 
 // WithRetry sets the retry policy for failed handlers.
 func WithRetry(p RetryPolicy) Option {

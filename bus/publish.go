@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
 )
@@ -13,7 +16,9 @@ import (
 // and id (when empty), validates it (envelope rules, size, and the
 // catalogue unless turned off) and returns once the broker has taken it
 // (publisher confirm, PubAck), waiting for a lost connection to come back
-// if need be. ctx bounds all of it. ev is modified in place.
+// if need be. ctx bounds all of it. ev is modified in place; on a bus that
+// traces (WithTracerProvider) that includes the traceparent and tracestate
+// headers of the publish span, a child of ctx's span.
 //
 // Publish is PublishAsync followed by the wait: to publish many events,
 // PublishAsync them and wait for their confirmations afterwards.
@@ -60,37 +65,58 @@ func (b *Bus) PublishAsync(ctx context.Context, ev *event.Event) (*Confirmation,
 	if err := event.ValidateName(ev.Headers.Name); err != nil {
 		return nil, fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
 	}
-	body, err := ev.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if err := event.CheckSize(len(body), b.opts.maxSize); err != nil {
-		return nil, fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-	}
-	if b.opts.validator != nil {
-		if err := b.opts.validator.Validate(ev); err != nil {
-			return nil, fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
-		}
-	}
+	m := driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, CreatedAt: ev.Headers.CreatedAt}
 	c := &Confirmation{name: ev.Headers.Name, done: make(chan struct{})}
-	m := driver.Message{ID: ev.Headers.ID, Name: ev.Headers.Name, Body: body, CreatedAt: ev.Headers.CreatedAt}
-	if err := b.transport.Publish(ctx, m, c.answer); err != nil {
+	if b.trace != nil {
+		// Before encoding: the body carries the span's trace context.
+		c.span, m.Headers = b.trace.startPublish(ctx, ev)
+	}
+	if err := b.send(ctx, ev, m, c); err != nil {
+		if c.span != nil {
+			endSpan(c.span, err)
+		}
 		return nil, fmt.Errorf("publish %s: %w", ev.Headers.Name, err)
 	}
 	return c, nil
+}
+
+// send encodes and checks ev and hands it to the transport as m, to be
+// answered through c.
+func (b *Bus) send(ctx context.Context, ev *event.Event, m driver.Message, c *Confirmation) error {
+	body, err := ev.Encode()
+	if err != nil {
+		return err
+	}
+	if err := event.CheckSize(len(body), b.opts.maxSize); err != nil {
+		return err
+	}
+	if b.opts.validator != nil {
+		if err := b.opts.validator.Validate(ev); err != nil {
+			return err
+		}
+	}
+	m.Body = body
+	if c.span != nil {
+		c.span.SetAttributes(semconv.MessagingMessageBodySize(len(body)))
+	}
+	return b.transport.Publish(ctx, m, c.answer)
 }
 
 // Confirmation is the broker's answer to one PublishAsync.
 type Confirmation struct {
 	name string
 	done chan struct{}
-	err  error // set before done is closed
+	err  error      // set before done is closed
+	span trace.Span // the publish span, ended with the answer; nil when the bus does not trace
 }
 
 // answer is the confirm function the transport calls, once.
 func (c *Confirmation) answer(err error) {
 	if err != nil {
 		c.err = fmt.Errorf("publish %s: %w", c.name, err)
+	}
+	if c.span != nil {
+		endSpan(c.span, err)
 	}
 	close(c.done)
 }

@@ -4,6 +4,7 @@
 //
 //	GET  /logs           entries, paged and filtered; non-admins see only theirs
 //	POST /logs           store one event
+//	POST /events         publish one CloudEvent on the bus (when Config.Publisher is set)
 //	GET  /healthcheck    store and bus state (no auth)
 //	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
 //	GET  /metrics        Prometheus metrics (no auth)
@@ -78,6 +79,11 @@ type Config struct {
 	// MaxEventSize bounds a POSTed event, encoded (default
 	// event.DefaultMaxSize).
 	MaxEventSize int
+	// Publisher, when set, serves POST /events: a CloudEvent published on
+	// the bus after catalogue validation. EventsPermission is needed for
+	// it (default events.publish).
+	Publisher        Publisher
+	EventsPermission string
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's
@@ -142,6 +148,9 @@ func New(cfg Config) http.Handler {
 	if cfg.PushPermission == "" {
 		cfg.PushPermission = DefaultPushPermission
 	}
+	if cfg.EventsPermission == "" {
+		cfg.EventsPermission = DefaultEventsPermission
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -176,6 +185,9 @@ func New(cfg Config) http.Handler {
 	}
 	handle("GET /logs", a.authorize(cfg.ReadPermission, a.listLogs))
 	handle("POST /logs", a.authorize(cfg.PushPermission, a.postLog))
+	if cfg.Publisher != nil {
+		handle("POST /events", a.authorize(cfg.EventsPermission, a.postEvent))
+	}
 	handle("GET /healthcheck", a.healthcheck)
 	handle("GET /openapi.json", a.openapi)
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",

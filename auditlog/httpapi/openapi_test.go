@@ -42,6 +42,7 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 	// Every route the handler serves is documented.
 	for path, methods := range map[string][]string{
 		"/logs":         {"GET", "POST"},
+		"/events":       {"POST"},
 		"/healthcheck":  {"GET"},
 		"/openapi.json": {"GET"},
 		"/metrics":      {"GET"},

@@ -475,3 +475,9 @@ func (t *Transport) Close(ctx context.Context) error {
 var _ driver.Transport = (*Transport)(nil)
 var _ driver.StatusReporter = (*Transport)(nil)
 var _ driver.DeadLetterLister = (*Transport)(nil)
+var _ driver.Describer = (*Transport)(nil)
+
+// Destination names RabbitMQ as the messaging system and the exchange as
+// the destination, as OpenTelemetry's RabbitMQ conventions ask; the event
+// name is the routing key.
+func (t *Transport) Destination(string) (system, destination string) { return "rabbitmq", Exchange }

@@ -436,6 +436,14 @@ type delivery struct {
 }
 
 func (d *delivery) Body() []byte { return d.d.Body }
+
+// Header returns a message header that holds a string ("" otherwise).
+// Retries and dead letters copy the message's headers, so a retried
+// delivery has those it was published with.
+func (d *delivery) Header(key string) string {
+	v, _ := d.d.Headers[key].(string)
+	return v
+}
 func (d *delivery) Attempt() int { return d.attempt }
 
 func (d *delivery) settle() error {

@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
@@ -455,4 +459,93 @@ func TestInteropSharedQueueEitherStartOrder(t *testing.T) {
 			t.Logf("%s: Node replica handled %d, herald replica %d of %d (%d by both)", order, nNode, nHerald, len(evs), both)
 		})
 	}
+}
+
+// TestInteropTraceContextBothWays checks that the trace context crosses
+// OIH's Node library in the envelope's headers, which it keeps: a herald
+// publish's traceparent reaches a Node handler, and an event a Node
+// service publishes with a traceparent of its own joins that trace in
+// herald. (The AMQP header copy is invisible to Node's EventBus.)
+func TestInteropTraceContextBothWays(t *testing.T) {
+	testURL(t)
+	modules := nodeModules(t)
+	const n = 50
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	t.Run("HeraldToNode", func(t *testing.T) {
+		run := runID()
+		nodeService := "interop-" + run + "-trace-sub"
+		admin := newBrokerAdmin(t)
+		t.Cleanup(func() { admin.deleteQueue(nodeService) })
+		nodeSub := startNode(t, modules, "oih-subscribe.js", "--url", testURL(t), "--service", nodeService,
+			"--names", strings.Join(interopNames, ","))
+		nodeSub.waitType("ready", 30*time.Second, nil)
+		admin.waitConsumers(nodeService, 1, 30*time.Second)
+
+		pub := heraldBus(t, "interop-"+run+"-trace-pub", bus.WithTracerProvider(tp))
+		evs := catalogueEvents(t, run, n)
+		publishAll(t, pub, evs, 4)
+		want := make(map[string]string, n) // event id → traceparent of its publish span
+		for _, s := range rec.Ended() {
+			if s.SpanKind() != trace.SpanKindProducer {
+				continue
+			}
+			for _, kv := range s.Attributes() {
+				if kv.Key == "messaging.message.id" {
+					want[kv.Value.AsString()] = fmt.Sprintf("00-%s-%s-01", s.SpanContext().TraceID(), s.SpanContext().SpanID())
+				}
+			}
+		}
+		got := make(map[string]string, n)
+		for len(got) < n {
+			m := nodeSub.next(60 * time.Second)
+			if m.Type == "event" && want[m.ID] != "" {
+				got[m.ID] = m.Traceparent
+			}
+		}
+		nodeSub.finish(30*time.Second, nil)
+		for _, ev := range evs {
+			if got[ev.Headers.ID] != want[ev.Headers.ID] || want[ev.Headers.ID] == "" {
+				t.Errorf("Node's handler saw traceparent %q for %s, want the publish span's %q", got[ev.Headers.ID], ev.Headers.ID, want[ev.Headers.ID])
+			}
+		}
+	})
+
+	t.Run("NodeToHerald", func(t *testing.T) {
+		run := runID()
+		const traceID, spanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+		sub := heraldBus(t, "interop-"+run+"-trace-sub", bus.WithTracerProvider(tp))
+		got := newReceived()
+		var mu sync.Mutex
+		parents := make(map[string]trace.SpanContext)
+		err := sub.SubscribeAll(context.Background(), interopNames, func(ctx context.Context, ev *event.Event) error {
+			if r, seq, ok := payloadRun(ev.Payload); ok && r == run {
+				mu.Lock()
+				parents[strconv.Itoa(seq)] = trace.SpanFromContext(ctx).(sdktrace.ReadOnlySpan).Parent()
+				mu.Unlock()
+				got.add(strconv.Itoa(seq), ev)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := startNode(t, modules, "oih-publish.js", "--url", testURL(t), "--service", "interop-"+run+"-trace-node",
+			"--names", strings.Join(interopNames, ","), "--count", strconv.Itoa(n), "--run", run, "--payload", interopExtra,
+			"--headers", `{"traceparent":"00-`+traceID+`-`+spanID+`-01"}`)
+		if sum := pub.finish(60*time.Second, nil); sum.Published != n {
+			t.Fatalf("Node published %d of %d (%s)", sum.Published, n, sum.FirstError)
+		}
+		keys := seqKeys(n)
+		eventually(t, 60*time.Second, func() error { return got.missing(keys) })
+		mu.Lock()
+		defer mu.Unlock()
+		for _, k := range keys {
+			if p := parents[k]; p.TraceID().String() != traceID || p.SpanID().String() != spanID || !p.IsRemote() {
+				t.Errorf("event %s: herald's span has parent %v/%v, want Node's %s/%s", k, p.TraceID(), p.SpanID(), traceID, spanID)
+			}
+		}
+	})
 }

@@ -54,6 +54,7 @@ type nodeMsg struct {
 	ID          string          `json:"id"`
 	CreatedAt   json.RawMessage `json:"createdAt"`
 	Payload     json.RawMessage `json:"payload"`
+	Traceparent string          `json:"traceparent"`
 	Body        string          `json:"body"`
 	Properties  struct {
 		ContentType  string `json:"contentType"`

@@ -225,7 +225,7 @@ func (t *Transport) release() {
 
 // Publish sends m to the event-bus exchange with m.Name as routing key, as
 // a persistent application/json message with message-id m.ID and
-// timestamp m.CreatedAt, and calls confirm once the broker confirmed it.
+// timestamp m.CreatedAt, m.Headers as message headers (string values), and calls confirm once the broker confirmed it.
 // It waits, bounded by ctx, for a free slot in the publish window and,
 // while the connection is down or the broker blocks publishing, for it to
 // come back; a message whose confirm was lost with the connection is sent
@@ -243,6 +243,13 @@ func (t *Transport) Publish(ctx context.Context, m driver.Message, confirm func(
 			Timestamp:    m.CreatedAt,
 			Body:         m.Body,
 		},
+	}
+	if len(m.Headers) > 0 {
+		h := make(amqp091.Table, len(m.Headers))
+		for k, v := range m.Headers {
+			h[k] = v
+		}
+		out.msg.Headers = h
 	}
 	return t.publish(ctx, out, confirm)
 }

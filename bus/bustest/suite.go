@@ -71,6 +71,7 @@ var cases = []struct {
 	{"StaleBindingIsDeadLettered", (*suite).staleBinding},
 	{"TemporaryQueueGetsCopies", (*suite).temporaryQueue},
 	{"PublishersSurviveReconnect", (*suite).reconnect},
+	{"TraceContextCrossesTheBroker", (*suite).traceContext},
 }
 
 type suite struct {

@@ -24,6 +24,11 @@ type Message struct {
 	Body []byte
 	// CreatedAt is the event's creation time (AMQP timestamp).
 	CreatedAt time.Time
+	// Headers travel beside the body, as AMQP message headers or NATS
+	// headers: the W3C trace context (traceparent, tracestate) when the
+	// bus traces. Nil for none. Keys are lower case; a transport keeps
+	// them, and their values, as they are, through retries too.
+	Headers map[string]string
 }
 
 // Delivery is one message handed to a consumer. Exactly one of Ack, Retry
@@ -31,6 +36,9 @@ type Message struct {
 type Delivery interface {
 	// Body is the message as it arrived.
 	Body() []byte
+	// Header returns the value of the message header key (Message.Headers
+	// as published), or "" when it has none.
+	Header(key string) string
 	// Attempt is 1 for the first delivery and counts up with each retry.
 	Attempt() int
 	// Ack settles the delivery as handled.
@@ -103,6 +111,18 @@ func PublishSync(ctx context.Context, t Transport, m Message) error {
 		return err
 	}
 	return <-answer
+}
+
+// Describer is implemented by transports that name, in OpenTelemetry's
+// messaging terms, where the messages they publish go; the bus's spans
+// carry it. A transport that does not implement it is described by its
+// Go type and the event name.
+type Describer interface {
+	// Destination returns the messaging system (messaging.system:
+	// "rabbitmq", "nats", …) and the destination an event of that name is
+	// published to (messaging.destination.name: the RabbitMQ exchange, the
+	// NATS subject).
+	Destination(name string) (system, destination string)
 }
 
 // DeadLetter is a message a consumer gave up on.

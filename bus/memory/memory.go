@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -201,7 +202,16 @@ var (
 	_ driver.Transport        = (*conn)(nil)
 	_ driver.DeadLetterLister = (*conn)(nil)
 	_ driver.StatusReporter   = (*conn)(nil)
+	_ driver.Describer        = (*conn)(nil)
 )
+
+// System is the messaging.system the in-process broker reports in traces.
+const System = "herald_memory"
+
+// Destination reports the in-process broker as messaging system
+// "herald_memory"; its destination is the event name, there being no
+// exchange.
+func (c *conn) Destination(name string) (system, destination string) { return System, name }
 
 // Publish copies m into every queue bound to a pattern its name matches.
 // The broker has taken the message when Publish returns, and confirm is
@@ -219,6 +229,7 @@ func (c *conn) Publish(ctx context.Context, m driver.Message, confirm func(error
 	// The caller may reuse its buffer; every queue shares this copy, which
 	// nobody writes.
 	m.Body = bytes.Clone(m.Body)
+	m.Headers = maps.Clone(m.Headers)
 	for _, q := range b.queues {
 		b.enqueue(q, m)
 	}
@@ -504,7 +515,11 @@ type delivery struct {
 }
 
 func (d *delivery) Body() []byte { return d.m.m.Body }
-func (d *delivery) Attempt() int { return d.m.attempt }
+
+// Header returns a header of the message as it was published; a retry
+// keeps them.
+func (d *delivery) Header(key string) string { return d.m.m.Headers[key] }
+func (d *delivery) Attempt() int             { return d.m.attempt }
 
 // settleLocked marks d settled and frees its prefetch slot. Called with
 // b.mu held.

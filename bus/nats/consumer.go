@@ -597,6 +597,16 @@ type delivery struct {
 }
 
 func (d *delivery) Body() []byte { return d.msg.Data() }
+
+// Header returns a NATS header of the message as published (a retry is
+// the same stored message, a dead letter copies them). The key is used as
+// it is: NATS headers are case-sensitive and the bus writes lower case.
+func (d *delivery) Header(key string) string {
+	if v := d.msg.Headers()[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 func (d *delivery) Attempt() int { return d.attempt }
 
 func (d *delivery) key() string { return d.c.name + "/" + fmt.Sprint(d.seq) }

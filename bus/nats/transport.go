@@ -75,6 +75,7 @@ var (
 	_ driver.Transport        = (*Transport)(nil)
 	_ driver.DeadLetterLister = (*Transport)(nil)
 	_ driver.StatusReporter   = (*Transport)(nil)
+	_ driver.Describer        = (*Transport)(nil)
 )
 
 // Dial connects to the NATS server at url (nats://host:port, or a
@@ -250,11 +251,17 @@ func (t *Transport) ensureStream(ctx context.Context, cfg jetstream.StreamConfig
 // operators' tools).
 func (t *Transport) JetStream() jetstream.JetStream { return t.js }
 
+// Destination names NATS as the messaging system and the subject an
+// event name is published under as the destination.
+func (t *Transport) Destination(name string) (system, destination string) {
+	return "nats", t.Subject(name)
+}
+
 // Subject returns the subject an event name is published under.
 func (t *Transport) Subject(name string) string { return t.o.prefix + "." + name }
 
-// Publish sends m to the events stream and returns once it is sent (or
-// buffered by nats.go); confirm is called when the server's PubAck comes.
+// Publish sends m to the events stream, m.Headers as NATS headers beside
+// Nats-Msg-Id, and returns once it is sent (or buffered by nats.go); confirm is called when the server's PubAck comes.
 // While the connection is down Publish waits for the reconnect, bounded
 // by ctx; a publish whose PubAck does not come (lost with the connection,
 // or not within the ack timeout) is sent again, and the Nats-Msg-Id header
@@ -271,6 +278,9 @@ func (t *Transport) Publish(ctx context.Context, m driver.Message, confirm func(
 		Subject: t.o.prefix + "." + m.Name,
 		Data:    m.Body,
 		Header:  natsgo.Header{jetstream.MsgIDHeader: []string{m.ID}},
+	}
+	for k, v := range m.Headers {
+		msg.Header[k] = []string{v}
 	}
 	return t.publish(ctx, msg, confirm)
 }

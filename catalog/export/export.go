@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
 )
 
 // Wire facts the exports describe.
@@ -264,7 +265,11 @@ func AsyncAPI(c *catalog.Catalog) ([]byte, error) {
 			"version": "1.0.0",
 			"description": "The events Open Integration Hub services publish on the topic exchange " + exchangeName +
 				", as catalogued by herald (catalog/events.yaml). Each message is the JSON envelope " +
-				"{headers, payload}; the routing key is headers.name.",
+				"{headers, payload}; the routing key is headers.name. Each message's x-cloudevents says how it reads " +
+				"as a CloudEvents 1.0 event (herald tail --output cloudevents, POST /events): type is headers.name, " +
+				"source headers.serviceName (" + event.CloudEventsNoService + " when absent), id headers.id, time " +
+				"headers.createdAt, data the payload; payload.user and payload.tenant are mirrored as the extensions " +
+				"oihuser and oihtenant, other headers become extensions of their own name or travel in oihheaders.",
 		},
 		"defaultContentType": "application/json",
 		"servers": map[string]any{
@@ -287,6 +292,31 @@ func AsyncAPI(c *catalog.Catalog) ([]byte, error) {
 		return nil, fmt.Errorf("export catalogue as AsyncAPI: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+// cloudEvent describes an entry as a CloudEvent in the event package's
+// mapping: its type, the sources its publishers write, and the example
+// as a structured CloudEvent.
+func cloudEvent(e catalog.Entry, headers map[string]any) map[string]any {
+	sources := e.ServiceNames
+	if len(sources) == 0 {
+		sources = []string{event.CloudEventsNoService}
+	}
+	x := map[string]any{"type": e.Name, "source": sources, "datacontenttype": "application/json"}
+	// The envelope example as a consumer decodes it: one without an id
+	// (ferryman's) gets the id derived from its body.
+	env, err := json.Marshal(map[string]any{"headers": headers, "payload": e.Example})
+	if err != nil {
+		return x
+	}
+	ev, err := event.Decode(env)
+	if err != nil {
+		return x
+	}
+	if ce, err := ev.EncodeCloudEvent(); err == nil {
+		x["example"] = json.RawMessage(ce)
+	}
+	return x
 }
 
 func ref(to string) map[string]any { return map[string]any{"$ref": to} }
@@ -367,11 +397,12 @@ func asyncMessage(e catalog.Entry) map[string]any {
 		x["consumers"] = e.Consumers
 	}
 	return map[string]any{
-		"name":        e.Name,
-		"title":       e.Name,
-		"summary":     e.Description,
-		"contentType": "application/json",
-		"tags":        []any{map[string]any{"name": e.Service}, map[string]any{"name": string(e.Kind)}},
+		"x-cloudevents": cloudEvent(e, headers),
+		"name":          e.Name,
+		"title":         e.Name,
+		"summary":       e.Description,
+		"contentType":   "application/json",
+		"tags":          []any{map[string]any{"name": e.Service}, map[string]any{"name": string(e.Kind)}},
 		"payload": map[string]any{
 			"type":     "object",
 			"required": []any{"headers", "payload"},

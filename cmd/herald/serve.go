@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi"
@@ -36,6 +37,9 @@ type serveOptions struct {
 	events     []string
 	batchSize  int
 	logLevel   string
+	// tracer is the OTLP tracer provider from the OTEL_* variables; nil
+	// when tracing is off.
+	tracer trace.TracerProvider
 }
 
 func newServeCmd() *cobra.Command {
@@ -54,7 +58,12 @@ configured it generates an admin token, stores it in the data folder (mode
 In production, point it at a shared broker and database: --broker amqp://…
 (an OIH RabbitMQ) or nats://…, --store postgres://…, and OIH IAM
 introspection through IAM's environment variables (INTROSPECT_TYPE,
-INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).`,
+INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).
+
+Traces of the bus go to an OpenTelemetry collector over OTLP/HTTP when the
+standard variables ask for it (OTEL_EXPORTER_OTLP_ENDPOINT, or
+OTEL_TRACES_EXPORTER=otlp; OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER and the
+other OTEL_* settings apply); otherwise serve traces nothing.`,
 		Example: `  herald serve
   herald serve --broker amqp://guest:guest@rabbitmq:5672 --store postgres://herald@db/herald
   PORT=3007 INTROSPECT_ENDPOINT_BASIC=http://iam/api/v1/tokens/introspect IAM_TOKEN=… herald serve --broker amqp://…`,
@@ -134,6 +143,9 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := o.startTracing(ctx, &stop, log); err != nil {
+		return err
+	}
 	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, log)
 	if err != nil {
 		return err
@@ -160,6 +172,10 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		Health: func(context.Context) map[string]httpapi.Check {
 			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
 		},
+
+		// POST /events publishes on the audit log's bus.
+		Publisher:        b,
+		EventsPermission: os.Getenv("EVENTS_PUBLISH_PERMISSION"),
 	})
 }
 
@@ -220,6 +236,25 @@ func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io
 	return srv.ClientURL(), nil
 }
 
+// startTracing sets o.tracer from the OTEL_* variables, and has stop flush
+// the spans after the bus has closed.
+func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *slog.Logger) error {
+	tr, err := startTracing(ctx)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	stop.add(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.shutdown(sctx); err != nil {
+			log.Warn("flushing traces", "error", err)
+		}
+	})
+	o.tracer = tr.provider
+	log.Info("tracing", "export", tr.desc)
+	return nil
+}
+
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service.
 func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, log *slog.Logger) (*bus.Bus, error) {
@@ -232,6 +267,7 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		bus.WithConcurrency(o.batchSize),
 		bus.WithPrefetch(2*o.batchSize),
 		bus.WithLogger(log),
+		bus.WithTracerProvider(o.tracer),
 	)
 	if err != nil {
 		transport.Close(ctx)

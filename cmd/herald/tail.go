@@ -56,11 +56,15 @@ deliveries and acknowledges each one it prints, so the service never gets
 those. Use it to drain or inspect a queue, not on a live service.
 
 --output json prints one event per line in its wire form
-({"headers":{…,"id":…},"payload":{…}}), for jq and scripts.`,
+({"headers":{…,"id":…},"payload":{…}}), for jq and scripts;
+--output cloudevents one CloudEvent per line, in the structured JSON
+format ({"specversion":"1.0","id":…,"source":<serviceName>,
+"type":<name>,"time":…,"data":<payload>,…}).`,
 		Example: `  herald tail
   herald tail 'iam.#' 'secrets.*.*'
   herald tail '#.deleted' --output json | jq .payload
   herald tail flowrepo.flow.created --count 1 --output json
+  herald tail 'flow.*' --output cloudevents
   herald tail --broker amqp://guest:guest@localhost:5672/ --service audit-log 'iam.#'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.patterns = args
@@ -70,7 +74,7 @@ those. Use it to drain or inspect a queue, not on a live service.
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.service, "service", "", "join this service's queue (shares and acknowledges its deliveries) instead of a temporary one")
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (one wire-form event per line)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text, json (one wire-form event per line) or cloudevents (one structured CloudEvent per line)")
 	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
 	f.IntVarP(&o.count, "count", "n", 0, "stop after this many events (0: until interrupted)")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect")
@@ -79,8 +83,8 @@ those. Use it to drain or inspect a queue, not on a live service.
 
 func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *slog.Logger) error {
 	switch {
-	case o.output != "text" && o.output != "json":
-		return usagef("--output %q: want text or json", o.output)
+	case o.output != "text" && o.output != "json" && o.output != "cloudevents":
+		return usagef("--output %q: want text, json or cloudevents", o.output)
 	case o.count < 0:
 		return usagef("--count must be 0 (until interrupted) or more, got %d", o.count)
 	case o.timeout <= 0:
@@ -174,7 +178,7 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 }
 
 // tailWriter prints events as text (a line each, aligned, the name coloured
-// on a terminal) or as wire-form JSON lines.
+// on a terminal), as wire-form JSON lines or as CloudEvents JSON lines.
 type tailWriter struct {
 	format string
 	w      io.Writer
@@ -194,12 +198,16 @@ func newTailWriter(format string, w io.Writer) *tailWriter {
 }
 
 func (tw *tailWriter) write(ev *event.Event) error {
-	if tw.format == "json" {
-		wire, err := ev.Encode()
+	if tw.format == "json" || tw.format == "cloudevents" {
+		encode := ev.Encode
+		if tw.format == "cloudevents" {
+			encode = ev.EncodeCloudEvent
+		}
+		line, err := encode()
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(tw.w, "%s\n", wire)
+		_, err = fmt.Fprintf(tw.w, "%s\n", line)
 		return err
 	}
 	when := "-"

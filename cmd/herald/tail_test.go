@@ -265,3 +265,40 @@ func TestTailWithServiceAcknowledgesOnlyWhatItPrints(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestTailPrintsCloudEvents(t *testing.T) {
+	broker := testBrokerURL(t)
+	p := "clitest-" + cliRun()
+	out, wait := startTail(t, context.Background(), p+".#", "--broker", broker, "--output", "cloudevents", "--count", "3")
+	code, _, stderr := herald(t, "publish", p+".thing.done", "--no-validate", "--payload", `{"k":[1,"two"]}`,
+		"--user", "u-1", "--tenant", "t-1", "--service", "flow-repository", "--count", "3", "--broker", broker)
+	if code != 0 {
+		t.Fatalf("publish --count 3: exit %d: %s", code, stderr)
+	}
+	wait()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("tail printed %d lines, want 3: %q", len(lines), out.String())
+	}
+	for _, line := range lines {
+		var ce map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &ce); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		for k, want := range map[string]string{
+			"specversion": `"1.0"`, "source": `"flow-repository"`, "type": `"` + p + `.thing.done"`,
+			"oihuser": `"u-1"`, "oihtenant": `"t-1"`, "datacontenttype": `"application/json"`,
+		} {
+			if string(ce[k]) != want {
+				t.Errorf("line %s: %s = %s, want %s", line, k, ce[k], want)
+			}
+		}
+		ev, err := event.DecodeCloudEvent([]byte(line))
+		if err != nil {
+			t.Fatalf("line %s: %v", line, err)
+		}
+		if !jsonSame(ev.Payload, []byte(`{"k":[1,"two"],"user":"u-1","tenant":"t-1"}`)) || ev.Headers.CreatedAt.IsZero() {
+			t.Errorf("line %s: payload %s, createdAt %v", line, ev.Payload, ev.Headers.CreatedAt)
+		}
+	}
+}

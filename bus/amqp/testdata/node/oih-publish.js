@@ -1,19 +1,21 @@
 'use strict';
 // Publishes --count events through OIH's EventBus (@openintegrationhub/event-bus),
 // cycling over --names, each with payload {seq, run, ...--payload}. With
-// --rate, paces to that many per second. Publish errors (OIH throws while
-// disconnected) are counted, not fatal. Ends with one summary line.
+// --rate, paces to that many per second; --headers adds headers to each
+// event's envelope. Publish errors (OIH throws while disconnected) are
+// counted, not fatal. Ends with one summary line.
 //
-//   node oih-publish.js --url amqp://… --service S --names a,b --count 1000 [--rate 2000] [--run X] [--payload '{"k":1}']
+//   node oih-publish.js --url amqp://… --service S --names a,b --count 1000 [--rate 2000] [--run X] [--payload '{"k":1}'] [--headers '{"traceparent":"00-…"}']
 const { args, emit, quietLogger, sleep } = require('./common');
 const { EventBus, Event } = require('@openintegrationhub/event-bus');
 
 async function main() {
-  const a = args({ count: '1000', rate: '0', run: 'run', payload: '{}' });
+  const a = args({ count: '1000', rate: '0', run: 'run', payload: '{}', headers: '{}' });
   const names = String(a.names).split(',');
   const count = Number(a.count);
   const rate = Number(a.rate);
   const extra = JSON.parse(a.payload);
+  const headers = JSON.parse(a.headers);
   const bus = new EventBus({ serviceName: a.service, rabbitmqUri: a.url, logger: quietLogger(a.service) });
   await bus.connect();
   emit({ type: 'ready' });
@@ -26,7 +28,7 @@ async function main() {
       const wait = due - Date.now();
       if (wait > 0) await sleep(wait);
     }
-    const ev = new Event({ headers: { name: names[i % names.length] }, payload: Object.assign({}, extra, { seq: i, run: a.run }) });
+    const ev = new Event({ headers: Object.assign({}, headers, { name: names[i % names.length] }), payload: Object.assign({}, extra, { seq: i, run: a.run }) });
     try {
       await bus.publish(ev);
     } catch (err) {

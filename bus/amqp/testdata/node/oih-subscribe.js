@@ -1,8 +1,9 @@
 'use strict';
 // Subscribes through OIH's EventBus as --service to each of --names and
 // prints every event it receives (name, serviceName, id, createdAt,
-// payload), acking each. Runs until --expect events arrived, or until its
-// stdin closes (--expect 0), or --timeout ms pass.
+// payload, the envelope's traceparent header), acking each. Runs until
+// --expect events arrived, or until its stdin closes (--expect 0), or
+// --timeout ms pass.
 //
 //   node oih-subscribe.js --url amqp://… --service S --names a,b [--expect 1000] [--timeout 60000] [--quiet]
 const { args, emit, quietLogger, untilStdinCloses } = require('./common');
@@ -20,7 +21,7 @@ async function main() {
     bus.subscribe(name, async (ev) => {
       received++;
       if (!a.quiet) {
-        emit({ type: 'event', name: ev.name, serviceName: ev.serviceName, id: ev.getHeader('id'), createdAt: ev.createdAt, payload: ev.payload });
+        emit({ type: 'event', name: ev.name, serviceName: ev.serviceName, id: ev.getHeader('id'), createdAt: ev.createdAt, payload: ev.payload, traceparent: ev.getHeader('traceparent') });
       }
       await ev.ack();
       if (expect > 0 && received >= expect) done();
