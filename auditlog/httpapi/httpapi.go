@@ -3,6 +3,7 @@
 // keep working against herald:
 //
 //	GET  /logs           entries, paged and filtered; non-admins see only theirs
+//	GET  /logs/stream    the same entries as they are stored (Server-Sent Events)
 //	POST /logs           store one event
 //	GET  /healthcheck    store and bus state (no auth)
 //	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
@@ -78,6 +79,19 @@ type Config struct {
 	// MaxEventSize bounds a POSTed event, encoded (default
 	// event.DefaultMaxSize).
 	MaxEventSize int
+	// Feed hands GET /logs/stream the entries as they are stored; POST
+	// /logs announces its commits to it. Give the one the ingester
+	// announces its commits to (IngestConfig.OnCommit: Feed.Notify), and
+	// close it when the server shuts down, which ends the streams. nil:
+	// the API makes its own, which learns of entries stored by anything
+	// but POST /logs by reading the store every second.
+	Feed *auditlog.Feed
+	// StreamHeartbeat is how often an idle stream sends a comment
+	// (default DefaultStreamHeartbeat).
+	StreamHeartbeat time.Duration
+	// Console, when set, serves GET / and every GET path the API does
+	// not: the web console.
+	Console http.Handler
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's
@@ -119,9 +133,11 @@ var openAPIDocument []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
 
 type api struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	feed      *auditlog.Feed
+	heartbeat time.Duration
 }
 
 // New returns the API's handler. It panics when Store or Auth is nil, or
@@ -168,18 +184,28 @@ func New(cfg Config) http.Handler {
 	if err != nil {
 		panic(fmt.Sprintf("httpapi: %v", err))
 	}
-	a := &api{cfg: cfg, log: cfg.Logger, metrics: m}
+	if cfg.Feed == nil {
+		cfg.Feed = auditlog.NewFeed(auditlog.FeedConfig{Store: cfg.Store, Logger: cfg.Logger})
+	}
+	if cfg.StreamHeartbeat <= 0 {
+		cfg.StreamHeartbeat = DefaultStreamHeartbeat
+	}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, a.instrument(pattern, h))
 	}
 	handle("GET /logs", a.authorize(cfg.ReadPermission, a.listLogs))
+	handle("GET /logs/stream", a.authorize(cfg.ReadPermission, a.streamLogs))
 	handle("POST /logs", a.authorize(cfg.PushPermission, a.postLog))
 	handle("GET /healthcheck", a.healthcheck)
 	handle("GET /openapi.json", a.openapi)
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{a.log}}).ServeHTTP))
+	if cfg.Console != nil {
+		mux.Handle("GET /", a.instrument("GET /", cfg.Console.ServeHTTP))
+	}
 	return cors(mux)
 }
 

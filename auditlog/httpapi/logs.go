@@ -219,6 +219,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	if n == 1 {
+		a.feed.Notify()
 		if !found {
 			a.internalError(w, r, "read the stored event back", fmt.Errorf("entry %s stored but not found", entry.ID))
 			return
