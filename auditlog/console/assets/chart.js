@@ -17,8 +17,10 @@ export function render(svgHost, legendHost, entries, from, to) {
   if (times.length === 0) return 'No events in this range.';
   const min = Math.min(...times);
   const max = Math.max(...times);
-  const start = from ? from.getTime() : min;
-  const end = to ? to.getTime() : max + 1;
+  // Without a range: the half hour up to now, or the entries' own span
+  // when it is longer, so a burst shows against the quiet before it.
+  const end = to ? to.getTime() : Math.max(max + 1, Date.now());
+  const start = from ? from.getTime() : Math.min(min, end - 30 * 60000);
   const binMinutes = BIN_MINUTES.find((m) => (end - start) / (m * 60000) <= MAX_BINS) ?? 1440;
   const bin = binMinutes * 60000;
   const first = Math.floor(start / bin) * bin;
