@@ -220,7 +220,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) string {
 // table to show entries.
 func signIn(api, token string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
-		chromedp.Navigate(api + "/"),
+		chromedp.Navigate(api+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS("#signin-form button[type=submit]")),
