@@ -38,11 +38,17 @@ type Feed struct {
 	wake chan struct{} // Notify's signal, coalesced
 	stop chan struct{} // closed by Close
 
-	mu      sync.Mutex
-	subs    map[*Follower]struct{}
-	head    int64 // the last seq handed on, while running
-	running bool
-	closed  bool
+	mu   sync.Mutex
+	subs map[*Follower]struct{}
+	// The followers by what their scope admits, so that an entry is
+	// matched against the followers who may see it, not against all:
+	// admins (no scope), and the others by user and by tenant.
+	admins   map[*Follower]struct{}
+	byUser   map[string]map[*Follower]struct{}
+	byTenant map[string]map[*Follower]struct{}
+	head     int64 // the last seq handed on, while running
+	running  bool
+	closed   bool
 }
 
 // ErrFollowerTooSlow ends a follower that fell more than FeedConfig.Buffer
@@ -72,10 +78,13 @@ func NewFeed(cfg FeedConfig) *Feed {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Feed{
-		cfg:  cfg,
-		wake: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		subs: make(map[*Follower]struct{}),
+		cfg:      cfg,
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		subs:     make(map[*Follower]struct{}),
+		admins:   make(map[*Follower]struct{}),
+		byUser:   make(map[string]map[*Follower]struct{}),
+		byTenant: make(map[string]map[*Follower]struct{}),
 	}
 }
 
@@ -137,8 +146,8 @@ func (f *Feed) Close() {
 	close(f.stop)
 	for s := range f.subs {
 		s.end(ErrFeedClosed)
+		f.remove(s)
 	}
-	clear(f.subs)
 }
 
 // join registers s for new entries, starting the reader at the store's
@@ -163,13 +172,48 @@ func (f *Feed) join(ctx context.Context, s *Follower) error {
 		go f.run()
 	}
 	f.subs[s] = struct{}{}
+	switch sc := s.q.Scope; {
+	case sc == nil:
+		f.admins[s] = struct{}{}
+	default:
+		if sc.User != "" {
+			addTo(f.byUser, sc.User, s)
+		}
+		if sc.Tenant != "" {
+			addTo(f.byTenant, sc.Tenant, s)
+		}
+	}
 	return nil
+}
+
+func addTo(m map[string]map[*Follower]struct{}, k string, s *Follower) {
+	if m[k] == nil {
+		m[k] = make(map[*Follower]struct{})
+	}
+	m[k][s] = struct{}{}
+}
+
+func removeFrom(m map[string]map[*Follower]struct{}, k string, s *Follower) {
+	delete(m[k], s)
+	if len(m[k]) == 0 {
+		delete(m, k)
+	}
 }
 
 func (f *Feed) leave(s *Follower) {
 	f.mu.Lock()
-	delete(f.subs, s)
+	f.remove(s)
 	f.mu.Unlock()
+}
+
+// remove forgets s; f.mu is held.
+func (f *Feed) remove(s *Follower) {
+	delete(f.subs, s)
+	delete(f.admins, s)
+	if sc := s.q.Scope; sc != nil {
+		removeFrom(f.byUser, sc.User, s)
+		removeFrom(f.byTenant, sc.Tenant, s)
+	}
 }
 
 // run reads new entries until nobody follows or the feed closes.
@@ -234,10 +278,26 @@ func (f *Feed) dispatch(entries []Entry) {
 			continue
 		}
 		f.head = e.Seq
-		for s := range f.subs {
-			if s.q.Matches(e) && !s.push(e, f.cfg.Buffer) {
-				delete(f.subs, s)
-			}
+		f.offer(f.admins, e)
+		if e.User != "" {
+			f.offer(f.byUser[e.User], e)
+		}
+		if e.Tenant != "" {
+			f.offer(f.byTenant[e.Tenant], e)
+		}
+	}
+}
+
+// offer hands e to those of subs whose query matches it, once each (a
+// follower can be both the entry's user and of its tenant); f.mu is held.
+func (f *Feed) offer(subs map[*Follower]struct{}, e Entry) {
+	for s := range subs {
+		if s.offered == e.Seq {
+			continue
+		}
+		s.offered = e.Seq
+		if s.q.Matches(e) && !s.push(e, f.cfg.Buffer) {
+			f.remove(s)
 		}
 	}
 }
@@ -252,6 +312,9 @@ type Follower struct {
 	joined bool  // registered at the feed
 	live   bool  // caught up after joining: reading the queue only
 	ready  chan struct{}
+	// offered is the seq of the last entry the feed considered for this
+	// follower, under the feed's lock.
+	offered int64
 
 	mu    sync.Mutex
 	queue []Entry

@@ -138,6 +138,7 @@ type api struct {
 	metrics   *metrics
 	feed      *auditlog.Feed
 	heartbeat time.Duration
+	renders   *renderCache
 }
 
 // New returns the API's handler. It panics when Store or Auth is nil, or
@@ -190,7 +191,7 @@ func New(cfg Config) http.Handler {
 	if cfg.StreamHeartbeat <= 0 {
 		cfg.StreamHeartbeat = DefaultStreamHeartbeat
 	}
-	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache)}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {

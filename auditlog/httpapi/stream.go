@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
@@ -17,6 +18,10 @@ import (
 // DefaultStreamHeartbeat is how often an idle GET /logs/stream sends a
 // comment, so that proxies and load balancers keep it open.
 const DefaultStreamHeartbeat = 15 * time.Second
+
+// streamCoalesce is the shortest time between two writes of a stream
+// while entries keep coming.
+const streamCoalesce = 100 * time.Millisecond
 
 // streamRetry is the reconnection delay a stream asks EventSource clients
 // for, in milliseconds.
@@ -86,29 +91,54 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	heartbeat := time.NewTicker(a.heartbeat)
 	defer heartbeat.Stop()
+	// Entries are written at once after a quiet spell, and at most every
+	// streamCoalesce while they keep coming: a hundred streams of a busy
+	// log then cost a few writes a second each, not one per commit.
+	var lastFlush time.Time
+	var flushNow <-chan time.Time
+	pending := false
 	for {
 		entries, err := f.Next(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
+				if pending && s.flush() != nil {
+					return
+				}
 				a.endStream(s, r, err)
 			}
 			return
 		}
 		if len(entries) > 0 {
 			for _, e := range entries {
-				s.event(e.Seq, "entry", renderEntry(e))
+				s.event(e.Seq, "entry", a.render(e))
 			}
-			if s.flush() != nil {
-				return
+			pending = true
+			if wait := streamCoalesce - time.Since(lastFlush); wait <= 0 {
+				if s.flush() != nil {
+					return
+				}
+				pending, lastFlush = false, time.Now()
+			} else if flushNow == nil {
+				flushNow = time.After(wait)
 			}
 			continue
 		}
 		select {
 		case <-f.Ready():
+		case <-flushNow:
+			flushNow = nil
+			if pending {
+				if s.flush() != nil {
+					return
+				}
+				pending, lastFlush = false, time.Now()
+			}
 		case <-heartbeat.C:
-			s.buf.WriteString(": heartbeat\n\n")
-			if s.flush() != nil {
-				return
+			if !pending {
+				s.buf.WriteString(": heartbeat\n\n")
+				if s.flush() != nil {
+					return
+				}
 			}
 		case <-ctx.Done():
 			return
@@ -194,4 +224,36 @@ func (s *sseWriter) flush() error {
 		return err
 	}
 	return s.rc.Flush()
+}
+
+// renderCache keeps the text of the entries streamed last, so that the
+// streams carrying one entry render it once between them. A slot is used
+// only for the same seq and the same payload: an entry anonymised since
+// is rendered anew.
+type renderCache struct {
+	mu    sync.Mutex
+	slots [4096]renderSlot
+}
+
+type renderSlot struct {
+	seq     int64
+	payload []byte
+	text    []byte
+}
+
+// render returns e as GET /logs shows it.
+func (a *api) render(e auditlog.Entry) []byte {
+	c := a.renders
+	i := int(uint64(e.Seq) % uint64(len(c.slots)))
+	c.mu.Lock()
+	slot := c.slots[i]
+	c.mu.Unlock()
+	if slot.text != nil && slot.seq == e.Seq && bytes.Equal(slot.payload, e.Payload) {
+		return slot.text
+	}
+	text := renderEntry(e)
+	c.mu.Lock()
+	c.slots[i] = renderSlot{seq: e.Seq, payload: e.Payload, text: text}
+	c.mu.Unlock()
+	return text
 }

@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/sqlite"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/iam"
+)
+
+// benchUsers authenticates "admin" and "tenant-<n>" tokens: an admin,
+// and a user of tenant n.
+type benchUsers struct{}
+
+func (benchUsers) Authenticate(_ context.Context, r *http.Request) (*iam.User, error) {
+	tok, err := iam.BearerToken(r)
+	if err != nil {
+		return nil, err
+	}
+	if tok == "admin" {
+		return &iam.User{Sub: "admin", Permissions: []string{iam.PermissionAll}, IsAdmin: true}, nil
+	}
+	return &iam.User{Sub: "u-" + tok, Tenant: tok, Permissions: []string{DefaultReadPermission}}, nil
+}
+
+// BenchmarkIngestWithStreams measures what live streams cost ingest: b.N
+// events stored through the ingester (500 concurrent handlers, batches of
+// 500, SQLite) as fast as it takes them, with no stream open (the peer)
+// and with 100 streams open, each read by its own client:
+//
+//	go test ./auditlog/httpapi -run '^$' -bench IngestWithStreams -benchtime 20000x -count 3
+//
+// streams=100/tenants: 100 tenant users, events spread over their 100
+// tenants (each stream carries 1 in 100); streams=100/admin: 100 admins,
+// each stream carrying every event.
+func BenchmarkIngestWithStreams(b *testing.B) {
+	for _, mode := range []string{"streams=0", "streams=100/tenants", "streams=100/admin"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			store, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Buffer: 100_000})
+			defer feed.Close()
+			srv := httptest.NewServer(New(Config{Store: store, Auth: benchUsers{}, Feed: feed}))
+			defer srv.Close()
+			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500, OnCommit: feed.Notify})
+			defer in.Close()
+
+			var streams int
+			var received atomic.Int64
+			var wg sync.WaitGroup
+			sctx, stop := context.WithCancel(ctx)
+			defer stop()
+			if mode != "streams=0" {
+				streams = 100
+				for i := range streams {
+					tok := "admin"
+					if strings.HasSuffix(mode, "tenants") {
+						tok = fmt.Sprintf("tenant-%d", i)
+					}
+					ready := make(chan struct{})
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						readStream(b, sctx, srv.URL, tok, ready, &received)
+					}()
+					<-ready
+				}
+			}
+			events := make([]*event.Event, b.N)
+			for i := range events {
+				ev, _ := event.New("flowrepo.flow.created", json.RawMessage(fmt.Sprintf(
+					`{"flowId":"f%d","user":"u%d","tenant":"tenant-%d"}`, i, i%1000, i%100)))
+				events[i] = ev
+			}
+			work := make(chan *event.Event, 1000)
+			var handlers sync.WaitGroup
+			for range 500 {
+				handlers.Add(1)
+				go func() {
+					defer handlers.Done()
+					for ev := range work {
+						if err := in.Handle(ctx, ev); err != nil {
+							b.Error(err)
+						}
+					}
+				}()
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for _, ev := range events {
+				work <- ev
+			}
+			close(work)
+			handlers.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			if streams > 0 {
+				want := int64(b.N)
+				if strings.HasSuffix(mode, "admin") {
+					want *= int64(streams)
+				}
+				deadline := time.Now().Add(time.Minute)
+				for received.Load() < want && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if got := received.Load(); got != want {
+					b.Errorf("the streams carried %d entries, want %d", got, want)
+				}
+				b.ReportMetric(float64(received.Load())/time.Since(start).Seconds(), "streamed/s")
+			}
+			stop()
+			wg.Wait()
+		})
+	}
+}
+
+// readStream reads GET /logs/stream as token, counting its entries, until
+// ctx ends; ready is closed once the stream is open.
+func readStream(b *testing.B, ctx context.Context, base, token string, ready chan struct{}, entries *atomic.Int64) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/logs/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Error(err)
+		close(ready)
+		return
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	opened := false
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "event: ready" && !opened:
+			opened = true
+			close(ready)
+		case line == "event: entry":
+			entries.Add(1)
+		case line == "event: close":
+			b.Errorf("stream of %s closed by the server", token)
+		}
+	}
+	if !opened {
+		close(ready)
+	}
+}
