@@ -48,7 +48,8 @@ func newServeCmd() *cobra.Command {
 
 With no flags it starts an embedded NATS JetStream broker on 127.0.0.1:4222,
 keeps its data and a SQLite audit store in ./herald-data/, and serves the
-audit log's OIH-compatible API on http://127.0.0.1:3007. With no IAM
+audit log's OIH-compatible API, its live stream (GET /logs/stream) and a
+web console (GET /) on http://127.0.0.1:3007. With no IAM
 configured it generates an admin token, stores it in the data folder (mode
 0600) and prints where it is.
 
