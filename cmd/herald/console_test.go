@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -342,6 +343,48 @@ func TestConsoleInChromium(t *testing.T) {
 		screenshot(t, ctx, "live")
 		if got := evalJS[string](t, ctx, `document.querySelector('#summary').textContent`); got != thousands(all+1)+" entries" {
 			t.Errorf("summary %q after one live entry, want %d", got, all+1)
+		}
+
+		// Paused, new entries wait; resumed, they come to the top.
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#pause"))); err != nil {
+			t.Fatal(err)
+		}
+		held := flow + "-held"
+		publishEvents(t, broker, "flowrepo.flow.created", "--service", "flow-repository",
+			"--payload", fmt.Sprintf(`{"flowId":%q,"user":"u-live","tenant":"tenant-live"}`, held))
+		if err := chromedp.Do(ctx, waitJS(`document.querySelector('#live-state').textContent === 'paused: 1 new'`, 5*time.Second)); err != nil {
+			t.Fatalf("paused: %v (state %q)", err, evalJS[string](t, ctx, `document.querySelector('#live-state').textContent`))
+		}
+		if top := evalJS[string](t, ctx, `document.querySelector('#entries tbody tr').cells[5].textContent`); strings.Contains(top, held) {
+			t.Error("a new entry came to the table while paused")
+		}
+		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#pause")),
+			waitJS(fmt.Sprintf(`document.querySelector('#entries tbody tr').cells[5].textContent.includes(%q)`, held), 5*time.Second))
+		if err != nil {
+			t.Fatalf("resumed: %v", err)
+		}
+	})
+
+	t.Run("older and newer page through the filtered entries", func(t *testing.T) {
+		ctx, _ := tab(t, bctx)
+		first := `document.querySelector('#entries tbody tr[data-id]').dataset.id`
+		if err := chromedp.Do(ctx, signIn(api, "admin-token")); err != nil {
+			t.Fatal(err)
+		}
+		top := evalJS[string](t, ctx, first)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#older")),
+			waitJS(`document.querySelector('#page').textContent.startsWith('page 2 of ')`, 5*time.Second),
+			waitJS(fmt.Sprintf(`%s !== %q`, first, top), 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := evalJS[[]string](t, ctx, rowsJS+`.map(r => r.dataset.id)`); len(ids) != 50 || slices.Contains(ids, top) {
+			t.Errorf("page 2 holds %d rows (the first page's top among them: %v)", len(ids), slices.Contains(ids, top))
+		}
+		err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#newer")),
+			waitJS(fmt.Sprintf(`%s === %q`, first, top), 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
 		}
 	})
 
