@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
 )
@@ -150,4 +151,23 @@ func isSet(raw json.RawMessage) bool {
 		return err != nil || f != 0
 	}
 	return true
+}
+
+// PersonalFields returns those of keys, the top-level payload fields of an
+// event called name, that name a person and that Anonymise redacts when
+// that person is deleted: user, username and account, and id in IAM's
+// user events (whose subject is the user).
+func PersonalFields(name string, keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		switch k {
+		case "user", "username", "account":
+			out = append(out, k)
+		case "id":
+			if strings.HasPrefix(name, "iam.user.") {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
 }

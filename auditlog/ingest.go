@@ -63,6 +63,9 @@ type IngestConfig struct {
 	Logger        *slog.Logger
 	// Now returns the receive time (default time.Now).
 	Now func() time.Time
+	// OnCommit, when set, is called after each transaction that stored
+	// new entries has committed (Feed.Notify). It must not block.
+	OnCommit func()
 }
 
 // Ingester writes events from the bus to the store in batches: one
@@ -225,8 +228,12 @@ func (in *Ingester) append(entries []Entry) error {
 	if err != nil {
 		err = fmt.Errorf("store %d entries: %w", len(entries), err)
 		in.cfg.Logger.Error("audit store failed; deliveries will be retried", "error", err)
+		return err
 	}
-	return err
+	if n > 0 && in.cfg.OnCommit != nil {
+		in.cfg.OnCommit()
+	}
+	return nil
 }
 
 // Close writes the batch being collected and stops the ingester. Call it

@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
 )
 
 // Entry is one stored event.
@@ -36,13 +39,19 @@ type Entry struct {
 	Unknown bool
 }
 
-// Order is the sort order of a query, by createdAt then seq.
+// Order is the sort order of a query: by createdAt then seq, or by seq
+// alone (the order entries were stored in).
 type Order int
 
 // Orders.
 const (
 	NewestFirst Order = iota // -createdAt, the default
 	OldestFirst              // createdAt
+	// BySeq is the order entries were stored in, first stored first: what
+	// a reader following the log reads by. A cursor's CreatedAt is ignored
+	// in it and in BySeqDesc.
+	BySeq
+	BySeqDesc // last stored first
 )
 
 // Scope restricts a query to what a non-admin caller may see: entries whose
@@ -85,6 +94,12 @@ type Query struct {
 	Limit  int
 	Offset int
 	After  *Cursor
+	// AfterSeq, when above 0, selects only the entries stored after that
+	// position (seq > AfterSeq).
+	AfterSeq int64
+	// SkipTotal leaves Page.Total 0: a reader that wants only the entries
+	// saves the count.
+	SkipTotal bool
 }
 
 // Page is one page of a query's results.
@@ -171,11 +186,15 @@ func ValidPayloadKey(key string) bool {
 	return true
 }
 
-// Validate checks what every store refuses: a negative limit or offset,
-// and payload keys ValidPayloadKey refuses. Errors wrap ErrInvalidQuery.
+// Validate checks what every store refuses: a negative limit, offset or
+// AfterSeq, an unknown order, and payload keys ValidPayloadKey refuses.
+// Errors wrap ErrInvalidQuery.
 func (q Query) Validate() error {
-	if q.Limit < 0 || q.Offset < 0 {
-		return fmt.Errorf("%w: negative limit or offset", ErrInvalidQuery)
+	if q.Limit < 0 || q.Offset < 0 || q.AfterSeq < 0 {
+		return fmt.Errorf("%w: negative limit, offset or AfterSeq", ErrInvalidQuery)
+	}
+	if q.Order < NewestFirst || q.Order > BySeqDesc {
+		return fmt.Errorf("%w: unknown order %d", ErrInvalidQuery, q.Order)
 	}
 	for k := range q.Payload {
 		if !ValidPayloadKey(k) {
@@ -183,4 +202,65 @@ func (q Query) Validate() error {
 		}
 	}
 	return nil
+}
+
+// CreatedRange returns the bounds a store compares createdAt with: From
+// and To rounded up to the millisecond, the precision createdAt is
+// stored at. createdAt >= From and createdAt < To hold for a stored
+// millisecond m exactly when they hold for the rounded bounds. A zero
+// bound stays zero (no bound).
+func (q Query) CreatedRange() (from, to time.Time) {
+	return ceilMillis(q.From), ceilMillis(q.To)
+}
+
+func ceilMillis(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	m := time.UnixMilli(t.UnixMilli())
+	if t.After(m) {
+		m = m.Add(time.Millisecond)
+	}
+	return m
+}
+
+// Matches reports whether q selects e as a store's Query does: its
+// filters, scope and AfterSeq, not its order or paging. e is an entry as
+// a store returns it (createdAt at millisecond precision). A reader of
+// new entries (Feed) filters them with it instead of asking the store
+// once per query; auditlog/storetest checks that both agree.
+func (q Query) Matches(e Entry) bool {
+	if q.AfterSeq > 0 && e.Seq <= q.AfterSeq {
+		return false
+	}
+	if sc := q.Scope; sc != nil && !(sc.User != "" && e.User == sc.User || sc.Tenant != "" && e.Tenant == sc.Tenant) {
+		return false
+	}
+	for _, f := range [...]struct{ want, got string }{
+		{q.ID, e.ID}, {q.Service, e.ServiceName}, {q.Name, e.Name}, {q.Tenant, e.Tenant}, {q.User, e.User},
+	} {
+		if f.want != "" && f.want != f.got {
+			return false
+		}
+	}
+	from, to := q.CreatedRange()
+	if !from.IsZero() && e.CreatedAt.Before(from) || !to.IsZero() && !e.CreatedAt.Before(to) {
+		return false
+	}
+	if len(q.Payload) == 0 {
+		return true
+	}
+	fs, err := jsonobj.Fields(e.Payload)
+	if err != nil {
+		return false
+	}
+	for k, v := range q.Payload {
+		if !slices.ContainsFunc(fs, func(f jsonobj.Field) bool {
+			s, ok := jsonobj.String(f.Raw)
+			return ok && f.Key == k && s == v
+		}) {
+			return false
+		}
+	}
+	return true
 }

@@ -110,6 +110,10 @@ func newServer(t *testing.T, oihShape bool) *server {
 // number only).
 func oih(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/logs/stream" {
+			http.NotFound(w, r) // OIH's audit log has no live stream
+			return
+		}
 		rec := httptest.NewRecorder()
 		next.ServeHTTP(rec, r)
 		var body map[string]any
@@ -640,7 +644,10 @@ func TestFollowReturnsTheNewestThenEachNewEntryOnce(t *testing.T) {
 				t.Fatalf("got %v, want [2 3 4 10 11 8]: the newest three oldest first, then each new entry once", got)
 			}
 			last := s.takeQueries()
-			if q := last[len(last)-1]; q.Get("sort") != "createdAt" || q.Get("from") == "" {
+			switch q := last[len(last)-1]; {
+			case !tc.oih && len(last) != 1:
+				t.Errorf("%d GET /logs: want the newest entries once, then the stream", len(last))
+			case tc.oih && (q.Get("sort") != "createdAt" || q.Get("from") == ""):
 				t.Errorf("poll query %v: want oldest first, from shortly before the newest entry seen", q)
 			}
 		})
@@ -666,7 +673,7 @@ func TestFollowEndsWithAnErrorWhenTheLogRefuses(t *testing.T) {
 }
 
 func TestFollowEndsQuietlyWhenCancelledDuringAPoll(t *testing.T) {
-	s := newServer(t, false)
+	s := newServer(t, true) // polls: no stream
 	s.add(t, 0, 2)
 	c := newClient(t, s, client.WithPollInterval(10*time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -687,5 +694,37 @@ func TestFollowEndsQuietlyWhenCancelledDuringAPoll(t *testing.T) {
 	}
 	if polls != 2 || len(got) != 2 {
 		t.Fatalf("%d requests, %d entries: want the cancel during the first poll, after both entries", polls, len(got))
+	}
+}
+
+// TestFollowGetsAnEntryStoredLongAfterItsCreatedAt is what polling by
+// createdAt misses: a backlog caught up after a restart stores events
+// created an hour before. The stream hands on what is stored, whenever it
+// was created, and only what matches the query.
+func TestFollowGetsAnEntryStoredLongAfterItsCreatedAt(t *testing.T) {
+	s := newServer(t, false)
+	s.add(t, 3600, 3602) // created an hour after t0
+	c := newClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got []int
+	for batch, err := range c.Follow(ctx, client.Query{Service: "accounts"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range batch {
+			var p struct{ N int }
+			json.Unmarshal(e.Payload, &p)
+			got = append(got, p.N)
+		}
+		if len(got) == 1 {
+			s.add(t, 0, 7) // created an hour earlier, stored now
+		}
+		if len(got) == 4 {
+			break
+		}
+	}
+	if !slices.Equal(got, []int{3600, 0, 3, 6}) {
+		t.Fatalf("got %v, want [3600 0 3 6]: the newest accounts entry, then each one stored after it", got)
 	}
 }

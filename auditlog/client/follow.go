@@ -2,16 +2,18 @@ package client
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"slices"
 	"time"
 )
 
 // followOverlap is how far before the newest entry seen each poll of
-// Follow looks again: an event created earlier can be stored later
-// (another publisher, another batch), and the ids already returned weed
-// out repeats. An entry stored more than this after its createdAt (a
-// backlog caught up after a restart) is not returned by Follow.
+// Follow looks again, against a server without the live stream: an event
+// created earlier can be stored later (another publisher, another batch),
+// and the ids already returned weed out repeats. An entry stored more than
+// this after its createdAt (a backlog caught up after a restart) is not
+// returned by such polling; the stream has no such limit.
 const followOverlap = 5 * time.Second
 
 // Follow returns the newest q.Limit entries (every one when 0), oldest
@@ -20,11 +22,18 @@ const followOverlap = 5 * time.Second
 // arrived together. q.Order, q.Page and q.Cursor are ignored. An error
 // ends it, after it is yielded.
 //
-// Today it polls GET /logs (WithPollInterval); a live stream from the
-// server can take the polling's place behind this method.
+// It reads herald's live stream, GET /logs/stream: new entries in the
+// order they were stored, each once, however late after its createdAt;
+// a stream that breaks (a server restart) is opened again where it
+// stopped, for up to a minute of trying. Against a server without the
+// stream (OIH's audit log) it polls GET /logs (WithPollInterval).
 func (c *Client) Follow(ctx context.Context, q Query) iter.Seq2[[]Entry, error] {
 	return func(yield func([]Entry, error) bool) {
-		err := c.poll(ctx, q, func(es []Entry) bool { return yield(es, nil) })
+		emit := func(es []Entry) bool { return yield(es, nil) }
+		err := c.followStream(ctx, q, emit)
+		if errors.Is(err, errNoStream) {
+			err = c.poll(ctx, q, emit)
+		}
 		if err != nil && ctx.Err() == nil {
 			yield(nil, err)
 		}

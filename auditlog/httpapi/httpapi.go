@@ -3,6 +3,7 @@
 // keep working against herald:
 //
 //	GET  /logs           entries, paged and filtered; non-admins see only theirs
+//	GET  /logs/stream    the same entries as they are stored (Server-Sent Events)
 //	POST /logs           store one event
 //	POST /events         publish one CloudEvent on the bus (when Config.Publisher is set)
 //	GET  /healthcheck    store and bus state (no auth)
@@ -84,6 +85,19 @@ type Config struct {
 	// it (default events.publish).
 	Publisher        Publisher
 	EventsPermission string
+	// Feed hands GET /logs/stream the entries as they are stored; POST
+	// /logs announces its commits to it. Give the one the ingester
+	// announces its commits to (IngestConfig.OnCommit: Feed.Notify), and
+	// close it when the server shuts down, which ends the streams. nil:
+	// the API makes its own, which learns of entries stored by anything
+	// but POST /logs by reading the store every second.
+	Feed *auditlog.Feed
+	// StreamHeartbeat is how often an idle stream sends a comment
+	// (default DefaultStreamHeartbeat).
+	StreamHeartbeat time.Duration
+	// Console, when set, serves GET / and every GET path the API does
+	// not: the web console.
+	Console http.Handler
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's
@@ -125,9 +139,12 @@ var openAPIDocument []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
 
 type api struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	feed      *auditlog.Feed
+	heartbeat time.Duration
+	renders   *renderCache
 }
 
 // New returns the API's handler. It panics when Store or Auth is nil, or
@@ -177,13 +194,20 @@ func New(cfg Config) http.Handler {
 	if err != nil {
 		panic(fmt.Sprintf("httpapi: %v", err))
 	}
-	a := &api{cfg: cfg, log: cfg.Logger, metrics: m}
+	if cfg.Feed == nil {
+		cfg.Feed = auditlog.NewFeed(auditlog.FeedConfig{Store: cfg.Store, Logger: cfg.Logger})
+	}
+	if cfg.StreamHeartbeat <= 0 {
+		cfg.StreamHeartbeat = DefaultStreamHeartbeat
+	}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache)}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, a.instrument(pattern, h))
 	}
 	handle("GET /logs", a.authorize(cfg.ReadPermission, a.listLogs))
+	handle("GET /logs/stream", a.authorize(cfg.ReadPermission, a.streamLogs))
 	handle("POST /logs", a.authorize(cfg.PushPermission, a.postLog))
 	if cfg.Publisher != nil {
 		handle("POST /events", a.authorize(cfg.EventsPermission, a.postEvent))
@@ -192,6 +216,9 @@ func New(cfg Config) http.Handler {
 	handle("GET /openapi.json", a.openapi)
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{a.log}}).ServeHTTP))
+	if cfg.Console != nil {
+		mux.Handle("GET /", a.instrument("GET /", cfg.Console.ServeHTTP))
+	}
 	return cors(mux)
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
@@ -91,35 +92,52 @@ func (a *api) writePage(w http.ResponseWriter, req listRequest, page auditlog.Pa
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// isoTime formats t as JavaScript's toISOString (what OIH's MongoDB dates
-// became in JSON), or null for the zero time.
-func isoTime(t time.Time) []byte {
+// appendISOTime appends t as JavaScript's toISOString writes it (what
+// OIH's MongoDB dates became in JSON), or null for the zero time.
+func appendISOTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
-		return []byte("null")
+		return append(b, "null"...)
 	}
-	return []byte(`"` + t.UTC().Format("2006-01-02T15:04:05.000Z") + `"`)
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	return append(b, '"')
+}
+
+// appendString appends s as encoding/json writes it. Names, services and
+// ids are plain ASCII and are copied; anything else goes through
+// encoding/json, so the text is the same either way.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			v, _ := json.Marshal(s)
+			return append(b, v...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // renderEntry writes an entry in OIH's shape, {_id, headers, payload}, plus
 // herald's id, seq, receivedAt and unknown. headers holds name,
 // serviceName, createdAt, id, then every other header the publisher sent.
+// Every entry of GET /logs and of the live stream passes here.
 func renderEntry(e auditlog.Entry) json.RawMessage {
-	var b bytes.Buffer
-	str := func(s string) []byte { v, _ := json.Marshal(s); return v }
-	b.WriteString(`{"_id":`)
-	b.Write(str(e.ID))
-	b.WriteString(`,"id":`)
-	b.Write(str(e.ID))
-	b.WriteString(`,"seq":`)
-	fmt.Fprint(&b, e.Seq)
-	b.WriteString(`,"headers":{"name":`)
-	b.Write(str(e.Name))
-	b.WriteString(`,"serviceName":`)
-	b.Write(str(e.ServiceName))
-	b.WriteString(`,"createdAt":`)
-	b.Write(isoTime(e.CreatedAt))
-	b.WriteString(`,"id":`)
-	b.Write(str(e.ID))
+	b := make([]byte, 0, 256+len(e.Payload)+len(e.Headers))
+	b = append(b, `{"_id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"headers":{"name":`...)
+	b = appendString(b, e.Name)
+	b = append(b, `,"serviceName":`...)
+	b = appendString(b, e.ServiceName)
+	b = append(b, `,"createdAt":`...)
+	b = appendISOTime(b, e.CreatedAt)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
 	var extra map[string]json.RawMessage
 	if len(e.Headers) > 0 && json.Unmarshal(e.Headers, &extra) == nil {
 		keys := make([]string, 0, len(extra))
@@ -132,22 +150,23 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			b.WriteByte(',')
-			b.Write(str(k))
-			b.WriteByte(':')
-			b.Write(extra[k])
+			b = append(b, ',')
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = append(b, extra[k]...)
 		}
 	}
-	b.WriteString(`},"payload":`)
+	b = append(b, `},"payload":`...)
 	if p := bytes.TrimSpace(e.Payload); len(p) > 0 && p[0] == '{' {
-		b.Write(p)
+		b = append(b, p...)
 	} else {
-		b.WriteString("{}")
+		b = append(b, "{}"...)
 	}
-	b.WriteString(`,"receivedAt":`)
-	b.Write(isoTime(e.ReceivedAt))
-	fmt.Fprintf(&b, `,"unknown":%t}`, e.Unknown)
-	return b.Bytes()
+	b = append(b, `,"receivedAt":`...)
+	b = appendISOTime(b, e.ReceivedAt)
+	b = append(b, `,"unknown":`...)
+	b = strconv.AppendBool(b, e.Unknown)
+	return append(b, '}')
 }
 
 // postLog answers POST /logs: it stores one event in OIH's shape,
@@ -219,6 +238,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	if n == 1 {
+		a.feed.Notify()
 		if !found {
 			a.internalError(w, r, "read the stored event back", fmt.Errorf("entry %s stored but not found", entry.ID))
 			return

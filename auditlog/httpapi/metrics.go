@@ -12,8 +12,10 @@ import (
 
 // metrics are the API's HTTP metrics.
 type metrics struct {
-	requests *prometheus.CounterVec   // by route and status code
-	duration *prometheus.HistogramVec // by route
+	requests   *prometheus.CounterVec   // by route and status code
+	duration   *prometheus.HistogramVec // by route
+	streams    prometheus.Gauge         // open GET /logs/stream
+	streamEnds *prometheus.CounterVec   // streams the server ended, by reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,6 +28,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help:    "Time to answer an HTTP request, by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to ~16 s
 	}, []string{"route"})
+	streams := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "herald", Subsystem: "http", Name: "streams",
+		Help: "Open GET /logs/stream connections.",
+	})
+	streamEnds := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "herald", Subsystem: "http", Name: "stream_closes_total",
+		Help: "Streams the server ended, by reason (too-slow, shutdown, error).",
+	}, []string{"reason"})
 	var err error
 	if requests, err = register(reg, requests); err != nil {
 		return nil, err
@@ -33,7 +43,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if duration, err = register(reg, duration); err != nil {
 		return nil, err
 	}
-	return &metrics{requests: requests, duration: duration}, nil
+	if streams, err = register(reg, streams); err != nil {
+		return nil, err
+	}
+	if streamEnds, err = register(reg, streamEnds); err != nil {
+		return nil, err
+	}
+	return &metrics{requests: requests, duration: duration, streams: streams, streamEnds: streamEnds}, nil
 }
 
 // register registers c, or returns the equal collector registered before

@@ -43,6 +43,7 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 	for path, methods := range map[string][]string{
 		"/logs":         {"GET", "POST"},
 		"/events":       {"POST"},
+		"/logs/stream":  {"GET"},
 		"/healthcheck":  {"GET"},
 		"/openapi.json": {"GET"},
 		"/metrics":      {"GET"},
@@ -112,6 +113,8 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 		{name: "post invalid", method: "POST", path: "/logs", token: "admin", body: `{"headers":{"name":"a..b"}}`, status: 400},
 		{name: "post too large", method: "POST", path: "/logs", token: "admin", body: `{"headers":{"name":"a.b"},"payload":{"x":"` + strings.Repeat("x", 40000) + `"}}`, status: 413},
 		{name: "post unauthenticated", method: "POST", path: "/logs", body: ev, status: 401},
+		{name: "stream refused", method: "GET", path: "/logs/stream?lastEventId=x", token: "admin", status: 400},
+		{name: "stream unauthenticated", method: "GET", path: "/logs/stream", status: 401},
 		{name: "healthcheck", method: "GET", path: "/healthcheck", validRequest: true, status: 200},
 		{name: "openapi", method: "GET", path: "/openapi.json", validRequest: true, status: 200},
 		{name: "metrics", method: "GET", path: "/metrics", validRequest: true, status: 200},

@@ -218,3 +218,12 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+func TestEntryTextIsWhatEncodingJSONWrites(t *testing.T) {
+	for _, s := range []string{"", "flow.started", "a\"b", `back\slash`, "<img src=x>", "a&b", "tab\there", "\x00", "é", "\u2028", "\xff", "日本"} {
+		want, _ := json.Marshal(s)
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Errorf("%q: %s, want %s", s, got, want)
+		}
+	}
+}

@@ -176,10 +176,12 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 		return auditlog.Page{}, err
 	}
 	var page auditlog.Page
-	countSQL, countArgs := sqlstore.CountSQL(dialect{}, q)
 	var batch pgx.Batch
 	batch.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-	batch.Queue(countSQL, countArgs...).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Total) })
+	if !q.SkipTotal {
+		countSQL, countArgs := sqlstore.CountSQL(dialect{}, q)
+		batch.Queue(countSQL, countArgs...).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Total) })
+	}
 	query, args := sqlstore.PageSQL(dialect{}, q, sqlstore.HoldsAll)
 	batch.Queue(query, args...).Query(func(rows pgx.Rows) error {
 		var err error

@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"UsernamesAreLearnedFromUserEvents", testUsernames},
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
 		{"AppendsCommitInSeqOrder", testSeqCommitOrder},
+		{"ReadingBySeqFollowsTheLog", testSeqOrder},
+		{"MatchesSelectsWhatTheStoreSelects", testMatches},
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
 	}

@@ -56,8 +56,10 @@ and the admin token serve wrote to <data>/admin-token. Filters are exact
 matches; --where filters on any top-level payload key. Times are durations
 back from now (90s, 15m, 1h, 2d) or RFC 3339 timestamps.
 
-With --follow it prints the newest entries, then polls for new ones until
-interrupted.`,
+With --follow it prints the newest entries, then each entry as it is stored,
+from the audit log's live stream (GET /logs/stream), until interrupted; a
+broken stream is opened again where it stopped. Against an audit log without
+the stream (OIH's) it polls GET /logs every --interval.`,
 		Example: `  herald logs
   herald logs --service accounts --since 1h
   herald logs --name iam.user.loginFailed --output json
@@ -86,8 +88,8 @@ interrupted.`,
 	f.IntVar(&o.limit, "limit", 50, "most entries to print, 0 for all (with --follow: how many to show before following)")
 	f.StringVar(&o.sort, "sort", "newest", "order: newest or oldest first")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json, ndjson or csv")
-	f.BoolVarP(&o.follow, "follow", "f", false, "keep polling for new entries until interrupted")
-	f.DurationVar(&o.interval, "interval", time.Second, "how often --follow polls")
+	f.BoolVarP(&o.follow, "follow", "f", false, "print new entries as they are stored, until interrupted")
+	f.DurationVar(&o.interval, "interval", time.Second, "how often --follow polls an audit log without the live stream")
 	return cmd
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/console"
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/auditlog/postgres"
 	"github.com/heraldhq/herald/auditlog/sqlite"
@@ -51,7 +52,8 @@ func newServeCmd() *cobra.Command {
 
 With no flags it starts an embedded NATS JetStream broker on 127.0.0.1:4222,
 keeps its data and a SQLite audit store in ./herald-data/, and serves the
-audit log's OIH-compatible API on http://127.0.0.1:3007. With no IAM
+audit log's OIH-compatible API, its live stream (GET /logs/stream) and a
+web console (GET /) on http://127.0.0.1:3007. With no IAM
 configured it generates an admin token, stores it in the data folder (mode
 0600) and prints where it is.
 
@@ -146,21 +148,27 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err := o.startTracing(ctx, &stop, log); err != nil {
 		return err
 	}
-	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, log)
+	// The live stream's feed: the ingester announces each commit to it;
+	// closing it, when the HTTP server shuts down, ends the streams.
+	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Logger: log})
+	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, feed.Notify, log)
 	if err != nil {
 		return err
 	}
 
-	api := auditAPI(store, auth, reg, b, log)
+	api := auditAPI(store, auth, reg, b, feed, log)
 	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), brokerURL, storeDesc, authDesc, patterns)
-	return serveHTTP(ctx, ln, api, log)
+	return serveHTTP(ctx, ln, api, feed.Close, log)
 }
 
-// auditAPI is the audit log's HTTP API, reporting b as its queue.
-func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, log *slog.Logger) http.Handler {
+// auditAPI is the audit log's HTTP API and console, reporting b as its
+// queue.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, feed *auditlog.Feed, log *slog.Logger) http.Handler {
 	return httpapi.New(httpapi.Config{
-		Store: store,
-		Auth:  auth,
+		Store:   store,
+		Auth:    auth,
+		Feed:    feed,
+		Console: console.New(console.Config{Catalog: catalog.Default()}),
 		// Empty unless set: the API's defaults are OIH's permissions.
 		ReadPermission: os.Getenv("LOG_READ_PERMISSION"),
 		PushPermission: os.Getenv("LOG_PUSH_PERMISSION"),
@@ -182,13 +190,14 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 // printBanner says where everything serve runs is.
 func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string) {
 	fmt.Fprintf(w, `herald %s is running
+  console        %s/
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
   broker         %s
   audit store    %s
   auth           %s
   recording      %s
 Press Ctrl-C to stop.
-`, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+`, buildVersion(), base, base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
 }
 
 // check reads the flags serve cannot start with.
@@ -257,7 +266,7 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, log *slog.Logger) (*bus.Bus, error) {
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), log *slog.Logger) (*bus.Bus, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
 		return nil, err
@@ -279,6 +288,7 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		BatchSize: o.batchSize,
 		Metrics:   auditlog.NewMetrics(reg),
 		Logger:    log,
+		OnCommit:  onCommit,
 	})
 	stop.add(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -295,9 +305,11 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 }
 
 // serveHTTP serves api on ln until ctx is done, then lets running
-// requests finish.
-func serveHTTP(ctx context.Context, ln net.Listener, api http.Handler, log *slog.Logger) error {
+// requests finish; onShutdown ends the ones that would not (the live
+// streams).
+func serveHTTP(ctx context.Context, ln net.Listener, api http.Handler, onShutdown func(), log *slog.Logger) error {
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(onShutdown)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 	select {

@@ -153,11 +153,15 @@ func filters(b *Builder, q auditlog.Query, match Match) {
 	if q.User != "" {
 		b.add(`"user" = ` + b.Arg(q.User))
 	}
-	if !q.From.IsZero() {
-		b.add(`created_at >= ` + b.Arg(b.d.Time(ceilMillis(q.From))))
+	from, to := q.CreatedRange()
+	if !from.IsZero() {
+		b.add(`created_at >= ` + b.Arg(b.d.Time(from)))
 	}
-	if !q.To.IsZero() {
-		b.add(`created_at < ` + b.Arg(b.d.Time(ceilMillis(q.To))))
+	if !to.IsZero() {
+		b.add(`created_at < ` + b.Arg(b.d.Time(to)))
+	}
+	if q.AfterSeq > 0 {
+		b.add(`seq > ` + b.Arg(q.AfterSeq))
 	}
 	if len(q.Payload) > 0 {
 		b.add(b.d.Holds(b, payloadTerms(q), match))
@@ -171,6 +175,14 @@ func keyset(b *Builder, order auditlog.Order, a *auditlog.Cursor) {
 	if a == nil {
 		return
 	}
+	switch order {
+	case auditlog.BySeq:
+		b.add(`seq > ` + b.Arg(a.Seq))
+		return
+	case auditlog.BySeqDesc:
+		b.add(`seq < ` + b.Arg(a.Seq))
+		return
+	}
 	op := "<"
 	if order == auditlog.OldestFirst {
 		op = ">"
@@ -179,14 +191,20 @@ func keyset(b *Builder, order auditlog.Order, a *auditlog.Cursor) {
 }
 
 func orderBy(order auditlog.Order) string {
-	if order == auditlog.OldestFirst {
+	switch order {
+	case auditlog.OldestFirst:
 		return ` ORDER BY created_at, seq`
+	case auditlog.BySeq:
+		return ` ORDER BY seq`
+	case auditlog.BySeqDesc:
+		return ` ORDER BY seq DESC`
 	}
 	return ` ORDER BY created_at DESC, seq DESC`
 }
 
 func filterless(q auditlog.Query) bool {
-	return q.ID == "" && q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 && q.From.IsZero() && q.To.IsZero()
+	return q.ID == "" && q.Service == "" && q.Name == "" && q.Tenant == "" && q.User == "" && len(q.Payload) == 0 &&
+		q.From.IsZero() && q.To.IsZero() && q.AfterSeq == 0
 }
 
 // onlyPayload reports whether payload filters are all a query has.
@@ -210,14 +228,4 @@ func payloadTerms(q auditlog.Query) []auditlog.Term {
 	}
 	slices.SortFunc(terms, func(a, b auditlog.Term) int { return strings.Compare(a.Key, b.Key) })
 	return terms
-}
-
-// ceilMillis rounds up to the millisecond: createdAt ≥ t and createdAt < t
-// hold for a stored millisecond m exactly when they hold for ceil(t).
-func ceilMillis(t time.Time) time.Time {
-	m := time.UnixMilli(t.UnixMilli())
-	if t.After(m) {
-		m = m.Add(time.Millisecond)
-	}
-	return m
 }

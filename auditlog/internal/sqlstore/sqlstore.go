@@ -160,17 +160,21 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 
 func (s *Store) query(ctx context.Context, tx Tx, q auditlog.Query) (auditlog.Page, error) {
 	var page auditlog.Page
-	count, args := CountSQL(s.d, q)
-	total, err := queryInt(ctx, tx, count, args...)
-	if err != nil {
-		return page, fmt.Errorf("count: %w", err)
-	}
-	page.Total = total
-	if total == 0 {
-		return page, nil
+	var total int64
+	if !q.SkipTotal {
+		count, args := CountSQL(s.d, q)
+		var err error
+		if total, err = queryInt(ctx, tx, count, args...); err != nil {
+			return page, fmt.Errorf("count: %w", err)
+		}
+		page.Total = total
+		if total == 0 {
+			return page, nil
+		}
 	}
 	match := HoldsAll
-	if len(q.Payload) > 0 {
+	var err error
+	if len(q.Payload) > 0 && !q.SkipTotal {
 		// The payload filter's own matches decide; with other filters,
 		// total is their estimate unless the index counts them cheaply.
 		matches := total
