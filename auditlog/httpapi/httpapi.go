@@ -9,6 +9,7 @@
 //	GET  /healthcheck    store and bus state (no auth)
 //	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
 //	GET  /metrics        Prometheus metrics (no auth)
+//	GET  /               the web console and its files (when Config.Console is set; no auth)
 //
 // It fixes what OIH's audit log gets wrong: admins are recognised by the
 // permission "all", a user without a tenant sees only their own entries,

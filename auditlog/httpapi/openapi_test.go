@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/console"
 )
 
 func loadOpenAPI(t *testing.T) (*openapi3.T, routers.Router) {
@@ -47,6 +48,11 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 		"/healthcheck":  {"GET"},
 		"/openapi.json": {"GET"},
 		"/metrics":      {"GET"},
+		// The console's routes, when Config.Console is set.
+		"/":                {"GET"},
+		"/console/{asset}": {"GET"},
+		"/catalog.json":    {"GET"},
+		"/asyncapi.json":   {"GET"},
 	} {
 		item := doc.Paths.Value(path)
 		if item == nil {
@@ -81,6 +87,7 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 	queueUp := true
 	e := newEnv(t, func(c *Config) {
 		c.MaxEventSize = 4096
+		c.Console = console.New(console.Config{})
 		c.Health = func(context.Context) map[string]Check {
 			if queueUp {
 				return map[string]Check{"queue": {Status: StatusPass, Info: map[string]any{"transport": "memory"}}}
@@ -118,6 +125,13 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 		{name: "healthcheck", method: "GET", path: "/healthcheck", validRequest: true, status: 200},
 		{name: "openapi", method: "GET", path: "/openapi.json", validRequest: true, status: 200},
 		{name: "metrics", method: "GET", path: "/metrics", validRequest: true, status: 200},
+		{name: "console", method: "GET", path: "/", validRequest: true, status: 200},
+		{name: "console script", method: "GET", path: "/console/app.js", validRequest: true, status: 200},
+		{name: "console style", method: "GET", path: "/console/style.css", validRequest: true, status: 200},
+		{name: "console icon", method: "GET", path: "/console/icon.svg", validRequest: true, status: 200},
+		{name: "console no such asset", method: "GET", path: "/console/nope.js", validRequest: true, status: 404},
+		{name: "catalogue", method: "GET", path: "/catalog.json", validRequest: true, status: 200},
+		{name: "asyncapi", method: "GET", path: "/asyncapi.json", validRequest: true, status: 200},
 	}
 	for _, x := range exchanges {
 		t.Run(x.name, func(t *testing.T) {
