@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/bus"
@@ -58,9 +59,18 @@ func run(ctx context.Context, broker string, flows int, out io.Writer) error {
 	}
 	defer watcher.Close(ctx)
 
+	// Handlers run on the bus's goroutines, beside this one: one line at
+	// a time on out.
+	var mu sync.Mutex
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(out, format+"\n", args...)
+	}
+
 	// The repository: a started flow is active now; tell everyone.
 	err = bus.On(ctx, repo, func(ctx context.Context, e oih.FlowStarted) error {
-		fmt.Fprintf(out, "flow-repository: flow %s started, marking it active\n", e.ID)
+		say("flow-repository: flow %s started, marking it active", e.ID)
 		return bus.PublishTyped(ctx, repo, oih.FlowrepoFlowModified{FlowID: e.ID, User: "5f1c0c6e2a9b4c0012345678", Tenant: ""})
 	})
 	if err != nil {
@@ -90,7 +100,7 @@ func run(ctx context.Context, broker string, flows int, out io.Writer) error {
 	for range flows {
 		select {
 		case line := <-active:
-			fmt.Fprintln(out, line)
+			say("%s", line)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the flows to become active: %w", ctx.Err())
 		}
