@@ -79,10 +79,14 @@ func (dialect) SplitsScopeCount() bool { return true }
 // As casts where PostgreSQL would take a VALUES list's arguments for text.
 func (dialect) As(col, expr string) string {
 	switch col {
-	case "seq":
+	case "seq", "leaf_index":
 		return expr + "::bigint"
 	case "payload", "headers":
 		return expr + "::jsonb"
+	case "seed", "content_hash":
+		return expr + "::bytea"
+	case "salts", "erased", "user":
+		return expr + "::text"
 	}
 	return expr
 }
