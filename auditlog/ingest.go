@@ -20,8 +20,10 @@ const QueueName = "audit-log"
 // UserDeleted is the event that anonymises a user's entries (GDPR).
 const UserDeleted = "iam.user.deleted"
 
-// EntryFromEvent turns an event into the entry the audit log stores.
-// Unknown marks names the catalogue does not know (cat may be nil).
+// EntryFromEvent turns an event into the sealed entry the audit log
+// stores (Seal). Unknown marks names the catalogue does not know (cat may
+// be nil). Content the stores would not keep alike fails with an error
+// wrapping ErrInvalidEntry.
 func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog) (Entry, error) {
 	e := Entry{
 		ID:          ev.Headers.ID,
@@ -46,6 +48,11 @@ func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog)
 		_, known := cat.Lookup(ev.Headers.Name)
 		e.Unknown = !known
 	}
+	// Sealed here, so that content the stores would not keep alike is
+	// refused before it joins a batch.
+	if err := Seal(&e); err != nil {
+		return Entry{}, err
+	}
 	return e, nil
 }
 
@@ -63,6 +70,9 @@ type IngestConfig struct {
 	Logger        *slog.Logger
 	// Now returns the receive time (default time.Now).
 	Now func() time.Time
+	// Committed, when set, is called after each batch commits (the
+	// integrator's Kick).
+	Committed func()
 }
 
 // Ingester writes events from the bus to the store in batches: one
@@ -124,6 +134,17 @@ func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 		return in.anonymise(ctx, ev)
 	}
 	return nil
+}
+
+// Record stores one event the audit log itself emits (a read of the log,
+// a pruning) and returns once it is committed: it joins the batch being
+// collected, so that concurrent records share a transaction.
+func (in *Ingester) Record(ctx context.Context, ev *event.Event) error {
+	entry, err := EntryFromEvent(ev, in.cfg.Now(), in.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	return in.store(ctx, entry)
 }
 
 func (in *Ingester) store(ctx context.Context, e Entry) error {
@@ -209,6 +230,9 @@ func (in *Ingester) flush(batch []ingestReq) {
 	}
 	for _, r := range batch {
 		r.res <- err
+	}
+	if err == nil && in.cfg.Committed != nil {
+		in.cfg.Committed()
 	}
 }
 

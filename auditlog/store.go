@@ -145,10 +145,12 @@ type Store interface {
 	// Append stores entries in one transaction, skipping any whose ID is
 	// already stored (and repeats of an ID within entries: the first copy
 	// wins), and returns how many were new. It returns only once the
-	// transaction is durable. An entry without an ID, or whose payload or
-	// headers are not a JSON object, fails the whole batch with an error
-	// wrapping ErrInvalidEntry. New entries get seqs above every stored
-	// one, committed in seq order.
+	// transaction is durable. An entry without an ID, whose payload or
+	// headers are not a JSON object, or whose content Seal refuses, fails
+	// the whole batch with an error wrapping ErrInvalidEntry. Entries
+	// without a LeafHash are sealed; the seed and leaf hash are stored
+	// with the entry. New entries get seqs above every stored one,
+	// committed in seq order, and no leaf index: the integrator gives it.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an
 	// error wrapping ErrInvalidQuery.

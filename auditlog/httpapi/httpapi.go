@@ -4,6 +4,8 @@
 //
 //	GET  /logs           entries, paged and filtered; non-admins see only theirs
 //	POST /logs           store one event
+//	GET  /checkpoint     the latest signed checkpoint, and the integrity
+//	                     routes of proof.go
 //	GET  /healthcheck    store and bus state (no auth)
 //	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
 //	GET  /metrics        Prometheus metrics (no auth)
@@ -78,6 +80,15 @@ type Config struct {
 	// MaxEventSize bounds a POSTed event, encoded (default
 	// event.DefaultMaxSize).
 	MaxEventSize int
+	// VerifierKey is the log's note verifier key, served at GET
+	// /checkpoint/key (empty: 404).
+	VerifierKey string
+	// RecordRead, when set, records every read of entries (GET /logs, a
+	// proof, an export) as an audit-log.logs.read event {user, tenant,
+	// route, query, count}, durably, before the answer is written: an
+	// Ingester's Record, which group-commits concurrent reads. Nil
+	// records no read.
+	RecordRead func(ctx context.Context, ev *event.Event) error
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's
@@ -176,6 +187,12 @@ func New(cfg Config) http.Handler {
 	}
 	handle("GET /logs", a.authorize(cfg.ReadPermission, a.listLogs))
 	handle("POST /logs", a.authorize(cfg.PushPermission, a.postLog))
+	handle("GET /logs/{id}/proof", a.authorize(cfg.ReadPermission, a.proof))
+	handle("GET /proof/consistency", a.authorize(cfg.ReadPermission, a.consistency))
+	handle("GET /checkpoints", a.authorize(cfg.ReadPermission, a.checkpoints))
+	handle("GET /export", a.authorize(cfg.ReadPermission, a.export))
+	handle("GET /checkpoint", a.checkpoint)
+	handle("GET /checkpoint/key", a.checkpointKey)
 	handle("GET /healthcheck", a.healthcheck)
 	handle("GET /openapi.json", a.openapi)
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",

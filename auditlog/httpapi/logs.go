@@ -52,6 +52,13 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.internalError(w, r, "query the audit log", err)
 		return
 	}
+	query := map[string]any{}
+	for k, v := range r.URL.Query() {
+		query[k] = v[0]
+	}
+	if !a.recordRead(w, r, u, "logs", query, len(page.Entries)) {
+		return
+	}
 	a.writePage(w, req, page)
 }
 
@@ -112,6 +119,10 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	b.Write(str(e.ID))
 	b.WriteString(`,"seq":`)
 	fmt.Fprint(&b, e.Seq)
+	if e.LeafIndex >= 0 && e.LeafHash != nil {
+		b.WriteString(`,"leafIndex":`)
+		fmt.Fprint(&b, e.LeafIndex)
+	}
 	b.WriteString(`,"headers":{"name":`)
 	b.Write(str(e.Name))
 	b.WriteString(`,"serviceName":`)
@@ -203,6 +214,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	// EntryFromEvent refuses content the stores would not keep alike.
 	entry, err := auditlog.EntryFromEvent(ev, now, a.cfg.Catalog)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "")

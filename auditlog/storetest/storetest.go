@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
 	}
+	cases = append(cases, integrityCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(t)

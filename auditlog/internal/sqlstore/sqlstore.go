@@ -381,7 +381,8 @@ type Row struct {
 // Prepare checks a batch for Append and drops repeats of an id within it
 // (the first copy wins, as it would across batches); with split set, it
 // also splits each payload into its members, which checks it in the same
-// pass. Errors wrap auditlog.ErrInvalidEntry.
+// pass. It seals the entries not sealed yet (auditlog.Seal). Errors wrap
+// auditlog.ErrInvalidEntry.
 func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 	rows := make([]Row, 0, len(entries))
 	seen := make(map[string]struct{}, len(entries))
@@ -408,8 +409,10 @@ func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 		if len(e.Headers) > 0 && !jsonobj.IsObject(e.Headers) {
 			return nil, fmt.Errorf("append entry %s: %w: headers are not a JSON object", e.ID, auditlog.ErrInvalidEntry)
 		}
-		if err := auditlog.Seal(&e); err != nil {
-			return nil, fmt.Errorf("append: %w", err)
+		if e.LeafHash == nil {
+			if err := auditlog.Seal(&e); err != nil {
+				return nil, fmt.Errorf("append: %w", err)
+			}
 		}
 		rows = append(rows, Row{Entry: e, Fields: fs})
 	}
