@@ -185,8 +185,8 @@ type treeWalk struct {
 	next  int // the next checkpoint to reach
 	hints bool
 
-	tree  compactRange
-	size  int64
+	tree        compactRange
+	size        int64
 	seenPending *Entry
 	// firstSuspect is the first leaf whose recomputed hash differs from
 	// what the store kept of it: where a root mismatch is explained.
