@@ -189,17 +189,16 @@ type salter struct {
 	salts map[string][]byte
 }
 
+// newSalter derives from the seed, or else reads the stored salts (none
+// when every scalar is erased).
 func newSalter(e Entry) (*salter, error) {
-	switch {
-	case e.Seed != nil:
+	if e.Seed != nil {
 		if len(e.Seed) != SeedSize {
 			return nil, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
 		}
 		return &salter{mac: hmac.New(sha256.New, e.Seed)}, nil
-	case e.Salts != nil:
-		return &salter{salts: e.Salts}, nil
 	}
-	return nil, errors.New("neither seed nor salts")
+	return &salter{salts: e.Salts}, nil
 }
 
 // salt is HMAC-SHA256(seed, pointer), or the stored salt once the seed is

@@ -56,19 +56,26 @@ type Consistency struct {
 	Proof    tlog.TreeProof
 }
 
-// ProveConsistency returns the consistency proof between the checkpoints
-// of sizes from and to (to < 0: the latest); from must not exceed to.
+// ProveConsistency returns the consistency proof from the tree of size
+// from to the checkpoint of size to (to < 0: the latest); from must not
+// exceed to. From's checkpoint is set when one of that size is stored.
 func ProveConsistency(ctx context.Context, t Tree, from, to int64) (Consistency, error) {
 	cpTo, err := StoredCheckpoint(ctx, t, to)
 	if err != nil {
 		return Consistency{}, err
 	}
+	if from < 0 || from > cpTo.Size {
+		return Consistency{}, fmt.Errorf("consistency from %d to %d: %w", from, cpTo.Size, ErrNoCheckpoint)
+	}
+	// From need not be a stored checkpoint's size: a saved checkpoint the
+	// log has lost must still be answered, with the root the log has now.
 	cpFrom, err := StoredCheckpoint(ctx, t, from)
+	if errors.Is(err, ErrNoCheckpoint) {
+		cpFrom = Checkpoint{Size: from}
+		cpFrom.Root, err = tlog.TreeHash(from, HashReader(ctx, t))
+	}
 	if err != nil {
 		return Consistency{}, err
-	}
-	if cpFrom.Size > cpTo.Size {
-		return Consistency{}, fmt.Errorf("consistency from %d to %d: %w", cpFrom.Size, cpTo.Size, ErrNoCheckpoint)
 	}
 	p, err := tlog.ProveTree(cpTo.Size, cpFrom.Size, HashReader(ctx, t))
 	if err != nil {

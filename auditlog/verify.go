@@ -100,6 +100,9 @@ type VerifyOptions struct {
 	Progress func(entries int64)
 	// Page is how many entries are read at a time (default 5000).
 	Page int
+	// RootsAt are tree sizes, besides the checkpoints', whose recomputed
+	// roots Report.Roots holds.
+	RootsAt []int64
 }
 
 // Verify recomputes every leaf from what src stores of its entry, rebuilds
@@ -121,7 +124,17 @@ func Verify(ctx context.Context, src VerifySource, v note.Verifier, opts VerifyO
 	if err != nil || r.Failure != nil {
 		return r, err
 	}
-	w := &treeWalk{src: src, r: r, cps: cps, hints: true}
+	w := &treeWalk{src: src, r: r, cps: cps, hints: true, rootsAt: map[int64]bool{}}
+	for _, n := range opts.RootsAt {
+		w.rootsAt[n] = true
+	}
+	if w.rootsAt[0] {
+		r.Roots[0] = w.tree.root()
+	}
+	for w.next < len(cps) && cps[w.next].Size == 0 {
+		w.reach(cps[w.next])
+		w.next++
+	}
 	if err := w.walk(ctx, opts); err != nil || r.Failure != nil {
 		return r, err
 	}
@@ -179,11 +192,12 @@ func verifyCheckpoints(ctx context.Context, src VerifySource, v note.Verifier, r
 
 // treeWalk rebuilds the tree from the entries in seq order.
 type treeWalk struct {
-	src   VerifySource
-	r     *Report
-	cps   []Checkpoint
-	next  int // the next checkpoint to reach
-	hints bool
+	src     VerifySource
+	r       *Report
+	cps     []Checkpoint
+	next    int // the next checkpoint to reach
+	hints   bool
+	rootsAt map[int64]bool
 
 	tree        compactRange
 	size        int64
@@ -347,6 +361,9 @@ func (w *treeWalk) page(ctx context.Context, es []Entry, hs []tlog.Hash) error {
 			}
 		}
 		w.size++
+		if w.rootsAt[w.size] {
+			w.r.Roots[w.size] = w.tree.root()
+		}
 		for w.next < len(w.cps) && w.cps[w.next].Size == w.size {
 			w.reach(w.cps[w.next])
 			if w.r.Failure != nil {

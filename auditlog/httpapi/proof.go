@@ -288,15 +288,26 @@ func (a *api) export(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	after = max(after, 0)
-	if !a.recordRead(w, r, u, "export", map[string]any{"after": after}, -1) {
+	limit := int64(-1)
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.ParseInt(v, 10, 64); err != nil || limit < 1 {
+			writeError(w, http.StatusBadRequest, "limit: want a number ≥ 1", "")
+			return
+		}
+	}
+	if !a.recordRead(w, r, u, "export", map[string]any{"after": after, "limit": limit}, -1) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
-	for {
-		es, err := a.cfg.Store.Leaves(r.Context(), after, exportPage)
+	for limit != 0 {
+		page := exportPage
+		if limit > 0 {
+			page = int(min(limit, exportPage))
+		}
+		es, err := a.cfg.Store.Leaves(r.Context(), after, page)
 		if err != nil {
 			a.log.ErrorContext(r.Context(), "export", "error", err)
 			break // the client sees the stream end early
@@ -305,7 +316,10 @@ func (a *api) export(w http.ResponseWriter, r *http.Request, u *iam.User) {
 			enc.Encode(Export(e))
 			after = e.Seq
 		}
-		if len(es) < exportPage {
+		if limit > 0 {
+			limit -= int64(len(es))
+		}
+		if len(es) < page {
 			break
 		}
 	}

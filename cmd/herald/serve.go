@@ -36,6 +36,10 @@ type serveOptions struct {
 	events     []string
 	batchSize  int
 	logLevel   string
+	signingKey string
+	logName    string
+	retention  time.Duration
+	auditReads bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -72,6 +76,10 @@ INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).`,
 	f.StringSliceVar(&o.events, "events", nil, "event patterns the audit log records (default: every audited catalogue event; '#' for all)")
 	f.IntVar(&o.batchSize, "batch-size", 500, "most events written in one store transaction")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.signingKey, "signing-key", os.Getenv(envSigningKey), "file holding the log's note signing key, shared by replicas (env "+envSigningKey+"); empty: <data>/signing-key, created on first start")
+	f.StringVar(&o.logName, "log-name", "", "the log's origin (its key's name) when serve creates the signing key (default: herald- and 16 random hex digits)")
+	f.DurationVar(&o.retention, "retention", 0, "delete the headers and payload of entries received longer ago than this, keeping their leaf hashes (0: keep everything)")
+	f.BoolVar(&o.auditReads, "audit-reads", true, "record every read of the log (GET /logs, proofs, exports) in the log as audit-log.logs.read")
 	return cmd
 }
 
@@ -132,21 +140,33 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, log)
+	signer, keyDesc, err := o.loadSigner()
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: signer, Logger: log})
+	stop.add(integ.Close)
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, log, integ.Kick)
+	if err != nil {
+		return err
+	}
+	if o.retention > 0 {
+		go retain(ctx, store, o.retention, ingester, log)
+	}
 
 	api := auditAPI(store, auth, reg, b, log)
-	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), brokerURL, storeDesc, authDesc, patterns)
-	return serveHTTP(ctx, ln, api, log)
+	api = withIntegrity(api, signer, ingester, o.auditReads)
+	base := "http://" + displayAddr(ln.Addr().String())
+	printBanner(stdout, base, brokerURL, storeDesc, authDesc, patterns, integrityBanner(base, signer, keyDesc))
+	return serveHTTP(ctx, ln, httpapi.New(api), log)
 }
 
-// auditAPI is the audit log's HTTP API, reporting b as its queue.
-func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, log *slog.Logger) http.Handler {
-	return httpapi.New(httpapi.Config{
+// auditAPI is the audit log's HTTP API configuration, reporting b as its
+// queue.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, log *slog.Logger) httpapi.Config {
+	return httpapi.Config{
 		Store: store,
 		Auth:  auth,
 		// Empty unless set: the API's defaults are OIH's permissions.
@@ -160,19 +180,19 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		Health: func(context.Context) map[string]httpapi.Check {
 			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
 		},
-	})
+	}
 }
 
 // printBanner says where everything serve runs is.
-func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string) {
+func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string, more string) {
 	fmt.Fprintf(w, `herald %s is running
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
   broker         %s
   audit store    %s
   auth           %s
   recording      %s
-Press Ctrl-C to stop.
-`, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+%sPress Ctrl-C to stop.
+`, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "), more)
 }
 
 // check reads the flags serve cannot start with.
@@ -222,10 +242,10 @@ func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io
 
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, log *slog.Logger) (*bus.Bus, error) {
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, log *slog.Logger, committed func()) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := bus.New(transport,
 		bus.WithService(auditlog.QueueName),
@@ -235,7 +255,7 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 	)
 	if err != nil {
 		transport.Close(ctx)
-		return nil, err
+		return nil, nil, err
 	}
 	ingester := auditlog.NewIngester(auditlog.IngestConfig{
 		Store:     store,
@@ -243,6 +263,7 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		BatchSize: o.batchSize,
 		Metrics:   auditlog.NewMetrics(reg),
 		Logger:    log,
+		Committed: committed,
 	})
 	stop.add(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -253,9 +274,9 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		ingester.Close()
 	})
 	if err := b.SubscribeAll(ctx, patterns, ingester.Handle); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
-	return b, nil
+	return b, ingester, nil
 }
 
 // serveHTTP serves api on ln until ctx is done, then lets running
