@@ -128,11 +128,19 @@ func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
 func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	var out [sha256.Size]byte
 	if e.ContentHash != nil {
+		// A pruned entry keeps nothing of its content: anything there
+		// was put there after.
 		if len(e.ContentHash) != sha256.Size {
 			return out, fmt.Errorf("kept content hash has %d bytes, want %d", len(e.ContentHash), sha256.Size)
 		}
+		if e.Seed != nil || e.Salts != nil || e.Erased != nil || len(e.Headers) > 0 || string(bytes.TrimSpace(e.Payload)) != "{}" {
+			return out, errors.New("a pruned entry holds content")
+		}
 		copy(out[:], e.ContentHash)
 		return out, nil
+	}
+	if e.Seed != nil && (e.Salts != nil || e.Erased != nil) {
+		return out, errors.New("an entry holds both a seed and stored salts or kept commitments")
 	}
 	doc, err := document(e)
 	if err != nil {
@@ -187,6 +195,7 @@ type item struct {
 type salter struct {
 	mac   hash.Hash
 	salts map[string][]byte
+	used  int // stored salts read
 }
 
 // newSalter derives from the seed, or else reads the stored salts (none
@@ -209,6 +218,7 @@ func (s *salter) salt(pointer string, buf []byte) ([]byte, error) {
 		if !ok || len(v) != sha256.Size {
 			return nil, fmt.Errorf("no salt for %q", pointer)
 		}
+		s.used++
 		return v, nil
 	}
 	s.mac.Reset()
@@ -272,6 +282,11 @@ func contentItems(e Entry, doc *node) ([]item, error) {
 	}
 	if seen != len(e.Erased) {
 		return nil, errors.New("an erased field is missing from the content")
+	}
+	if s.mac == nil && s.used != len(s.salts) {
+		// Salts are stored for exactly the fields that remain: one more
+		// is an edit, never an erasure's.
+		return nil, errors.New("a stored salt names no field of the content")
 	}
 	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
 	return items, nil

@@ -332,16 +332,18 @@ func (w *treeWalk) page(ctx context.Context, es []Entry, hs []tlog.Hash) error {
 				Detail: fmt.Sprintf("it has no leaf index, yet entry %s after it (seq %d) is at leaf %d", e.ID, e.Seq, e.LeafIndex)})
 			return nil
 		}
+		h := hs[i]
 		if e.LeafIndex != w.size {
 			what := EntryMissing
 			detail := fmt.Sprintf("leaf %d expected next in seq order; leaves %d to %d are absent", w.size, w.size, e.LeafIndex-1)
-			if e.LeafIndex < w.size {
+			if tree, ok := stored[tlog.StoredHashIndex(0, w.size)]; ok && tree == h {
+				what, detail = OrderChanged, fmt.Sprintf("its leaf index says %d, but it is leaf %d of the tree", e.LeafIndex, w.size)
+			} else if e.LeafIndex < w.size {
 				what, detail = OrderChanged, fmt.Sprintf("leaf %d comes after leaf %d in seq order", e.LeafIndex, w.size-1)
 			}
 			w.fail(Failure{What: what, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: detail})
 			return nil
 		}
-		h := hs[i]
 		if h == (tlog.Hash{}) {
 			_, err := LeafHash(*e)
 			w.fail(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "cannot recompute the leaf: " + fmt.Sprint(err)})
@@ -439,7 +441,14 @@ func (w *treeWalk) check(e *Entry, h tlog.Hash, stored map[int64]tlog.Hash) {
 	case inTree && tree != h && bytes.Equal(kept, tree[:]):
 		w.suspect(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "its recomputed leaf hash is not the one stored when it was appended"})
 	case inTree && tree != h && bytes.Equal(kept, h[:]):
-		w.suspect(Failure{What: OrderChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "the entry is intact, but the tree held another leaf at its index"})
+		// The entry is intact, but the tree held another leaf here.
+		if next, ok := stored[tlog.StoredHashIndex(0, e.LeafIndex+1)]; ok && next == h {
+			w.suspect(Failure{What: EntryMissing, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: fmt.Sprintf("this entry was leaf %d: the one before it is gone", e.LeafIndex+1)})
+		} else if e.LeafIndex > 0 && stored[tlog.StoredHashIndex(0, e.LeafIndex-1)] == h {
+			w.suspect(Failure{What: ExtraEntry, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: fmt.Sprintf("this entry was leaf %d: an entry was inserted before it", e.LeafIndex-1)})
+		} else {
+			w.suspect(Failure{What: OrderChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "the entry is intact, but the tree held another leaf at its index"})
+		}
 	case !bytes.Equal(kept, h[:]) && (!inTree || tree == h):
 		w.suspect(Failure{What: StoredHashChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "its stored leaf hash is not its recomputed one"})
 	default:
