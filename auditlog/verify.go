@@ -120,11 +120,11 @@ func Verify(ctx context.Context, src VerifySource, v note.Verifier, opts VerifyO
 	}
 	r := &Report{Roots: map[int64]tlog.Hash{}, ErasedFields: map[string][]string{}}
 	defer func() { r.Elapsed = time.Since(start) }()
-	cps, err := verifyCheckpoints(ctx, src, v, r)
+	cps, err := verifyCheckpoints(ctx, src, v, r, nil)
 	if err != nil || r.Failure != nil {
 		return r, err
 	}
-	w := &treeWalk{src: src, r: r, cps: cps, hints: true, rootsAt: map[int64]bool{}}
+	w := &treeWalk{src: src, v: v, r: r, cps: cps, hints: true, rootsAt: map[int64]bool{}}
 	for _, n := range opts.RootsAt {
 		w.rootsAt[n] = true
 	}
@@ -144,9 +144,11 @@ func Verify(ctx context.Context, src VerifySource, v note.Verifier, opts VerifyO
 
 // verifyCheckpoints reads and checks every checkpoint: signature, size,
 // and the chain of predecessors.
-func verifyCheckpoints(ctx context.Context, src VerifySource, v note.Verifier, r *Report) ([]Checkpoint, error) {
-	var out []Checkpoint
+func verifyCheckpoints(ctx context.Context, src VerifySource, v note.Verifier, r *Report, out []Checkpoint) ([]Checkpoint, error) {
 	after := int64(-1)
+	if len(out) > 0 {
+		after = out[len(out)-1].Size
+	}
 	for {
 		page, err := src.Checkpoints(ctx, after, 10000)
 		if err != nil {
@@ -192,7 +194,11 @@ func verifyCheckpoints(ctx context.Context, src VerifySource, v note.Verifier, r
 
 // treeWalk rebuilds the tree from the entries in seq order.
 type treeWalk struct {
-	src     VerifySource
+	src VerifySource
+	v   note.Verifier
+	// noMore is set once a look for checkpoints issued during the walk
+	// found none.
+	noMore  bool
 	r       *Report
 	cps     []Checkpoint
 	next    int // the next checkpoint to reach
@@ -333,6 +339,19 @@ func (w *treeWalk) page(ctx context.Context, es []Entry, hs []tlog.Hash) error {
 			return nil
 		}
 		h := hs[i]
+		if e.LeafIndex >= w.lastSize() && !w.noMore {
+			// A log still being written: the integrator commits leaves and
+			// their checkpoint together, so a leaf read after the
+			// checkpoints were has its checkpoint stored by now.
+			n := len(w.cps)
+			cps, err := verifyCheckpoints(ctx, w.src, w.v, w.r, w.cps)
+			if err != nil || w.r.Failure != nil {
+				return err
+			}
+			w.cps = cps
+			w.noMore = len(cps) == n
+			w.r.Checkpoints, w.r.TreeSize = int64(len(cps)), w.lastSize()
+		}
 		if e.LeafIndex != w.size {
 			what := EntryMissing
 			detail := fmt.Sprintf("leaf %d expected next in seq order; leaves %d to %d are absent", w.size, w.size, e.LeafIndex-1)
@@ -375,6 +394,14 @@ func (w *treeWalk) page(ctx context.Context, es []Entry, hs []tlog.Hash) error {
 		}
 	}
 	return nil
+}
+
+// lastSize is the size of the latest checkpoint read.
+func (w *treeWalk) lastSize() int64 {
+	if len(w.cps) == 0 {
+		return 0
+	}
+	return w.cps[len(w.cps)-1].Size
 }
 
 // reach checks a checkpoint once the rebuilt tree has its size.

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/natsserver"
+)
+
+// buildHerald builds the binary once per test.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the herald binary")
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serveProcess is a running `herald serve`.
+type serveProcess struct {
+	cmd         *exec.Cmd
+	api, broker string
+	stderr      *lockedBuffer
+}
+
+func startServe(t *testing.T, bin string, args ...string) *serveProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	api, broker := banner(t, stdout)
+	return &serveProcess{cmd: cmd, api: api, broker: broker, stderr: &stderr}
+}
+
+// checkpointSize reads the size of the latest checkpoint a serve signed.
+func checkpointSize(api string) int64 {
+	resp, err := http.Get(api + "/checkpoint")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	cp, err := auditlog.ParseCheckpoint(auditlog.NoteText(b))
+	if resp.StatusCode != http.StatusOK || err != nil {
+		return -1
+	}
+	return cp.Size
+}
+
+// runBin runs the binary and returns its exit code and output.
+func runBin(t *testing.T, bin string, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String()
+}
+
+// TestVerifyCatchesAnEditOfTheSQLiteFile runs serve, has simulate publish
+// a story, verifies through the API, stops serve, edits one payload in
+// the database file with the sqlite3 CLI and verifies the store.
+func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
+	if _, err := exec.LookPath("sqlite3"); err != nil {
+		msg := "the sqlite3 CLI is not installed (apt-get install sqlite3)"
+		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
+		}
+		t.Skip(msg)
+	}
+	bin := buildHerald(t)
+	dir := t.TempDir()
+	s := startServe(t, bin, "--data", dir, "--nats-listen", "127.0.0.1:0")
+	if code, out := runBin(t, bin, "simulate", "--count", "5000", "--seed", "8", "--broker", s.broker); code != 0 {
+		t.Fatalf("simulate exited %d: %s", code, out)
+	}
+	token, _ := os.ReadFile(filepath.Join(dir, tokenFileName))
+	// Every entry stored is integrated once the checkpoint's size stops
+	// growing and equals the number of entries.
+	waitFor(t, 60*time.Second, "a checkpoint of every entry", func() bool {
+		p, _ := getLogs(t, s.api+"/logs?filter[name]=iam.user.created&page[size]=1", strings.TrimSpace(string(token)))
+		return p.Meta.Total > 0 && checkpointSize(s.api) > 4000
+	})
+	code, out := runBin(t, bin, "verify", "--url", s.api, "--data", dir, "--output", "json")
+	if code != 0 {
+		t.Fatalf("verify --url exited %d:\n%s", code, out)
+	}
+	var res verifyResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || !res.OK || res.Entries < 4000 || res.Checkpoints == 0 || res.Erased == 0 {
+		t.Fatalf("verify --url: %v\n%s", err, out)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, s.stderr.String())
+	}
+	db := filepath.Join(dir, "audit.db")
+	if code, out := runBin(t, bin, "verify", "--data", dir); code != 0 {
+		t.Fatalf("verify --data of the stopped log exited %d:\n%s", code, out)
+	}
+	// One integrated flow event's flowId, edited as anyone who can write
+	// the file could.
+	var id string
+	{
+		cmd := exec.Command("sqlite3", db, `SELECT id FROM entries WHERE leaf_index = 1000`)
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sqlite3: %v", err)
+		}
+		id = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("sqlite3", db, `UPDATE entries SET payload = json_set(payload, '$.edited', 1) WHERE leaf_index = 1000`).CombinedOutput(); err != nil {
+		t.Fatalf("sqlite3: %v\n%s", err, out)
+	}
+	code, out = runBin(t, bin, "verify", "--data", dir)
+	if code != 1 || !strings.Contains(out, auditlog.ContentChanged) || !strings.Contains(out, id) || !strings.Contains(out, "leaf 1000") {
+		t.Errorf("verify --data of the edited file exited %d, want 1 naming %s at leaf 1000 and %q:\n%s", code, id, auditlog.ContentChanged, out)
+	}
+}
+
+// TestReplicasOnPostgreSQLHandOverTheIntegrator runs two serve replicas on
+// one PostgreSQL schema and one broker, kills the one integrating with
+// SIGKILL while events stream in, and checks the other takes over and the
+// log verifies.
+func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
+	pgURL := os.Getenv("HERALD_TEST_POSTGRES_URL")
+	if pgURL == "" {
+		msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
+		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
+			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
+		}
+		t.Skip(msg)
+	}
+	bin := buildHerald(t)
+	ctx := context.Background()
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "herald_replicas_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
+	store := pgURL + "&search_path=" + schema
+	if !strings.Contains(pgURL, "?") {
+		store = pgURL + "?search_path=" + schema
+	}
+	broker, err := natsserver.Run(ctx, natsserver.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Shutdown(ctx)
+	skey, _, err := auditlog.GenerateKey("replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing-key")
+	os.WriteFile(keyFile, []byte(skey), 0o600)
+
+	args := []string{"--store", store, "--broker", broker.ClientURL(), "--signing-key", keyFile, "--log-level", "debug"}
+	replicas := []*serveProcess{
+		startServe(t, bin, append(args, "--data", t.TempDir())...),
+		startServe(t, bin, append(args, "--data", t.TempDir())...),
+	}
+	integrating := func(p *serveProcess) bool {
+		return strings.Contains(p.stderr.String(), "this process integrates the log")
+	}
+	pub := natsBus(t, broker.ClientURL(), "flow-repository")
+	var mu sync.Mutex
+	published := 0
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ev, _ := event.New("flowrepo.flow.created", json.RawMessage(fmt.Sprintf(`{"flowId":"f%d","user":"u1","tenant":"t1"}`, i)))
+			if err := pub.Publish(ctx, ev); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			published++
+			mu.Unlock()
+		}
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return published }
+	waitFor(t, 60*time.Second, "a checkpoint of 1,000 entries", func() bool { return checkpointSize(replicas[0].api) >= 1000 })
+	var leader, other *serveProcess
+	switch {
+	case integrating(replicas[0]) && !integrating(replicas[1]):
+		leader, other = replicas[0], replicas[1]
+	case integrating(replicas[1]) && !integrating(replicas[0]):
+		leader, other = replicas[1], replicas[0]
+	default:
+		t.Fatalf("want exactly one replica integrating; logs:\n%s\n---\n%s", replicas[0].stderr.String(), replicas[1].stderr.String())
+	}
+	before := checkpointSize(other.api)
+	if err := leader.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	leader.cmd.Wait()
+	killed := time.Now()
+	waitFor(t, 30*time.Second, "the other replica to integrate", func() bool { return integrating(other) && checkpointSize(other.api) > before })
+	t.Logf("the integrator was killed at size %d; the other replica signed a larger checkpoint %v later", before, time.Since(killed).Round(time.Millisecond))
+	target := count() + 500
+	waitFor(t, 60*time.Second, "500 more events", func() bool { return count() >= target })
+	close(stop)
+	<-done
+	total := count()
+	waitFor(t, 60*time.Second, "every published event integrated", func() bool { return checkpointSize(other.api) >= int64(total) })
+	code, out := runBin(t, bin, "verify", "--store", store, "--signing-key", keyFile, "--output", "json")
+	if code != 0 {
+		t.Fatalf("verify exited %d:\n%s", code, out)
+	}
+	var res verifyResult
+	json.Unmarshal([]byte(out), &res)
+	if res.Integrated < int64(total) {
+		t.Errorf("verify saw %d integrated entries, %d events were published", res.Integrated, total)
+	}
+	t.Logf("%d events published, %d entries verified in %d checkpoints", total, res.Entries, res.Checkpoints)
+}
