@@ -72,8 +72,8 @@ func TestProofIsForTheEntrysReadersOnly(t *testing.T) {
 		want         int
 	}{
 		{"admin", "flow-b1", http.StatusOK},
-		{"alice", "flow-a1", http.StatusOK},      // her own
-		{"alice", "flow-a2", http.StatusOK},      // her tenant's
+		{"alice", "flow-a1", http.StatusOK},       // her own
+		{"alice", "flow-a2", http.StatusOK},       // her tenant's
 		{"alice", "flow-b1", http.StatusNotFound}, // another tenant's: as if it did not exist
 		{"carol", "flow-a1", http.StatusNotFound},
 		{"alice", "no-such-entry", http.StatusNotFound},
