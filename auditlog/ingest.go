@@ -90,6 +90,10 @@ type Ingester struct {
 type ingestReq struct {
 	entry Entry
 	res   chan error
+	// now: someone waits for this entry before answering (Record), so
+	// it is written as soon as the store is free, with whatever else is
+	// waiting, rather than when the batch fills.
+	now bool
 }
 
 // ErrIngesterClosed is returned by Handle after Close.
@@ -127,7 +131,7 @@ func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
-	if err := in.store(ctx, entry); err != nil {
+	if err := in.store(ctx, entry, false); err != nil {
 		return err
 	}
 	if ev.Headers.Name == UserDeleted {
@@ -144,11 +148,11 @@ func (in *Ingester) Record(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
-	return in.store(ctx, entry)
+	return in.store(ctx, entry, true)
 }
 
-func (in *Ingester) store(ctx context.Context, e Entry) error {
-	req := ingestReq{entry: e, res: make(chan error, 1)}
+func (in *Ingester) store(ctx context.Context, e Entry, now bool) error {
+	req := ingestReq{entry: e, res: make(chan error, 1), now: now}
 	select {
 	case in.reqs <- req:
 	case <-in.stop:
@@ -192,7 +196,19 @@ func (in *Ingester) loop() {
 				timer.Reset(in.cfg.FlushInterval)
 			}
 			batch = append(batch, r)
-			if len(batch) >= in.cfg.BatchSize {
+			if r.now {
+				// Group commit: take what else is waiting, and write.
+				for len(batch) < in.cfg.BatchSize {
+					select {
+					case r := <-in.reqs:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+			}
+			if len(batch) >= in.cfg.BatchSize || r.now {
 				timer.Stop()
 				in.flush(batch)
 				batch = batch[:0]
