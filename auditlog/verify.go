@@ -326,6 +326,13 @@ func (w *treeWalk) page(ctx context.Context, es []Entry, hs []tlog.Hash) error {
 		e := &es[i]
 		w.r.Entries++
 		if e.LeafIndex == NotIntegrated {
+			// Not in the tree yet, but its leaf hash was computed when it
+			// was appended: the integrator will place that one.
+			if h := hs[i]; h == (tlog.Hash{}) || !bytes.Equal(h[:], e.LeafHash) {
+				w.fail(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: -1, Checkpoint: -1,
+					Detail: "not yet integrated, and it no longer recomputes to the leaf hash computed when it was appended"})
+				return nil
+			}
 			w.r.Pending++
 			if w.seenPending == nil {
 				w.seenPending = e

@@ -79,7 +79,7 @@ func (dialect) SplitsScopeCount() bool { return true }
 // As casts where PostgreSQL would take a VALUES list's arguments for text.
 func (dialect) As(col, expr string) string {
 	switch col {
-	case "seq", "leaf_index":
+	case "seq":
 		return expr + "::bigint"
 	case "payload", "headers":
 		return expr + "::jsonb"

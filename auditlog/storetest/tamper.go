@@ -89,7 +89,7 @@ func mustVerify(t testing.TB, s auditlog.Store, v note.Verifier) *auditlog.Repor
 // row reads one entry's seq, id and leaf index, by leaf index.
 func leafRow(t testing.TB, raw Raw, leaf int64) (seq int64, id string) {
 	t.Helper()
-	rows, err := raw.Query(ctx(t), `SELECT seq, id FROM entries WHERE leaf_index = ?`, leaf)
+	rows, err := raw.Query(ctx(t), `SELECT e.seq, e.id FROM entries e JOIN leaves l ON l.seq = e.seq WHERE l.leaf_index = ?`, leaf)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("entry at leaf %d: %v (%d rows)", leaf, err, len(rows))
 	}
@@ -172,29 +172,34 @@ func RunTamper(t *testing.T, h TamperHarness) {
 			seq, _ := leafRow(t, raw, mid)
 			_, next := leafRow(t, raw, mid+1)
 			mustExec(t, raw, `DELETE FROM entries WHERE seq = ?`, seq)
-			mustExec(t, raw, `UPDATE entries SET leaf_index = leaf_index - 1 WHERE leaf_index > ?`, mid)
+			mustExec(t, raw, `DELETE FROM leaves WHERE seq = ?`, seq)
+			mustExec(t, raw, `UPDATE leaves SET leaf_index = leaf_index - 1 WHERE leaf_index > ?`, mid)
 			return next, mid, -2
 		}, auditlog.EntryMissing},
 		{"two entries' order swapped", func(t *testing.T, raw Raw) (string, int64, int64) {
 			a, _ := leafRow(t, raw, mid)
 			b, _ := leafRow(t, raw, mid+7)
-			mustExec(t, raw, `UPDATE entries SET leaf_index = ? WHERE seq = ?`, mid+7, a)
-			mustExec(t, raw, `UPDATE entries SET leaf_index = ? WHERE seq = ?`, mid, b)
+			mustExec(t, raw, `UPDATE leaves SET leaf_index = ? WHERE seq = ?`, mid+7, a)
+			mustExec(t, raw, `UPDATE leaves SET leaf_index = ? WHERE seq = ?`, mid, b)
 			return "", mid + 7, -2
 		}, auditlog.OrderChanged},
 		{"entry inserted", func(t *testing.T, raw Raw) (string, int64, int64) {
 			// A well-formed entry, sealed, placed at the next leaf: no
 			// signed checkpoint covers it.
-			rows, _ := raw.Query(ctx(t), `SELECT max(leaf_index) + 1, max(seq) + 1 FROM entries`)
+			rows, err := raw.Query(ctx(t), `SELECT (SELECT max(leaf_index) + 1 FROM leaves), max(seq) + 1 FROM entries`)
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("the next leaf and seq: %v", err)
+			}
 			leaf, seq := asInt(rows[0][0]), asInt(rows[0][1])
 			e := entry("inserted", "iam.user.created", at(5), map[string]any{"id": "ghost"})
 			if err := auditlog.Seal(&e); err != nil {
 				t.Fatal(err)
 			}
-			mustExec(t, raw, `UPDATE entries SET seq = seq + 10 WHERE leaf_index IS NULL`)
-			mustExec(t, raw, `INSERT INTO entries (seq, id, name, service_name, created_at, received_at, "user", tenant, payload, unknown, seed, leaf_hash, leaf_index) `+
-				`VALUES (?, ?, ?, ?, (SELECT created_at FROM entries WHERE leaf_index = 0), (SELECT received_at FROM entries WHERE leaf_index = 0), '', '', ?, false, ?, ?, ?)`,
-				seq, e.ID, e.Name, e.ServiceName, string(e.Payload), e.Seed, e.LeafHash, leaf)
+			mustExec(t, raw, `UPDATE entries SET seq = seq + 10 WHERE seq NOT IN (SELECT seq FROM leaves)`)
+			mustExec(t, raw, `INSERT INTO entries (seq, id, name, service_name, created_at, received_at, "user", tenant, payload, unknown, seed, leaf_hash) `+
+				`VALUES (?, ?, ?, ?, (SELECT min(created_at) FROM entries), (SELECT min(received_at) FROM entries), '', '', ?, false, ?, ?)`,
+				seq, e.ID, e.Name, e.ServiceName, string(e.Payload), e.Seed, e.LeafHash)
+			mustExec(t, raw, `INSERT INTO leaves (seq, leaf_index) VALUES (?, ?)`, seq, leaf)
 			return "", leaf, -2
 		}, auditlog.ExtraEntry},
 		{"a checkpoint's root edited", func(t *testing.T, raw Raw) (string, int64, int64) {
@@ -214,8 +219,8 @@ func RunTamper(t *testing.T, h TamperHarness) {
 			return "", -2, size
 		}, auditlog.CheckpointMissing},
 		{"tree rebuilt from a truncated log and re-signed with another key", func(t *testing.T, raw Raw) (string, int64, int64) {
-			mustExec(t, raw, `DELETE FROM entries WHERE leaf_index >= ? OR leaf_index IS NULL`, 8000)
-			mustExec(t, raw, `UPDATE entries SET leaf_index = NULL`)
+			mustExec(t, raw, `DELETE FROM entries WHERE seq IN (SELECT seq FROM leaves WHERE leaf_index >= ?) OR seq NOT IN (SELECT seq FROM leaves)`, 8000)
+			mustExec(t, raw, `DELETE FROM leaves`)
 			mustExec(t, raw, `DELETE FROM tree_hashes`)
 			mustExec(t, raw, `DELETE FROM checkpoints`)
 			mustExec(t, raw, `UPDATE tree_state SET size = 0, last_seq = 0`)
@@ -248,8 +253,9 @@ func RunTamper(t *testing.T, h TamperHarness) {
 
 // contentColumns are the columns of the tables that hold entry content,
 // each edited by the random test. Left out, and so able to change
-// unnoticed: entries.seq (the row's key: verify reads in its order, and
-// an edit that keeps that order changes nothing herald proves),
+// unnoticed: entries.seq (the row's key, which leaves refers to: an edit
+// is caught as a lost leaf, except of an entry not yet integrated, whose
+// seq is only its place in the queue),
 // entries.unknown (whether the catalogue knew the name when the entry
 // arrived, not part of the event), entry_count, the payload index
 // (entry_terms on SQLite), tree_state (the integrator's progress),
@@ -260,7 +266,7 @@ var contentColumns = []struct {
 }{
 	{"entries", "id"}, {"entries", "name"}, {"entries", "service_name"}, {"entries", "created_at"}, {"entries", "received_at"},
 	{"entries", `"user"`}, {"entries", "tenant"}, {"entries", "headers"}, {"entries", "payload"}, {"entries", "payload"}, {"entries", "payload"},
-	{"entries", "leaf_index"}, {"entries", "leaf_hash"}, {"entries", "seed"}, {"entries", "salts"}, {"entries", "erased"}, {"entries", "content_hash"},
+	{"leaves", "leaf_index"}, {"leaves", "seq"}, {"entries", "leaf_hash"}, {"entries", "seed"}, {"entries", "salts"}, {"entries", "erased"}, {"entries", "content_hash"},
 	{"tree_hashes", "hash"}, {"tree_hashes", "idx"}, {"checkpoints", "note"}, {"checkpoints", "size"},
 }
 
@@ -276,7 +282,7 @@ func testRandomEdits(t *testing.T, h TamperHarness) {
 	rng := rand.New(rand.NewPCG(8, 13))
 	for i := range 200 {
 		c := contentColumns[rng.IntN(len(contentColumns))]
-		key := map[string]string{"entries": "seq", "tree_hashes": "idx", "checkpoints": "size"}[c.table]
+		key := map[string]string{"entries": "seq", "leaves": "seq", "tree_hashes": "idx", "checkpoints": "size"}[c.table]
 		read := c.col
 		switch c.col {
 		case "headers", "payload":
@@ -365,7 +371,7 @@ func edit(col string, old any, rng *rand.Rand) any {
 		return editText(col, x, rng)
 	case int64, int32:
 		n := asInt(x)
-		if col == "size" || col == "idx" {
+		if col == "size" || col == "idx" || col == "seq" {
 			return n*1000 + 7
 		}
 		return n + 1 + int64(rng.IntN(3))

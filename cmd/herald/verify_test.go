@@ -136,14 +136,14 @@ func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 	// the file could.
 	var id string
 	{
-		cmd := exec.Command("sqlite3", db, `SELECT id FROM entries WHERE leaf_index = 1000`)
+		cmd := exec.Command("sqlite3", db, `SELECT id FROM entries WHERE seq = (SELECT seq FROM leaves WHERE leaf_index = 1000)`)
 		b, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("sqlite3: %v", err)
 		}
 		id = strings.TrimSpace(string(b))
 	}
-	if out, err := exec.Command("sqlite3", db, `UPDATE entries SET payload = json_set(payload, '$.edited', 1) WHERE leaf_index = 1000`).CombinedOutput(); err != nil {
+	if out, err := exec.Command("sqlite3", db, `UPDATE entries SET payload = json_set(payload, '$.edited', 1) WHERE seq = (SELECT seq FROM leaves WHERE leaf_index = 1000)`).CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3: %v\n%s", err, out)
 	}
 	code, out = runBin(t, bin, "verify", "--data", dir)

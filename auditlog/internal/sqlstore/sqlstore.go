@@ -330,7 +330,7 @@ func encodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
 
 // columns are an entry's columns, in ScanEntries's order.
 const columns = `seq, id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, ` +
-	`leaf_index, leaf_hash, seed, salts, erased, content_hash`
+	`(SELECT leaf_index FROM leaves WHERE leaves.seq = entries.seq), leaf_hash, seed, salts, erased, content_hash`
 
 // ScanEntries reads entries selected as columns, and closes rows.
 func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {

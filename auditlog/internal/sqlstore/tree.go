@@ -139,9 +139,9 @@ func (s *Store) Integrate(ctx context.Context, tx Tx, max int, sign auditlog.Sig
 		b := NewBuilder(s.d)
 		values := make([]string, len(part))
 		for i, l := range part {
-			values[i] = `(` + s.d.As("seq", b.Arg(l.seq)) + `, ` + s.d.As("leaf_index", b.Arg(size+int64(start+i))) + `)`
+			values[i] = `(` + b.Arg(l.seq) + `, ` + b.Arg(size+int64(start+i)) + `)`
 		}
-		if _, err := tx.Exec(ctx, `UPDATE entries SET leaf_index = v.column2 FROM (VALUES `+strings.Join(values, `, `)+`) AS v WHERE entries.seq = v.column1`, b.Args()...); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO leaves (seq, leaf_index) VALUES `+strings.Join(values, `, `), b.Args()...); err != nil {
 			return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: leaf indexes: %w", err)
 		}
 	}

@@ -1,17 +1,25 @@
 -- The verifiable log (docs/integrity.md). Each entry is a leaf of a
--- Merkle tree: leaf_hash is computed when it is appended; leaf_index is
--- given by the integrator, 0, 1, 2, … in seq order. seed derives the salt
+-- Merkle tree: leaf_hash is computed when it is appended; its leaf index
+-- is given by the integrator, 0, 1, 2, … in seq order, in table leaves. seed derives the salt
 -- of every scalar of the entry's content; after an erasure it is NULL and
 -- salts (JSON {pointer: base64 salt}) and erased (JSON {pointer: {kind,
 -- hash}}) hold what recomputes the leaf. Retention sets content_hash and
 -- deletes headers, payload, seed, salts and erased. Entries appended
 -- before this version get their seed and leaf hash from the integrator.
-ALTER TABLE entries ADD COLUMN leaf_index   bigint;
 ALTER TABLE entries ADD COLUMN leaf_hash    bytea;
 ALTER TABLE entries ADD COLUMN seed         bytea;
 ALTER TABLE entries ADD COLUMN salts        text;
 ALTER TABLE entries ADD COLUMN erased       text;
 ALTER TABLE entries ADD COLUMN content_hash bytea;
+
+-- Each integrated entry's leaf index, by seq. A table of its own rather
+-- than a column of entries: the integrator appends two integers per entry
+-- here, where setting a column would write every entry's row a second
+-- time (and on PostgreSQL, a new version of the row in every index).
+CREATE TABLE leaves (
+    seq        bigint PRIMARY KEY,
+    leaf_index bigint NOT NULL
+);
 
 -- The tree's stored hashes (tlog's layout: index StoredHashIndex(level,
 -- n)), a cache that proofs are read from; verify never trusts it.
