@@ -2,7 +2,6 @@ package auditlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,7 +15,7 @@ type IntegratorConfig struct {
 	// Interval is how often the integrator looks for entries other
 	// processes appended (default 500ms); Kick makes it look at once.
 	Interval time.Duration
-	// MinGap is the least time between two integrations (default 100ms):
+	// MinGap is the least time between two integrations (default 250ms):
 	// batches that commit within it share one integration and one
 	// checkpoint.
 	MinGap time.Duration
@@ -46,7 +45,7 @@ func RunIntegrator(ctx context.Context, cfg IntegratorConfig) *Integration {
 		cfg.Interval = 500 * time.Millisecond
 	}
 	if cfg.MinGap <= 0 {
-		cfg.MinGap = 100 * time.Millisecond
+		cfg.MinGap = 250 * time.Millisecond
 	}
 	if cfg.MaxLeaves <= 0 {
 		cfg.MaxLeaves = 10000
@@ -163,6 +162,3 @@ func IntegrateAll(ctx context.Context, s Store, signer *Signer) (Checkpoint, err
 		}
 	}
 }
-
-// errStop ends a walk early without failing it.
-var errStop = errors.New("stop")

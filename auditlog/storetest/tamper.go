@@ -267,7 +267,7 @@ var contentColumns = []struct {
 	{"entries", "id"}, {"entries", "name"}, {"entries", "service_name"}, {"entries", "created_at"}, {"entries", "received_at"},
 	{"entries", `"user"`}, {"entries", "tenant"}, {"entries", "headers"}, {"entries", "payload"}, {"entries", "payload"}, {"entries", "payload"},
 	{"leaves", "leaf_index"}, {"leaves", "seq"}, {"entries", "leaf_hash"}, {"entries", "seed"}, {"entries", "salts"}, {"entries", "erased"}, {"entries", "content_hash"},
-	{"tree_hashes", "hash"}, {"tree_hashes", "idx"}, {"checkpoints", "note"}, {"checkpoints", "size"},
+	{"tree_hashes", "hashes"}, {"tree_hashes", "tile"}, {"checkpoints", "note"}, {"checkpoints", "size"},
 }
 
 func testRandomEdits(t *testing.T, h TamperHarness) {
@@ -282,7 +282,7 @@ func testRandomEdits(t *testing.T, h TamperHarness) {
 	rng := rand.New(rand.NewPCG(8, 13))
 	for i := range 200 {
 		c := contentColumns[rng.IntN(len(contentColumns))]
-		key := map[string]string{"entries": "seq", "leaves": "seq", "tree_hashes": "idx", "checkpoints": "size"}[c.table]
+		key := map[string]string{"entries": "seq", "leaves": "seq", "tree_hashes": "tile", "checkpoints": "size"}[c.table]
 		read := c.col
 		switch c.col {
 		case "headers", "payload":
@@ -371,7 +371,7 @@ func edit(col string, old any, rng *rand.Rand) any {
 		return editText(col, x, rng)
 	case int64, int32:
 		n := asInt(x)
-		if col == "size" || col == "idx" || col == "seq" {
+		if col == "size" || col == "tile" || col == "seq" {
 			return n*1000 + 7
 		}
 		return n + 1 + int64(rng.IntN(3))

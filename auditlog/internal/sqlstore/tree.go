@@ -122,17 +122,8 @@ func (s *Store) Integrate(ctx context.Context, tx Tx, max int, sign auditlog.Sig
 	}
 
 	// The new stored hashes, and each entry's leaf index.
-	for lo := first; lo < next; lo += integrateChunk {
-		hi := min(lo+integrateChunk, next)
-		b := NewBuilder(s.d)
-		values := make([]string, 0, hi-lo)
-		for i := lo; i < hi; i++ {
-			h := r.m[i]
-			values = append(values, `(`+b.Arg(i)+`, `+b.Arg(h[:])+`)`)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO tree_hashes (idx, hash) VALUES `+strings.Join(values, `, `), b.Args()...); err != nil {
-			return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: tree hashes: %w", err)
-		}
+	if err := writeTiles(ctx, tx, s.d, r, first, next); err != nil {
+		return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: tree hashes: %w", err)
 	}
 	for start := 0; start < len(leaves); start += integrateChunk {
 		part := leaves[start:min(start+integrateChunk, len(leaves))]
@@ -264,29 +255,82 @@ func (c *hashCache) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// readHashes reads stored hashes; a missing one is an error.
+// tileSize is how many stored hashes one row of tree_hashes holds.
+const tileSize = 32
+
+// writeTiles stores the hashes of indexes first to next-1, which r holds:
+// the tiles they fall in, the first one completed with what it already
+// held.
+func writeTiles(ctx context.Context, tx Tx, d Dialect, r *hashCache, first, next int64) error {
+	if next <= first {
+		return nil
+	}
+	lo := first / tileSize * tileSize
+	if lo < first {
+		// The hashes before first in its tile are stored; read them.
+		idx := make([]int64, 0, first-lo)
+		for i := lo; i < first; i++ {
+			idx = append(idx, i)
+		}
+		if _, err := r.ReadHashes(idx); err != nil {
+			return err
+		}
+	}
+	type tile struct {
+		n      int64
+		hashes []byte
+	}
+	var tiles []tile
+	for t := lo / tileSize; t*tileSize < next; t++ {
+		b := make([]byte, 0, tileSize*len(tlog.Hash{}))
+		for i := t * tileSize; i < min((t+1)*tileSize, next); i++ {
+			h := r.m[i]
+			b = append(b, h[:]...)
+		}
+		tiles = append(tiles, tile{t, b})
+	}
+	for part := range slices.Chunk(tiles, integrateChunk) {
+		b := NewBuilder(d)
+		values := make([]string, len(part))
+		for i, t := range part {
+			values[i] = `(` + b.Arg(t.n) + `, ` + b.Arg(t.hashes) + `)`
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO tree_hashes (tile, hashes) VALUES `+strings.Join(values, `, `)+
+			` ON CONFLICT (tile) DO UPDATE SET hashes = excluded.hashes`, b.Args()...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readHashes reads stored hashes from their tiles; a missing one is an
+// error.
 func readHashes(ctx context.Context, tx Tx, d Dialect, indexes []int64) ([]tlog.Hash, error) {
-	found := make(map[int64]tlog.Hash, len(indexes))
-	for part := range slices.Chunk(indexes, integrateChunk) {
+	var tiles []int64
+	for _, x := range indexes {
+		tiles = append(tiles, x/tileSize)
+	}
+	slices.Sort(tiles)
+	tiles = slices.Compact(tiles)
+	found := make(map[int64][]byte, len(tiles))
+	for part := range slices.Chunk(tiles, integrateChunk) {
 		b := NewBuilder(d)
 		ph := make([]string, len(part))
 		for i, x := range part {
 			ph[i] = b.Arg(x)
 		}
-		rows, err := tx.Query(ctx, `SELECT idx, hash FROM tree_hashes WHERE idx IN (`+strings.Join(ph, `, `)+`)`, b.Args()...)
+		rows, err := tx.Query(ctx, `SELECT tile, hashes FROM tree_hashes WHERE tile IN (`+strings.Join(ph, `, `)+`)`, b.Args()...)
 		if err != nil {
 			return nil, fmt.Errorf("read tree hashes: %w", err)
 		}
 		for rows.Next() {
-			var idx int64
+			var t int64
 			var h []byte
-			if err := rows.Scan(&idx, &h); err != nil {
+			if err := rows.Scan(&t, &h); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("read tree hashes: %w", err)
 			}
-			var x tlog.Hash
-			copy(x[:], h)
-			found[idx] = x
+			found[t] = h
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -294,12 +338,14 @@ func readHashes(ctx context.Context, tx Tx, d Dialect, indexes []int64) ([]tlog.
 		}
 	}
 	out := make([]tlog.Hash, len(indexes))
+	size := len(tlog.Hash{})
 	for i, x := range indexes {
-		h, ok := found[x]
-		if !ok {
+		t := found[x/tileSize]
+		off := int(x%tileSize) * size
+		if off+size > len(t) {
 			return nil, fmt.Errorf("read tree hashes: hash %d is not stored", x)
 		}
-		out[i] = h
+		copy(out[i][:], t[off:off+size])
 	}
 	return out, nil
 }

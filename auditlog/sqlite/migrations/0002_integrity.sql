@@ -22,10 +22,13 @@ CREATE TABLE leaves (
 );
 
 -- The tree's stored hashes (tlog's layout: index StoredHashIndex(level,
--- n)), a cache that proofs are read from; verify never trusts it.
+-- n)), a cache that proofs are read from; verify never trusts it. Kept in
+-- tiles of 32 consecutive hashes (1 KiB, under PostgreSQL's TOAST
+-- threshold): tile t holds the hashes of indexes 32t to 32t+31, the last
+-- tile as far as the tree goes. Two rows per entry became one per 16.
 CREATE TABLE tree_hashes (
-    idx  INTEGER PRIMARY KEY,
-    hash BLOB    NOT NULL
+    tile   INTEGER PRIMARY KEY,
+    hashes BLOB NOT NULL
 );
 
 -- Every checkpoint the log issued, one per integration: the signed note.
