@@ -262,3 +262,86 @@ func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
 	}
 	t.Logf("%d events published, %d entries verified in %d checkpoints", total, res.Entries, res.Checkpoints)
 }
+
+func TestVerifyUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no key anywhere", []string{"verify", "--data", t.TempDir()}, 2, "no key to verify with"},
+		{"bad output", []string{"verify", "--output", "xml"}, 2, "--output"},
+		{"bad url", []string{"verify", "--url", "localhost"}, 2, "--url"},
+		{"a key that is not one", []string{"verify", "--data", t.TempDir(), "--key", "nonsense"}, 2, "verifier key"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), tt.args, &out, &errb); code != tt.code || !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q; want %d naming %q", code, errb.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyOfAStoreWithItsDataFolder verifies a log in process: serve's
+// key from the data folder, the SQLite file beside it, and --since a
+// checkpoint saved before more entries came.
+func TestVerifyOfAStoreWithItsDataFolder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	signer, _, err := auditlog.LoadOrCreateKey(filepath.Join(dir, signingKeyFileName), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _, err := openStore(ctx, serveOptions{data: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(from, n int) auditlog.Checkpoint {
+		var es []auditlog.Entry
+		for i := from; i < from+n; i++ {
+			e, _ := auditlog.EntryFromEvent(&event.Event{Headers: event.Headers{Name: "x.y", ID: fmt.Sprint(i), CreatedAt: time.Now()}, Payload: json.RawMessage(`{"i":1}`)}, time.Now(), nil)
+			es = append(es, e)
+		}
+		if _, err := store.Append(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := auditlog.IntegrateAll(ctx, store, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	saved := add(0, 50)
+	cpFile := filepath.Join(t.TempDir(), "cp")
+	os.WriteFile(cpFile, saved.Note, 0o600)
+	add(50, 30)
+	store.Close()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"verify", "--data", dir, "--since", cpFile, "--output", "json"}, &out, &errb); code != 0 {
+		t.Fatalf("verify exited %d: %s %s", code, out.String(), errb.String())
+	}
+	var res verifyResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || !res.OK || res.Entries != 80 || res.TreeSize != 80 || res.Since == nil || *res.Since != 50 {
+		t.Errorf("verify: %v %s", err, out.String())
+	}
+	// A checkpoint of another log of the same size is a fork.
+	other, _, _ := auditlog.LoadOrCreateKey(filepath.Join(t.TempDir(), "k"), "")
+	forged, _ := other.Sign(saved.Size, saved.Root, saved.Prev)
+	os.WriteFile(cpFile, forged.Note, 0o600)
+	out.Reset()
+	errb.Reset()
+	if code := run(ctx, []string{"verify", "--data", dir, "--since", cpFile}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "--since") {
+		t.Errorf("verify --since a checkpoint of another key: exit %d, %s", code, errb.String())
+	}
+	root := saved.Root
+	root[0] ^= 1
+	forked, _ := signer.Sign(saved.Size, root, saved.Prev)
+	os.WriteFile(cpFile, forked.Note, 0o600)
+	out.Reset()
+	if code := run(ctx, []string{"verify", "--data", dir, "--since", cpFile}, &out, &errb); code != 1 || !strings.Contains(out.String(), auditlog.Fork) {
+		t.Errorf("verify --since a checkpoint the log does not extend: exit %d, %s", code, out.String())
+	}
+}
