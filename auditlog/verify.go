@@ -48,13 +48,13 @@ const (
 // Failure is the first thing Verify found wrong.
 type Failure struct {
 	// What is one of the constants above.
-	What string
+	What string `json:"what"`
 	// EntryID and LeafIndex name the entry (LeafIndex -1 when none);
 	// Checkpoint the checkpoint's size (-1 when none).
-	EntryID    string
-	LeafIndex  int64
-	Checkpoint int64
-	Detail     string
+	EntryID    string `json:"entryId,omitempty"`
+	LeafIndex  int64  `json:"leafIndex"`
+	Checkpoint int64  `json:"checkpoint"`
+	Detail     string `json:"detail"`
 }
 
 func (f *Failure) Error() string {
@@ -483,7 +483,9 @@ func (w *treeWalk) check(e *Entry, h tlog.Hash, stored map[int64]tlog.Hash) {
 		} else {
 			w.suspect(Failure{What: OrderChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "the entry is intact, but the tree held another leaf at its index"})
 		}
-	case !bytes.Equal(kept, h[:]) && (!inTree || tree == h):
+	case !bytes.Equal(kept, h[:]) && !inTree:
+		w.suspect(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "its recomputed leaf hash is not the one stored when it was appended"})
+	case !bytes.Equal(kept, h[:]) && tree == h:
 		w.suspect(Failure{What: StoredHashChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "its stored leaf hash is not its recomputed one"})
 	default:
 		w.suspect(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1, Detail: "its recomputed leaf hash matches nothing stored"})

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/iam"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -343,5 +347,72 @@ func TestVerifyOfAStoreWithItsDataFolder(t *testing.T) {
 	out.Reset()
 	if code := run(ctx, []string{"verify", "--data", dir, "--since", cpFile}, &out, &errb); code != 1 || !strings.Contains(out.String(), auditlog.Fork) {
 		t.Errorf("verify --since a checkpoint the log does not extend: exit %d, %s", code, out.String())
+	}
+}
+
+// tokens authenticates by a fixed table of bearer tokens.
+type tokens map[string]*iam.User
+
+func (ts tokens) Authenticate(_ context.Context, r *http.Request) (*iam.User, error) {
+	if u, ok := ts[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; ok {
+		return u, nil
+	}
+	return nil, iam.ErrTokenNotFound
+}
+
+// TestVerifyURLAsAdminAndAsAUser runs verify against the API in process:
+// an admin verifies the whole log from the export; a user the inclusion
+// of each entry they may read; an entry edited in the store fails both.
+func TestVerifyURLAsAdminAndAsAUser(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	signer, _, _ := auditlog.LoadOrCreateKey(filepath.Join(dir, signingKeyFileName), "")
+	store, _, err := openStore(ctx, serveOptions{data: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var es []auditlog.Entry
+	for i := range 300 {
+		user := []string{"u1", "u2", "u3"}[i%3]
+		ev := &event.Event{Headers: event.Headers{Name: "flowrepo.flow.created", ServiceName: "flow-repository", ID: fmt.Sprintf("e%03d", i),
+			CreatedAt: time.Now(), Extra: map[string]json.RawMessage{"traceId": json.RawMessage(`"t"`)}},
+			Payload: json.RawMessage(fmt.Sprintf(`{"user":%q,"flowId":"f%d","n":1.50}`, user, i))}
+		e, _ := auditlog.EntryFromEvent(ev, time.Now(), nil)
+		es = append(es, e)
+	}
+	store.Append(ctx, es)
+	auditlog.IntegrateAll(ctx, store, signer)
+	auditlog.Anonymise(ctx, store, "u2")
+	api := httptest.NewServer(httpapi.New(httpapi.Config{Store: store, VerifierKey: signer.VerifierKey(), Auth: tokens{
+		"admin": {Sub: "admin", Permissions: []string{"all"}},
+		"user":  {Sub: "u1", Permissions: []string{"logs.read"}},
+	}}))
+	defer api.Close()
+	verifyAs := func(token string) (int, verifyResult, string) {
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"verify", "--url", api.URL, "--token", token, "--data", dir, "--output", "json"}, &out, &errb)
+		var res verifyResult
+		json.Unmarshal(out.Bytes(), &res)
+		return code, res, out.String() + errb.String()
+	}
+	if code, res, out := verifyAs("admin"); code != 0 || res.Entries != 300 || res.Erased != 100 || !strings.Contains(res.Mode, "admin export") {
+		t.Errorf("verify as admin: exit %d\n%s", code, out)
+	}
+	if code, res, out := verifyAs("user"); code != 0 || res.Entries != 100 || res.Integrated != 100 || !strings.Contains(res.Mode, "inclusion") {
+		t.Errorf("verify as a user: exit %d\n%s", code, out)
+	}
+	// One of u1's entries edited where it is stored.
+	p, _ := store.Query(ctx, auditlog.Query{User: "u1", Limit: 1})
+	edited := p.Entries[0]
+	raw, _ := sql.Open("sqlite", filepath.Join(dir, "audit.db"))
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE entries SET payload = json_set(payload, '$.flowId', 'other') WHERE id = ?`, edited.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"admin", "user"} {
+		if code, res, out := verifyAs(token); code != 1 || res.Failure == nil || res.Failure.EntryID != edited.ID || res.Failure.What != auditlog.ContentChanged {
+			t.Errorf("verify as %s of an edited entry: exit %d\n%s", token, code, out)
+		}
 	}
 }
