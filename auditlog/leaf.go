@@ -150,13 +150,7 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	if err != nil {
 		return out, err
 	}
-	h := sha256.New()
-	h.Write([]byte(contentTag))
-	for _, it := range items {
-		h.Write(it.bytes)
-	}
-	h.Sum(out[:0])
-	return out, nil
+	return hashItems(e, items)
 }
 
 // document parses the entry's content document {"headers":…,"payload":…}.
@@ -185,10 +179,10 @@ func document(e Entry) (*node, error) {
 	return &node{kind: KindObject, keys: []string{"headers", "payload"}, kids: []*node{h, p}}, nil
 }
 
-// item is one node's contribution to the content hash.
+// item is one node of the content document, with its pointer.
 type item struct {
 	pointer string
-	bytes   []byte
+	n       *node
 }
 
 // salter derives the salts of one entry's scalars.
@@ -228,68 +222,91 @@ func (s *salter) salt(pointer string, buf []byte) ([]byte, error) {
 
 // commit is SHA-256(salt ‖ u32(len p) ‖ p ‖ kind ‖ value).
 func commit(salt []byte, pointer string, k Kind, value []byte) []byte {
-	h := sha256.New()
-	h.Write(salt)
-	var l [4]byte
-	binary.BigEndian.PutUint32(l[:], uint32(len(pointer)))
-	h.Write(l[:])
-	h.Write([]byte(pointer))
-	h.Write([]byte{byte(k)})
-	h.Write(value)
-	return h.Sum(nil)
+	return appendCommit(sha256.New(), nil, salt, pointer, k, value)
 }
 
-// contentItems returns the items of doc, sorted by pointer: every node,
-// the root included; containers with their member count, scalars with
-// their commitment (kept, for erased ones).
+// appendCommit appends the commitment to dst, hashing with h (reset
+// first), so that one hash serves all of an entry's scalars.
+func appendCommit(h hash.Hash, dst, salt []byte, pointer string, k Kind, value []byte) []byte {
+	h.Reset()
+	h.Write(salt)
+	var l [5]byte
+	binary.BigEndian.PutUint32(l[:4], uint32(len(pointer)))
+	h.Write(l[:4])
+	h.Write([]byte(pointer))
+	l[4] = byte(k)
+	h.Write(l[4:])
+	h.Write(value)
+	return h.Sum(dst)
+}
+
+// contentItems returns the nodes of doc, the root included, sorted by
+// pointer.
 func contentItems(e Entry, doc *node) ([]item, error) {
-	s, err := newSalter(e)
-	if err != nil {
-		return nil, err
-	}
-	var items []item
-	var saltBuf [sha256.Size]byte
+	items := make([]item, 0, 16)
 	seen := 0
-	err = doc.walk("", func(p string, n *node) error {
-		b := make([]byte, 0, 4+len(p)+1+sha256.Size)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
-		b = append(b, p...)
-		if !n.kind.scalar() {
-			b = append(b, byte(n.kind))
-			b = binary.BigEndian.AppendUint32(b, uint32(len(n.kids)))
-			items = append(items, item{p, b})
-			return nil
-		}
-		if c, ok := e.Erased[p]; ok {
+	doc.walk("", func(p string, n *node) error {
+		items = append(items, item{p, n})
+		if _, ok := e.Erased[p]; ok && n.kind.scalar() {
 			seen++
-			if len(c.Hash) != sha256.Size || !c.Kind.scalar() || !c.Kind.valid() {
-				return fmt.Errorf("kept commitment of %q is malformed", p)
-			}
-			b = append(b, byte(c.Kind))
-			items = append(items, item{p, append(b, c.Hash...)})
-			return nil
 		}
-		salt, err := s.salt(p, saltBuf[:])
-		if err != nil {
-			return err
-		}
-		b = append(b, byte(n.kind))
-		items = append(items, item{p, append(b, commit(salt, p, n.kind, n.value)...)})
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
 	if seen != len(e.Erased) {
 		return nil, errors.New("an erased field is missing from the content")
+	}
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
+	return items, nil
+}
+
+// hashItems is the content hash of the sorted items: SHA-256 of the tag
+// and each item, containers with their member count, scalars with their
+// commitment (kept, for erased ones). It hashes as it goes, with one
+// hash for the commitments, rather than building the items' bytes.
+func hashItems(e Entry, items []item) ([sha256.Size]byte, error) {
+	var out [sha256.Size]byte
+	s, err := newSalter(e)
+	if err != nil {
+		return out, err
+	}
+	h, ch := sha256.New(), sha256.New()
+	h.Write([]byte(contentTag))
+	var buf [4 + 1 + sha256.Size]byte
+	var saltBuf, commitBuf [sha256.Size]byte
+	for _, it := range items {
+		p, n := it.pointer, it.n
+		binary.BigEndian.PutUint32(buf[:4], uint32(len(p)))
+		h.Write(buf[:4])
+		h.Write([]byte(p))
+		switch c, erased := e.Erased[p]; {
+		case !n.kind.scalar():
+			buf[0] = byte(n.kind)
+			binary.BigEndian.PutUint32(buf[1:5], uint32(len(n.kids)))
+			h.Write(buf[:5])
+		case erased:
+			if len(c.Hash) != sha256.Size || !c.Kind.scalar() || !c.Kind.valid() {
+				return out, fmt.Errorf("kept commitment of %q is malformed", p)
+			}
+			buf[0] = byte(c.Kind)
+			h.Write(buf[:1])
+			h.Write(c.Hash)
+		default:
+			salt, err := s.salt(p, saltBuf[:])
+			if err != nil {
+				return out, err
+			}
+			buf[0] = byte(n.kind)
+			h.Write(buf[:1])
+			h.Write(appendCommit(ch, commitBuf[:0], salt, p, n.kind, n.value))
+		}
 	}
 	if s.mac == nil && s.used != len(s.salts) {
 		// Salts are stored for exactly the fields that remain: one more
 		// is an edit, never an erasure's.
-		return nil, errors.New("a stored salt names no field of the content")
+		return out, errors.New("a stored salt names no field of the content")
 	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
-	return items, nil
+	h.Sum(out[:0])
+	return out, nil
 }
 
 // Salts returns the salt of every scalar of an entry's content that is not

@@ -125,16 +125,12 @@ func (s *Store) Integrate(ctx context.Context, tx Tx, max int, sign auditlog.Sig
 	if err := writeTiles(ctx, tx, s.d, r, first, next); err != nil {
 		return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: tree hashes: %w", err)
 	}
-	for start := 0; start < len(leaves); start += integrateChunk {
-		part := leaves[start:min(start+integrateChunk, len(leaves))]
-		b := NewBuilder(s.d)
-		values := make([]string, len(part))
-		for i, l := range part {
-			values[i] = `(` + b.Arg(l.seq) + `, ` + b.Arg(size+int64(start+i)) + `)`
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO leaves (seq, leaf_index) VALUES `+strings.Join(values, `, `), b.Args()...); err != nil {
-			return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: leaf indexes: %w", err)
-		}
+	// The leaves are every entry in (lastSeq, last leaf's seq], in seq
+	// order: numbered by the database in one statement.
+	b = NewBuilder(s.d)
+	if _, err := tx.Exec(ctx, `INSERT INTO leaves (seq, leaf_index) SELECT seq, `+b.Arg(size)+` + row_number() OVER (ORDER BY seq) - 1 `+
+		`FROM entries WHERE seq > `+b.Arg(lastSeq)+` AND seq <= `+b.Arg(leaves[len(leaves)-1].seq), b.Args()...); err != nil {
+		return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: leaf indexes: %w", err)
 	}
 	b = NewBuilder(s.d)
 	if _, err := tx.Exec(ctx, `UPDATE tree_state SET size = `+b.Arg(newSize)+`, last_seq = `+b.Arg(leaves[len(leaves)-1].seq), b.Args()...); err != nil {
