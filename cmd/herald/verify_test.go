@@ -46,6 +46,7 @@ func buildHerald(t *testing.T) string {
 type serveProcess struct {
 	cmd         *exec.Cmd
 	api, broker string
+	stdout      *lockedBuffer
 	stderr      *lockedBuffer
 }
 
@@ -59,8 +60,9 @@ func startServe(t *testing.T, bin string, args ...string) *serveProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	api, broker := banner(t, stdout)
-	return &serveProcess{cmd: cmd, api: api, broker: broker, stderr: &stderr}
+	var out lockedBuffer
+	api, broker := banner(t, io.TeeReader(stdout, &out))
+	return &serveProcess{cmd: cmd, api: api, broker: broker, stdout: &out, stderr: &stderr}
 }
 
 // checkpointSize reads the size of the latest checkpoint a serve signed.
@@ -112,6 +114,15 @@ func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 		t.Fatalf("simulate exited %d: %s", code, out)
 	}
 	token, _ := os.ReadFile(filepath.Join(dir, tokenFileName))
+	if fi, err := os.Stat(filepath.Join(dir, signingKeyFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("serve's signing key: %v, mode %v; want a file of mode 0600", err, fi.Mode().Perm())
+	}
+	key, _ := http.Get(s.api + "/checkpoint/key")
+	vkey, _ := io.ReadAll(key.Body)
+	key.Body.Close()
+	if k := strings.TrimSpace(string(vkey)); k == "" || !strings.Contains(s.stdout.String(), "verifier key   "+k) {
+		t.Errorf("the banner does not show the verifier key %q that GET /checkpoint/key serves:\n%s", k, s.stdout.String())
+	}
 	// Every entry stored is integrated once the checkpoint's size stops
 	// growing and equals the number of entries.
 	waitFor(t, 60*time.Second, "a checkpoint of every entry", func() bool {
