@@ -195,6 +195,16 @@ func verifyStore(ctx context.Context, o verifyOptions, stderr io.Writer) (verify
 	if err != nil {
 		return verifyResult{}, usagef("%v", err)
 	}
+	if !strings.HasPrefix(o.store, "postgres://") && !strings.HasPrefix(o.store, "postgresql://") {
+		// Opening a SQLite path creates it: verify reads an existing log.
+		path := strings.TrimPrefix(o.store, "sqlite://")
+		if path == "" {
+			path = filepath.Join(o.data, "audit.db")
+		}
+		if _, err := os.Stat(path); err != nil {
+			return verifyResult{}, fmt.Errorf("no audit store to verify: %w (give --data or --store)", err)
+		}
+	}
 	store, desc, err := openStore(ctx, serveOptions{store: o.store, data: o.data})
 	if err != nil {
 		return verifyResult{}, err

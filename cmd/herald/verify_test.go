@@ -290,6 +290,14 @@ func TestVerifyUsage(t *testing.T) {
 		{"bad url", []string{"verify", "--url", "localhost"}, 2, "--url"},
 		{"a key that is not one", []string{"verify", "--data", t.TempDir(), "--key", "nonsense"}, 2, "verifier key"},
 	}
+	keyOnly := t.TempDir()
+	auditlog.LoadOrCreateKey(filepath.Join(keyOnly, signingKeyFileName), "")
+	tests = append(tests, struct {
+		name string
+		args []string
+		code int
+		want string
+	}{"a key but no store", []string{"verify", "--data", keyOnly}, 1, "no audit store"})
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
 			var out, errb bytes.Buffer
