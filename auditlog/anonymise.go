@@ -103,32 +103,43 @@ func (a Anonymisation) Terms() []Term {
 
 // Redact anonymises one entry, an Edit for Store.Rewrite: every top-level
 // payload string equal to the user id or one of the usernames, and any
-// username that is set, become Redacted, in place (other members keep
-// their order and bytes); nested values are left alone, as OIH leaves
-// them. The User column, which mirrors the payload's user, is redacted
-// with it. An entry already redacted is not changed.
+// username that is set, become Redacted; nested values are left alone, as
+// OIH leaves them. The values are erased with Erase, so the entry's leaf
+// hash and every proof stay valid. The User column, which mirrors the
+// payload's user, is redacted with it. An entry already redacted is not
+// changed.
 func (a Anonymisation) Redact(e *Entry) (bool, error) {
 	fs, err := jsonobj.Fields(e.Payload)
 	if err != nil {
 		return false, fmt.Errorf("entry %s: payload: %w", e.ID, err)
 	}
-	redacted, _ := json.Marshal(Redacted)
-	changed := false
-	for i, f := range fs {
+	var pointers []string
+	for _, f := range fs {
 		v, isString := jsonobj.String(f.Raw)
 		hit := isString && v != Redacted && v != "" && a.names(v)
 		if f.Key == "username" && isSet(f.Raw) && !(isString && v == Redacted) {
 			hit = true
 		}
 		if hit {
-			fs[i].Raw = redacted
-			changed = true
+			pointers = append(pointers, PayloadPointer(f.Key))
 		}
 	}
-	if !changed {
+	if len(pointers) == 0 {
 		return false, nil
 	}
-	e.Payload = jsonobj.Encode(fs)
+	if e.Seed == nil && e.Salts == nil && e.ContentHash == nil {
+		// Appended before entries had seeds, and not yet sealed: the
+		// integrator seals the redacted content.
+		redacted, _ := json.Marshal(Redacted)
+		for i, f := range fs {
+			if slices.Contains(pointers, PayloadPointer(f.Key)) {
+				fs[i].Raw = redacted
+			}
+		}
+		e.Payload = jsonobj.Encode(fs)
+	} else if err := Erase(e, pointers, Redacted); err != nil {
+		return false, err
+	}
 	if e.User != "" && a.names(e.User) {
 		e.User = Redacted
 	}

@@ -20,8 +20,10 @@ const QueueName = "audit-log"
 // UserDeleted is the event that anonymises a user's entries (GDPR).
 const UserDeleted = "iam.user.deleted"
 
-// EntryFromEvent turns an event into the entry the audit log stores.
-// Unknown marks names the catalogue does not know (cat may be nil).
+// EntryFromEvent turns an event into the sealed entry the audit log
+// stores (Seal). Unknown marks names the catalogue does not know (cat may
+// be nil). Content the stores would not keep alike fails with an error
+// wrapping ErrInvalidEntry.
 func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog) (Entry, error) {
 	e := Entry{
 		ID:          ev.Headers.ID,
@@ -46,6 +48,11 @@ func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog)
 		_, known := cat.Lookup(ev.Headers.Name)
 		e.Unknown = !known
 	}
+	// Sealed here, so that content the stores would not keep alike is
+	// refused before it joins a batch.
+	if err := Seal(&e); err != nil {
+		return Entry{}, err
+	}
 	return e, nil
 }
 
@@ -64,7 +71,9 @@ type IngestConfig struct {
 	// Now returns the receive time (default time.Now).
 	Now func() time.Time
 	// OnCommit, when set, is called after each transaction that stored
-	// new entries has committed (Feed.Notify). It must not block.
+	// new entries has committed, also when a failed batch is written one
+	// entry at a time: what a live feed (Feed.Notify) and the integrator
+	// (Integration.Kick) wait for. It must not block.
 	OnCommit func()
 }
 
@@ -83,6 +92,10 @@ type Ingester struct {
 type ingestReq struct {
 	entry Entry
 	res   chan error
+	// now: someone waits for this entry before answering (Record), so
+	// it is written as soon as the store is free, with whatever else is
+	// waiting, rather than when the batch fills.
+	now bool
 }
 
 // ErrIngesterClosed is returned by Handle after Close.
@@ -120,7 +133,7 @@ func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
-	if err := in.store(ctx, entry); err != nil {
+	if err := in.store(ctx, entry, false); err != nil {
 		return err
 	}
 	if ev.Headers.Name == UserDeleted {
@@ -129,8 +142,19 @@ func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 	return nil
 }
 
-func (in *Ingester) store(ctx context.Context, e Entry) error {
-	req := ingestReq{entry: e, res: make(chan error, 1)}
+// Record stores one event the audit log itself emits (a read of the log,
+// a pruning) and returns once it is committed: it joins the batch being
+// collected, so that concurrent records share a transaction.
+func (in *Ingester) Record(ctx context.Context, ev *event.Event) error {
+	entry, err := EntryFromEvent(ev, in.cfg.Now(), in.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	return in.store(ctx, entry, true)
+}
+
+func (in *Ingester) store(ctx context.Context, e Entry, now bool) error {
+	req := ingestReq{entry: e, res: make(chan error, 1), now: now}
 	select {
 	case in.reqs <- req:
 	case <-in.stop:
@@ -174,7 +198,19 @@ func (in *Ingester) loop() {
 				timer.Reset(in.cfg.FlushInterval)
 			}
 			batch = append(batch, r)
-			if len(batch) >= in.cfg.BatchSize {
+			if r.now {
+				// Group commit: take what else is waiting, and write.
+				for len(batch) < in.cfg.BatchSize {
+					select {
+					case r := <-in.reqs:
+						batch = append(batch, r)
+						continue
+					default:
+					}
+					break
+				}
+			}
+			if len(batch) >= in.cfg.BatchSize || r.now {
 				timer.Stop()
 				in.flush(batch)
 				batch = batch[:0]

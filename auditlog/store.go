@@ -11,6 +11,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
 )
 
@@ -37,6 +39,26 @@ type Entry struct {
 	Payload json.RawMessage
 	// Unknown marks an event whose name is not in the catalogue.
 	Unknown bool
+
+	// LeafIndex is the entry's position in the log's Merkle tree (0, 1,
+	// 2, … in the order the integrator took entries), or NotIntegrated.
+	// Append ignores it.
+	LeafIndex int64
+	// LeafHash is the entry's RFC 6962 leaf hash (32 bytes), computed by
+	// Seal when it is appended and never changed after: erasure and
+	// retention keep it.
+	LeafHash []byte
+	// Seed is the entry's random seed (SeedSize bytes), from which the
+	// salt of every scalar of its content derives. After an erasure the
+	// seed is gone and Salts holds the salts of the fields that remain,
+	// Erased the commitments of the erased ones.
+	Seed   []byte
+	Salts  map[string][]byte
+	Erased map[string]Commitment
+	// ContentHash is set once retention has pruned the entry: its headers
+	// and payload are gone, and the leaf is recomputed from the envelope
+	// and this hash.
+	ContentHash []byte
 }
 
 // Order is the sort order of a query: by createdAt then seq, or by seq
@@ -122,9 +144,12 @@ type Term struct {
 }
 
 // An Edit changes an entry in place and reports whether it changed it.
-// Store.Rewrite stores the Payload (a JSON object) and User of an entry
-// an Edit changed; the other fields are the entry's identity and position
-// and stay as they were. An error abandons the whole rewrite.
+// Store.Rewrite stores the Payload (a JSON object), Headers, User and the
+// commitments (Seed, Salts, Erased) of an entry an Edit changed; the other
+// fields are the entry's identity and position and stay as they were. An
+// error abandons the whole rewrite. An edit that changes content does it
+// through Erase, which keeps the leaf hash: any other change of content
+// is what herald verify reports as tampering.
 type Edit func(e *Entry) (changed bool, err error)
 
 // Store keeps audit-log entries: it appends them, answers queries, and
@@ -135,10 +160,12 @@ type Store interface {
 	// Append stores entries in one transaction, skipping any whose ID is
 	// already stored (and repeats of an ID within entries: the first copy
 	// wins), and returns how many were new. It returns only once the
-	// transaction is durable. An entry without an ID, or whose payload or
-	// headers are not a JSON object, fails the whole batch with an error
-	// wrapping ErrInvalidEntry. New entries get seqs above every stored
-	// one, committed in seq order.
+	// transaction is durable. An entry without an ID, whose payload or
+	// headers are not a JSON object, or whose content Seal refuses, fails
+	// the whole batch with an error wrapping ErrInvalidEntry. Entries
+	// without a LeafHash are sealed; the seed and leaf hash are stored
+	// with the entry. New entries get seqs above every stored one,
+	// committed in seq order, and no leaf index: the integrator gives it.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an
 	// error wrapping ErrInvalidQuery.
@@ -153,11 +180,59 @@ type Store interface {
 	// wrapping ErrInvalidQuery; a changed payload that is not a JSON object
 	// with one wrapping ErrInvalidEntry, and nothing is stored.
 	Rewrite(ctx context.Context, terms []Term, edit Edit) (int64, error)
+	// Prune deletes the content (headers, payload, seed, salts) of up to
+	// limit entries received before before, oldest first, keeping their
+	// envelope and content hash (auditlog.Prune), and returns how many it
+	// pruned. Leaf hashes, checkpoints and proofs stay valid.
+	Prune(ctx context.Context, before time.Time, limit int) (int64, error)
+	Tree
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store; closing it again does nothing.
 	Close() error
 }
+
+// Tree is the Merkle tree side of a Store: the integrator, checkpoints,
+// the tree's stored hashes, and every entry in order for verification.
+type Tree interface {
+	// Integrator blocks until the caller is the log's one integrator, or
+	// ctx ends. On SQLite that is the Store's own; on PostgreSQL the
+	// holder of a session advisory lock on a connection of its own, which
+	// the database releases when that connection dies, so that a replica
+	// killed while integrating hands over at once.
+	Integrator(ctx context.Context) (Integrator, error)
+	// Checkpoint returns the checkpoint of a tree of size entries (size
+	// < 0: the latest), or an error wrapping ErrNoCheckpoint.
+	Checkpoint(ctx context.Context, size int64) (Checkpoint, error)
+	// Checkpoints returns up to limit checkpoints of sizes above after,
+	// in size order. Their Size and Note are set, as stored; nothing is
+	// verified.
+	Checkpoints(ctx context.Context, after int64, limit int) ([]Checkpoint, error)
+	// ReadHashes returns the tree's stored hashes at indexes
+	// (tlog.StoredHashIndex), a tlog.HashReader with a context.
+	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
+	// Leaves returns up to limit entries with seqs above afterSeq, in seq
+	// order, integrated or not, with every column: what verify reads.
+	Leaves(ctx context.Context, afterSeq int64, limit int) ([]Entry, error)
+}
+
+// Integrator places committed entries in the tree. Only one exists at a
+// time per log (Tree.Integrator).
+type Integrator interface {
+	// Integrate gives up to max committed entries that have no leaf index
+	// yet the next leaf indexes, in seq order, stores the tree's new
+	// hashes and the checkpoint sign returns for the new size, all in one
+	// transaction, and returns that checkpoint and the number of entries
+	// placed. With nothing to place it returns the latest checkpoint, and
+	// signs the empty tree's when the log has none.
+	Integrate(ctx context.Context, max int, sign SignFunc) (Checkpoint, int, error)
+	// Close gives up the role.
+	Close() error
+}
+
+// SignFunc signs the checkpoint of a tree of size with root, the one
+// after the checkpoint of size prev (Signer.Sign).
+type SignFunc func(size int64, root tlog.Hash, prev int64) (Checkpoint, error)
 
 // ErrInvalidQuery is wrapped by errors for queries a store refuses (an
 // invalid payload key, say).

@@ -6,6 +6,8 @@ import "encoding/json"
 
 // Every event type is an Event.
 var (
+	_ Event = AuditLogEntriesPruned{}
+	_ Event = AuditLogLogsRead{}
 	_ Event = ComponentFailed{}
 	_ Event = ComponentStarted{}
 	_ Event = ComponentStarting{}
@@ -71,6 +73,8 @@ var (
 
 // byName makes a new value of each name's type.
 var byName = map[string]func() Event{
+	"audit-log.entries.pruned":           func() Event { return &AuditLogEntriesPruned{} },
+	"audit-log.logs.read":                func() Event { return &AuditLogLogsRead{} },
 	"component.failed":                   func() Event { return &ComponentFailed{} },
 	"component.started":                  func() Event { return &ComponentStarted{} },
 	"component.starting":                 func() Event { return &ComponentStarting{} },
@@ -133,6 +137,44 @@ var byName = map[string]func() Event{
 	"templaterepo.template.deleted":      func() Event { return &TemplaterepoTemplateDeleted{} },
 	"templaterepo.template.modified":     func() Event { return &TemplaterepoTemplateModified{} },
 }
+
+// AuditLogEntriesPruned is the payload of audit-log.entries.pruned: Retention
+// deleted the content of the entries received before a time, keeping their
+// leaf hashes; recorded before the pruning starts.
+//
+// Published by audit-log.
+type AuditLogEntriesPruned struct {
+	// Before: Entries received before this lose their headers and payload.
+	// Required.
+	Before string `json:"before"`
+	// Retention: The --retention that set it.
+	Retention string `json:"retention,omitempty"`
+}
+
+// EventName returns "audit-log.entries.pruned".
+func (AuditLogEntriesPruned) EventName() string { return "audit-log.entries.pruned" }
+
+// AuditLogLogsRead is the payload of audit-log.logs.read: Someone read the
+// audit log (a page of GET /logs, an entry's proof, an export); recorded
+// before the answer was sent.
+//
+// Published by audit-log.
+type AuditLogLogsRead struct {
+	// Count: How many entries the answer held (absent for an export, which
+	// streams).
+	Count *int64 `json:"count,omitempty"`
+	// Query: The query parameters of the read. Required.
+	Query json.RawMessage `json:"query"`
+	// Route: What was read. Required.
+	Route string `json:"route"`
+	// Tenant: The reader's tenant, when they have one.
+	Tenant string `json:"tenant,omitempty"`
+	// User: The reader's IAM id. Required.
+	User string `json:"user"`
+}
+
+// EventName returns "audit-log.logs.read".
+func (AuditLogLogsRead) EventName() string { return "audit-log.logs.read" }
 
 // ComponentFailed is the payload of component.failed: Deploying a flow node's
 // component failed; sent just before flow.failed.

@@ -6,6 +6,8 @@
 //	GET  /logs/stream    the same entries as they are stored (Server-Sent Events)
 //	POST /logs           store one event
 //	POST /events         publish one CloudEvent on the bus (when Config.Publisher is set)
+//	GET  /checkpoint     the latest signed checkpoint, and the integrity
+//	                     routes of proof.go
 //	GET  /healthcheck    store and bus state (no auth)
 //	GET  /openapi.json   the OpenAPI 3.1 document of this API (no auth)
 //	GET  /metrics        Prometheus metrics (no auth)
@@ -99,6 +101,15 @@ type Config struct {
 	// Console, when set, serves GET / and every GET path the API does
 	// not: the web console.
 	Console http.Handler
+	// VerifierKey is the log's note verifier key, served at GET
+	// /checkpoint/key (empty: 404).
+	VerifierKey string
+	// RecordRead, when set, records every read of entries (GET /logs, a
+	// proof, an export) as an audit-log.logs.read event {user, tenant,
+	// route, query, count}, durably, before the answer is written: an
+	// Ingester's Record, which group-commits concurrent reads. Nil
+	// records no read.
+	RecordRead func(ctx context.Context, ev *event.Event) error
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's
@@ -213,6 +224,12 @@ func New(cfg Config) http.Handler {
 	if cfg.Publisher != nil {
 		handle("POST /events", a.authorize(cfg.EventsPermission, a.postEvent))
 	}
+	handle("GET /logs/{id}/proof", a.authorize(cfg.ReadPermission, a.proof))
+	handle("GET /proof/consistency", a.authorize(cfg.ReadPermission, a.consistency))
+	handle("GET /checkpoints", a.authorize(cfg.ReadPermission, a.checkpoints))
+	handle("GET /export", a.authorize(cfg.ReadPermission, a.export))
+	handle("GET /checkpoint", a.checkpoint)
+	handle("GET /checkpoint/key", a.checkpointKey)
 	handle("GET /healthcheck", a.healthcheck)
 	handle("GET /openapi.json", a.openapi)
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",

@@ -53,6 +53,13 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.internalError(w, r, "query the audit log", err)
 		return
 	}
+	query := map[string]any{}
+	for k, v := range r.URL.Query() {
+		query[k] = v[0]
+	}
+	if !a.recordRead(w, r, u, "logs", query, len(page.Entries)) {
+		return
+	}
 	a.writePage(w, req, page)
 }
 
@@ -130,6 +137,10 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	b = appendString(b, e.ID)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
+	if e.LeafIndex >= 0 && e.LeafHash != nil {
+		b = append(b, `,"leafIndex":`...)
+		b = strconv.AppendInt(b, e.LeafIndex, 10)
+	}
 	b = append(b, `,"headers":{"name":`...)
 	b = appendString(b, e.Name)
 	b = append(b, `,"serviceName":`...)
@@ -222,6 +233,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	// EntryFromEvent refuses content the stores would not keep alike.
 	entry, err := auditlog.EntryFromEvent(ev, now, a.cfg.Catalog)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "")

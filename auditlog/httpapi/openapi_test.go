@@ -42,12 +42,18 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
 	// Every route the handler serves is documented.
 	for path, methods := range map[string][]string{
-		"/logs":         {"GET", "POST"},
-		"/events":       {"POST"},
-		"/logs/stream":  {"GET"},
-		"/healthcheck":  {"GET"},
-		"/openapi.json": {"GET"},
-		"/metrics":      {"GET"},
+		"/logs":              {"GET", "POST"},
+		"/events":            {"POST"},
+		"/logs/stream":       {"GET"},
+		"/healthcheck":       {"GET"},
+		"/openapi.json":      {"GET"},
+		"/metrics":           {"GET"},
+		"/checkpoint":        {"GET"},
+		"/checkpoint/key":    {"GET"},
+		"/logs/{id}/proof":   {"GET"},
+		"/proof/consistency": {"GET"},
+		"/checkpoints":       {"GET"},
+		"/export":            {"GET"},
 		// The console's routes, when Config.Console is set.
 		"/":                {"GET"},
 		"/console/{asset}": {"GET"},
@@ -84,6 +90,21 @@ type exchange struct {
 // 2020-12. Requests meant to be valid are checked too.
 func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 	_, router := loadOpenAPI(t)
+	// NDJSON answers are checked line by line, as the array of their
+	// lines the document describes.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+		out := []any{}
+		dec := json.NewDecoder(body)
+		for dec.More() {
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	})
+	t.Cleanup(func() { openapi3filter.UnregisterBodyDecoder("application/x-ndjson") })
 	queueUp := true
 	e := newEnv(t, func(c *Config) {
 		c.MaxEventSize = 4096
@@ -95,12 +116,19 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 			return map[string]Check{"queue": {Status: StatusFail, Message: "disconnected"}}
 		}
 	})
-	e.seed()
+	ids := e.seed()
 	// An entry whose publisher sent no createdAt (null in the answer).
 	if _, err := e.store.Append(context.Background(), []auditlog.Entry{{
 		ID: "0190f0e4-0000-7000-8000-0000000000ff", Name: "component.started", ServiceName: "component-orchestrator",
 		ReceivedAt: base, Payload: json.RawMessage(`{}`), Headers: json.RawMessage(`{"traceId":"x"}`),
 	}}); err != nil {
+		t.Fatal(err)
+	}
+	// The log integrated and signed, so that entries carry leafIndex and
+	// the integrity routes answer.
+	skey, _, _ := auditlog.GenerateKey("openapi")
+	signer, _ := auditlog.NewSigner(skey)
+	if _, err := auditlog.IntegrateAll(context.Background(), e.store, signer); err != nil {
 		t.Fatal(err)
 	}
 	first := e.list("admin", "page[size]=2")
@@ -132,6 +160,16 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 		{name: "console no such asset", method: "GET", path: "/console/nope.js", validRequest: true, status: 404},
 		{name: "catalogue", method: "GET", path: "/catalog.json", validRequest: true, status: 200},
 		{name: "asyncapi", method: "GET", path: "/asyncapi.json", validRequest: true, status: 200},
+		{name: "checkpoint", method: "GET", path: "/checkpoint", validRequest: true, status: 200},
+		{name: "checkpoint key missing", method: "GET", path: "/checkpoint/key", validRequest: true, status: 404},
+		{name: "proof", method: "GET", path: "/logs/" + ids["flow-a1"] + "/proof", token: "alice", validRequest: true, status: 200},
+		{name: "proof of another's entry", method: "GET", path: "/logs/" + ids["flow-b1"] + "/proof", token: "alice", validRequest: true, status: 404},
+		{name: "proof at a size", method: "GET", path: "/logs/" + ids["flow-a1"] + "/proof?size=8", token: "admin", validRequest: true, status: 200},
+		{name: "consistency", method: "GET", path: "/proof/consistency?from=3", token: "alice", validRequest: true, status: 200},
+		{name: "consistency bad", method: "GET", path: "/proof/consistency", token: "alice", status: 400},
+		{name: "checkpoints", method: "GET", path: "/checkpoints", token: "alice", validRequest: true, status: 200},
+		{name: "export", method: "GET", path: "/export?limit=3", token: "admin", validRequest: true, status: 200},
+		{name: "export refused", method: "GET", path: "/export", token: "alice", validRequest: true, status: 403},
 	}
 	for _, x := range exchanges {
 		t.Run(x.name, func(t *testing.T) {

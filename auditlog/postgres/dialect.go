@@ -83,6 +83,10 @@ func (dialect) As(col, expr string) string {
 		return expr + "::bigint"
 	case "payload", "headers":
 		return expr + "::jsonb"
+	case "seed", "content_hash":
+		return expr + "::bytea"
+	case "salts", "erased", "user":
+		return expr + "::text"
 	}
 	return expr
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
@@ -31,6 +32,9 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	sql  *sqlstore.Store
+	// schema names the log in the integrator's advisory lock: one
+	// integrator per schema.
+	schema string
 }
 
 var _ auditlog.Store = (*Store)(nil)
@@ -85,7 +89,11 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{pool: pool, sql: sqlstore.New(dialect{}, db{pool})}, nil
+	lockSchema := o.schema
+	if lockSchema == "" {
+		lockSchema = "(search_path)"
+	}
+	return &Store{pool: pool, sql: sqlstore.New(dialect{}, db{pool}), schema: lockSchema}, nil
 }
 
 // Close closes the connection pool.
@@ -127,6 +135,8 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 		headers  = make([]*string, n)
 		payloads = make([]string, n)
 		unknown  = make([]bool, n)
+		seeds    = make([][]byte, n)
+		leaves   = make([][]byte, n)
 	)
 	for i, r := range rows {
 		e := r.Entry
@@ -138,6 +148,7 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 		created[i], received[i] = ms(e.CreatedAt), ms(e.ReceivedAt)
 		users[i], tenants[i] = e.User, e.Tenant
 		payloads[i], unknown[i] = string(e.Payload), e.Unknown
+		seeds[i], leaves[i] = e.Seed, e.LeafHash
 	}
 
 	// One statement, so one round trip and its own transaction. It locks
@@ -149,14 +160,14 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	err = s.pool.QueryRow(ctx, `WITH turn AS (
 			SELECT n FROM entry_count FOR UPDATE
 		), added AS (
-			INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown)
+			INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash)
 			SELECT r.* FROM turn, unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-				$6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::boolean[]) AS r
+				$6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::boolean[], $11::bytea[], $12::bytea[]) AS r
 			ON CONFLICT (id) DO NOTHING
 			RETURNING 1
 		)
 		UPDATE entry_count SET n = n + (SELECT count(*) FROM added) RETURNING (SELECT count(*) FROM added)`,
-		ids, names, services, created, received, users, tenants, headers, payloads, unknown).Scan(&added)
+		ids, names, services, created, received, users, tenants, headers, payloads, unknown, seeds, leaves).Scan(&added)
 	if err != nil {
 		return 0, fmt.Errorf("append %d entries: %w", len(ids), err)
 	}
@@ -202,4 +213,65 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 // holds the append lock.
 func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
 	return s.sql.Rewrite(ctx, terms, edit)
+}
+
+// Prune deletes the content of entries received before before, keeping
+// their leaf hashes.
+func (s *Store) Prune(ctx context.Context, before time.Time, limit int) (int64, error) {
+	return s.sql.Prune(ctx, before, limit)
+}
+
+// Integrator waits for the integrator's advisory lock, a session lock
+// taken on a connection of its own (out of the pool): when the process
+// holding it dies, its connection closes and PostgreSQL releases the lock,
+// and the next replica waiting in pg_advisory_lock gets it at once.
+func (s *Store) Integrator(ctx context.Context) (auditlog.Integrator, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("integrator: %w", err)
+	}
+	conn := c.Hijack()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('herald.auditlog.integrator'), hashtext($1))`, s.schema); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("integrator: lock: %w", err)
+	}
+	return &integrator{s: s, conn: conn}, nil
+}
+
+type integrator struct {
+	s    *Store
+	conn *pgx.Conn
+}
+
+func (in *integrator) Integrate(ctx context.Context, max int, sign auditlog.SignFunc) (auditlog.Checkpoint, int, error) {
+	tx, err := in.conn.Begin(ctx)
+	if err != nil {
+		return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: %w", err)
+	}
+	return in.s.sql.Integrate(ctx, pgTx{tx}, max, sign)
+}
+
+// Close closes the lock's connection, which releases the lock.
+func (in *integrator) Close() error {
+	return in.conn.Close(context.Background())
+}
+
+// Checkpoint returns the checkpoint of size (< 0: the latest).
+func (s *Store) Checkpoint(ctx context.Context, size int64) (auditlog.Checkpoint, error) {
+	return s.sql.Checkpoint(ctx, size)
+}
+
+// Checkpoints returns checkpoints above size after, in order.
+func (s *Store) Checkpoints(ctx context.Context, after int64, limit int) ([]auditlog.Checkpoint, error) {
+	return s.sql.Checkpoints(ctx, after, limit)
+}
+
+// ReadHashes reads the tree's stored hashes.
+func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return s.sql.ReadHashes(ctx, indexes)
+}
+
+// Leaves returns entries above afterSeq in seq order, with every column.
+func (s *Store) Leaves(ctx context.Context, afterSeq int64, limit int) ([]auditlog.Entry, error) {
+	return s.sql.Leaves(ctx, afterSeq, limit)
 }

@@ -65,6 +65,11 @@ func TestStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t testing.TB) auditlog.Store { return openTest(t) })
 }
 
+func TestTreeConformance(t *testing.T) {
+	testURL(t)
+	storetest.RunIntegrity(t, func(t testing.TB) auditlog.Store { return openTest(t) })
+}
+
 // TestStoreConformanceWalkingForPayloadMatches runs the suite again with
 // every payload filter read the way many matches are (the suite's few
 // matches otherwise take the other plan).

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 
@@ -40,6 +42,8 @@ type Store struct {
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // Append's, prepared on w
+
+	integrator chan struct{} // holds a token while an Integrator is open
 }
 
 var _ auditlog.Store = (*Store)(nil)
@@ -95,7 +99,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &Store{w: w, r: r, sql: sqlstore.New(dialect{}, db{w: w, r: r}), stmts: map[string]*sql.Stmt{}}, nil
+	return &Store{w: w, r: r, sql: sqlstore.New(dialect{}, db{w: w, r: r}), stmts: map[string]*sql.Stmt{}, integrator: make(chan struct{}, 1)}, nil
 }
 
 // dsn is the driver's connection string: the file as a URI, with the
@@ -137,7 +141,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// insertChunk is the most rows one INSERT statement carries (10
+// insertChunk is the most rows one INSERT statement carries (12
 // parameters each, under SQLite's limit of 32,766).
 const insertChunk = 500
 
@@ -182,14 +186,14 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	}
 	var added int64
 	for _, c := range chunks {
-		args := make([]any, 0, 10*len(c.rows))
+		args := make([]any, 0, 12*len(c.rows))
 		for _, r := range c.rows {
 			var headers any
 			if len(r.e.Headers) > 0 {
 				headers = string(r.e.Headers)
 			}
 			args = append(args, r.e.ID, r.e.Name, r.e.ServiceName, millis(r.e.CreatedAt), millis(r.e.ReceivedAt),
-				r.e.User, r.e.Tenant, headers, string(r.e.Payload), r.e.Unknown)
+				r.e.User, r.e.Tenant, headers, string(r.e.Payload), r.e.Unknown, r.e.Seed, r.e.LeafHash)
 		}
 		res, err := exec(ctx, tx, c.entries, insertEntriesSQL, len(c.rows), args)
 		if err != nil {
@@ -234,12 +238,12 @@ func exec(ctx context.Context, tx *sql.Tx, st *sql.Stmt, text func(n int) string
 // insertEntriesSQL inserts n entries, skipping known ids.
 func insertEntriesSQL(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown) VALUES `)
+	b.WriteString(`INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
 	b.WriteString(` ON CONFLICT (id) DO NOTHING`)
 	return b.String()
@@ -360,3 +364,58 @@ func (t sqlTx) Rollback(context.Context) error { return t.tx.Rollback() }
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { r.Rows.Close() }
+
+// Prune deletes the content of entries received before before, keeping
+// their leaf hashes.
+func (s *Store) Prune(ctx context.Context, before time.Time, limit int) (int64, error) {
+	return s.sql.Prune(ctx, before, limit)
+}
+
+// Integrator returns the Store's one integrator, once the previous one is
+// closed: on SQLite one process writes the log.
+func (s *Store) Integrator(ctx context.Context) (auditlog.Integrator, error) {
+	select {
+	case s.integrator <- struct{}{}:
+		return &integrator{s: s}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type integrator struct {
+	s      *Store
+	closed sync.Once
+}
+
+func (in *integrator) Integrate(ctx context.Context, max int, sign auditlog.SignFunc) (auditlog.Checkpoint, int, error) {
+	tx, err := db{w: in.s.w, r: in.s.r}.BeginWrite(ctx)
+	if err != nil {
+		return auditlog.Checkpoint{}, 0, fmt.Errorf("integrate: %w", err)
+	}
+	return in.s.sql.Integrate(ctx, tx, max, sign)
+}
+
+func (in *integrator) Close() error {
+	in.closed.Do(func() { <-in.s.integrator })
+	return nil
+}
+
+// Checkpoint returns the checkpoint of size (< 0: the latest).
+func (s *Store) Checkpoint(ctx context.Context, size int64) (auditlog.Checkpoint, error) {
+	return s.sql.Checkpoint(ctx, size)
+}
+
+// Checkpoints returns checkpoints above size after, in order.
+func (s *Store) Checkpoints(ctx context.Context, after int64, limit int) ([]auditlog.Checkpoint, error) {
+	return s.sql.Checkpoints(ctx, after, limit)
+}
+
+// ReadHashes reads the tree's stored hashes.
+func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
+	return s.sql.ReadHashes(ctx, indexes)
+}
+
+// Leaves returns entries above afterSeq in seq order, with every column.
+func (s *Store) Leaves(ctx context.Context, afterSeq int64, limit int) ([]auditlog.Entry, error) {
+	return s.sql.Leaves(ctx, afterSeq, limit)
+}

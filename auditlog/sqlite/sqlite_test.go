@@ -26,6 +26,10 @@ func TestStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t testing.TB) auditlog.Store { return openTemp(t) })
 }
 
+func TestTreeConformance(t *testing.T) {
+	storetest.RunIntegrity(t, func(t testing.TB) auditlog.Store { return openTemp(t) })
+}
+
 // TestStoreConformanceWalkingForPayloadMatches runs the suite again with
 // every payload filter read the way many matches are (the suite's few
 // matches otherwise take the other plan).

@@ -16,6 +16,8 @@ const (
 	envURL       = "HERALD_URL"
 	envToken     = "HERALD_TOKEN"
 	envPort      = "PORT"
+	// envSigningKey names the file of the log's signing key.
+	envSigningKey = "HERALD_SIGNING_KEY"
 
 	defaultBrokerURL = "nats://127.0.0.1:4222"
 	defaultDataDir   = "herald-data"
@@ -25,6 +27,9 @@ const (
 	// tokenFileName is the file in the data folder holding the admin token
 	// that `herald serve` generates when no IAM is configured.
 	tokenFileName = "admin-token"
+	// signingKeyFileName is the file in the data folder holding the log's
+	// note signing key that `herald serve` creates when none is given.
+	signingKeyFileName = "signing-key"
 )
 
 // envOr returns the environment variable key, or def when it is unset or empty.

@@ -61,6 +61,7 @@ NATS JetStream or in process), the catalogue of every event, and the audit log.`
 		newPublishCmd(),
 		newTailCmd(),
 		newBrokerCmd(),
+		newVerifyCmd(),
 	)
 	markUsageErrors(root)
 	return root

@@ -14,6 +14,11 @@ import (
 type progressBar struct{ bar *progressbar.ProgressBar }
 
 func newProgressBar(count int, stderr io.Writer) progressBar {
+	return newBar(count, stderr, "publishing")
+}
+
+// newBar is a progress bar of count events described as what.
+func newBar(count int, stderr io.Writer, what string) progressBar {
 	f, ok := stderr.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return progressBar{}
@@ -24,7 +29,7 @@ func newProgressBar(count int, stderr io.Writer) progressBar {
 	}
 	return progressBar{bar: progressbar.NewOptions(total,
 		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("publishing"),
+		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionSetItsString("events"),

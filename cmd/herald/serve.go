@@ -38,6 +38,10 @@ type serveOptions struct {
 	events     []string
 	batchSize  int
 	logLevel   string
+	signingKey string
+	logName    string
+	retention  time.Duration
+	auditReads bool
 	// tracer is the OTLP tracer provider from the OTEL_* variables; nil
 	// when tracing is off.
 	tracer trace.TracerProvider
@@ -83,6 +87,10 @@ other OTEL_* settings apply); otherwise serve traces nothing.`,
 	f.StringSliceVar(&o.events, "events", nil, "event patterns the audit log records (default: every audited catalogue event; '#' for all)")
 	f.IntVar(&o.batchSize, "batch-size", 500, "most events written in one store transaction")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.signingKey, "signing-key", os.Getenv(envSigningKey), "file holding the log's note signing key, shared by replicas (env "+envSigningKey+"); empty: <data>/signing-key, created on first start")
+	f.StringVar(&o.logName, "log-name", "", "the log's origin (its key's name) when serve creates the signing key (default: herald- and 16 random hex digits)")
+	f.DurationVar(&o.retention, "retention", 0, "delete the headers and payload of entries received longer ago than this, keeping their leaf hashes (0: keep everything)")
+	f.BoolVar(&o.auditReads, "audit-reads", true, "record every read of the log (GET /logs, proofs, exports) in the log as audit-log.logs.read")
 	return cmd
 }
 
@@ -143,28 +151,44 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	signer, keyDesc, err := o.loadSigner()
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := o.startTracing(ctx, &stop, log); err != nil {
 		return err
 	}
-	// The live stream's feed: the ingester announces each commit to it;
-	// closing it, when the HTTP server shuts down, ends the streams.
+	integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: signer, Logger: log})
+	stop.add(integ.Close)
+	// The live stream's feed: the ingester announces each commit to it
+	// and to the integrator; closing the feed, when the HTTP server shuts
+	// down, ends the streams.
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Logger: log})
-	b, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, feed.Notify, log)
+	onCommit := func() {
+		feed.Notify()
+		integ.Kick()
+	}
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, log)
 	if err != nil {
 		return err
 	}
+	if o.retention > 0 {
+		go retain(ctx, store, o.retention, ingester, log)
+	}
 
 	api := auditAPI(store, auth, reg, b, feed, log)
-	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), brokerURL, storeDesc, authDesc, patterns)
-	return serveHTTP(ctx, ln, api, feed.Close, log)
+	api = withIntegrity(api, signer, ingester, o.auditReads)
+	base := "http://" + displayAddr(ln.Addr().String())
+	printBanner(stdout, base, brokerURL, storeDesc, authDesc, patterns, integrityBanner(base, signer, keyDesc))
+	return serveHTTP(ctx, ln, httpapi.New(api), feed.Close, log)
 }
 
-// auditAPI is the audit log's HTTP API and console, reporting b as its
-// queue.
-func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, feed *auditlog.Feed, log *slog.Logger) http.Handler {
-	return httpapi.New(httpapi.Config{
+// auditAPI is the configuration of the audit log's HTTP API and console,
+// reporting b as its queue.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, feed *auditlog.Feed, log *slog.Logger) httpapi.Config {
+	return httpapi.Config{
 		Store:   store,
 		Auth:    auth,
 		Feed:    feed,
@@ -184,11 +208,11 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		// POST /events publishes on the audit log's bus.
 		Publisher:        b,
 		EventsPermission: os.Getenv("EVENTS_PUBLISH_PERMISSION"),
-	})
+	}
 }
 
 // printBanner says where everything serve runs is.
-func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string) {
+func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string, more string) {
 	fmt.Fprintf(w, `herald %s is running
   console        %s/
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
@@ -196,8 +220,8 @@ func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patte
   audit store    %s
   auth           %s
   recording      %s
-Press Ctrl-C to stop.
-`, buildVersion(), base, base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+%sPress Ctrl-C to stop.
+`, buildVersion(), base, base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "), more)
 }
 
 // check reads the flags serve cannot start with.
@@ -265,11 +289,12 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 }
 
 // startAuditLog subscribes the audit log's ingester to patterns on the
-// broker, as the audit-log service.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), log *slog.Logger) (*bus.Bus, error) {
+// broker, as the audit-log service; onCommit is called after each commit
+// that stored new entries.
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b, err := bus.New(transport,
 		bus.WithService(auditlog.QueueName),
@@ -280,7 +305,7 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 	)
 	if err != nil {
 		transport.Close(ctx)
-		return nil, err
+		return nil, nil, err
 	}
 	ingester := auditlog.NewIngester(auditlog.IngestConfig{
 		Store:     store,
@@ -299,9 +324,9 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		ingester.Close()
 	})
 	if err := b.SubscribeAll(ctx, patterns, ingester.Handle); err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
+		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
-	return b, nil
+	return b, ingester, nil
 }
 
 // serveHTTP serves api on ln until ctx is done, then lets running

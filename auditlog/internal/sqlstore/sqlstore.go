@@ -12,6 +12,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -265,22 +267,8 @@ func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlo
 		}
 		changed = append(changed, e)
 	}
-	// Many rows per statement: the append lock is held while they are
-	// written.
-	for part := range slices.Chunk(changed, rewriteChunk) {
-		b := NewBuilder(s.d)
-		values := make([]string, len(part))
-		for i, e := range part {
-			values[i] = `(` + s.d.As("seq", b.Arg(e.Seq)) + `, ` + s.d.As("payload", b.Arg(string(e.Payload))) + `, ` + s.d.As("user", b.Arg(e.User)) + `)`
-		}
-		update := `UPDATE entries SET payload = v.column2, "user" = v.column3 FROM (VALUES ` + strings.Join(values, `, `) +
-			`) AS v WHERE entries.seq = v.column1`
-		if _, err := tx.Exec(ctx, update, b.Args()...); err != nil {
-			return 0, fmt.Errorf("rewrite %d entries: %w", len(part), err)
-		}
-		if err := s.d.Reindex(ctx, tx, part); err != nil {
-			return 0, fmt.Errorf("rewrite %d entries: index: %w", len(part), err)
-		}
+	if err := s.store(ctx, tx, changed); err != nil {
+		return 0, fmt.Errorf("rewrite: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("rewrite: commit: %w", err)
@@ -288,12 +276,65 @@ func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlo
 	return int64(len(changed)), nil
 }
 
-// rewriteChunk is the most entries one statement of Rewrite writes: 3
+// rewriteChunk is the most entries one statement of store writes: 8
 // arguments each, far below both databases' limits.
 const rewriteChunk = 500
 
+// store writes back what an edit (Rewrite) or retention (Prune) changed
+// of entries: their content, user and commitments. Many rows per
+// statement: the append lock is held while they are written.
+func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) error {
+	for part := range slices.Chunk(entries, rewriteChunk) {
+		b := NewBuilder(s.d)
+		values := make([]string, len(part))
+		for i, e := range part {
+			salts, erased, err := encodeCommitments(e)
+			if err != nil {
+				return fmt.Errorf("entry %s: %w", e.ID, err)
+			}
+			var headers any
+			if len(e.Headers) > 0 {
+				headers = string(e.Headers)
+			}
+			values[i] = `(` + s.d.As("seq", b.Arg(e.Seq)) + `, ` + s.d.As("payload", b.Arg(string(e.Payload))) + `, ` +
+				s.d.As("user", b.Arg(e.User)) + `, ` + s.d.As("headers", b.Arg(headers)) + `, ` + s.d.As("seed", b.Arg(e.Seed)) + `, ` +
+				s.d.As("salts", b.Arg(salts)) + `, ` + s.d.As("erased", b.Arg(erased)) + `, ` + s.d.As("content_hash", b.Arg(e.ContentHash)) + `)`
+		}
+		update := `UPDATE entries SET payload = v.column2, "user" = v.column3, headers = v.column4, seed = v.column5, salts = v.column6, ` +
+			`erased = v.column7, content_hash = v.column8 FROM (VALUES ` + strings.Join(values, `, `) + `) AS v WHERE entries.seq = v.column1`
+		if _, err := tx.Exec(ctx, update, b.Args()...); err != nil {
+			return fmt.Errorf("write %d entries: %w", len(part), err)
+		}
+		if err := s.d.Reindex(ctx, tx, part); err != nil {
+			return fmt.Errorf("write %d entries: index: %w", len(part), err)
+		}
+	}
+	return nil
+}
+
+// encodeCommitments is how the salts and erased columns hold an entry's
+// explicit salts and kept commitments: JSON, or NULL when there are none.
+func encodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
+	if e.Salts != nil {
+		b, err := json.Marshal(e.Salts)
+		if err != nil {
+			return nil, nil, err
+		}
+		salts = string(b)
+	}
+	if len(e.Erased) > 0 {
+		b, err := json.Marshal(e.Erased)
+		if err != nil {
+			return nil, nil, err
+		}
+		erased = string(b)
+	}
+	return salts, erased, nil
+}
+
 // columns are an entry's columns, in ScanEntries's order.
-const columns = `seq, id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown`
+const columns = `seq, id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, ` +
+	`(SELECT leaf_index FROM leaves WHERE leaves.seq = entries.seq), leaf_hash, seed, salts, erased, content_hash`
 
 // ScanEntries reads entries selected as columns, and closes rows.
 func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
@@ -302,9 +343,25 @@ func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
 	created, received := d.TimeDest(), d.TimeDest()
 	for rows.Next() {
 		var e auditlog.Entry
-		var headers, payload []byte
-		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, created.Dest(), received.Dest(), &e.User, &e.Tenant, &headers, &payload, &e.Unknown); err != nil {
+		var headers, payload, salts, erased []byte
+		var leaf sql.NullInt64
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, created.Dest(), received.Dest(), &e.User, &e.Tenant, &headers, &payload, &e.Unknown,
+			&leaf, &e.LeafHash, &e.Seed, &salts, &erased, &e.ContentHash); err != nil {
 			return nil, err
+		}
+		e.LeafIndex = auditlog.NotIntegrated
+		if leaf.Valid {
+			e.LeafIndex = leaf.Int64
+		}
+		if len(salts) > 0 {
+			if err := json.Unmarshal(salts, &e.Salts); err != nil {
+				return nil, fmt.Errorf("entry %s: salts: %w", e.ID, err)
+			}
+		}
+		if len(erased) > 0 {
+			if err := json.Unmarshal(erased, &e.Erased); err != nil {
+				return nil, fmt.Errorf("entry %s: erased: %w", e.ID, err)
+			}
 		}
 		e.CreatedAt, e.ReceivedAt = created.Time(), received.Time()
 		if len(headers) > 0 {
@@ -328,7 +385,8 @@ type Row struct {
 // Prepare checks a batch for Append and drops repeats of an id within it
 // (the first copy wins, as it would across batches); with split set, it
 // also splits each payload into its members, which checks it in the same
-// pass. Errors wrap auditlog.ErrInvalidEntry.
+// pass. It seals the entries not sealed yet (auditlog.Seal). Errors wrap
+// auditlog.ErrInvalidEntry.
 func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 	rows := make([]Row, 0, len(entries))
 	seen := make(map[string]struct{}, len(entries))
@@ -354,6 +412,11 @@ func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 		}
 		if len(e.Headers) > 0 && !jsonobj.IsObject(e.Headers) {
 			return nil, fmt.Errorf("append entry %s: %w: headers are not a JSON object", e.ID, auditlog.ErrInvalidEntry)
+		}
+		if e.LeafHash == nil {
+			if err := auditlog.Seal(&e); err != nil {
+				return nil, fmt.Errorf("append: %w", err)
+			}
 		}
 		rows = append(rows, Row{Entry: e, Fields: fs})
 	}

@@ -1,0 +1,426 @@
+package auditlog
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// An entry is a leaf of the audit log's Merkle tree. Its leaf hash commits
+// to the envelope (id, name, serviceName, createdAt, receivedAt) and to a
+// content hash of its extra headers and payload, which commits to values,
+// not bytes, through a salted commitment of every scalar: PostgreSQL's
+// JSONB keeps neither key order nor number spelling, and an erased value
+// must leave the leaf intact. docs/integrity.md specifies every byte.
+
+// Domain tags: a leaf's data and a content hash's input start with these,
+// so that neither can be read as the other or as another protocol's.
+const (
+	leafTag    = "herald/leaf/v1\x00"
+	contentTag = "herald/content/v1\x00"
+)
+
+// SeedSize is the size of an entry's random seed, from which the salt of
+// every scalar of its content is derived.
+const SeedSize = 32
+
+// NotIntegrated is the LeafIndex of an entry the integrator has not yet
+// placed in the tree.
+const NotIntegrated = -1
+
+// Commitment is what stays of an erased scalar: its kind and the
+// commitment the content hash was computed with.
+type Commitment struct {
+	Kind Kind   `json:"kind"`
+	Hash []byte `json:"hash"`
+}
+
+// MarshalJSON writes the kind as its letter.
+func (c Commitment) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Kind string `json:"kind"`
+		Hash []byte `json:"hash"`
+	}{string(rune(c.Kind)), c.Hash})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Commitment) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Kind string `json:"kind"`
+		Hash []byte `json:"hash"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if len(v.Kind) != 1 || !Kind(v.Kind[0]).valid() || !Kind(v.Kind[0]).scalar() || len(v.Hash) != sha256.Size {
+		return fmt.Errorf("commitment: kind %q, %d-byte hash: want a scalar kind and 32 bytes", v.Kind, len(v.Hash))
+	}
+	c.Kind, c.Hash = Kind(v.Kind[0]), v.Hash
+	return nil
+}
+
+// ErrPruned is returned for an entry whose content retention has
+// deleted: only its envelope and content hash are left.
+var ErrPruned = errors.New("entry content pruned")
+
+// Seal prepares an entry for the tree: it gives the entry a random seed
+// when it has no salts yet, and computes its leaf hash. Content the two
+// stores would not keep alike is refused with an error wrapping
+// ErrInvalidEntry and ErrContent. The stores seal every entry they
+// append.
+func Seal(e *Entry) error {
+	if e.Seed == nil && e.Salts == nil && e.ContentHash == nil {
+		e.Seed = make([]byte, SeedSize)
+		rand.Read(e.Seed) // never fails (crypto/rand)
+	}
+	h, err := LeafHash(*e)
+	if err != nil {
+		return fmt.Errorf("entry %s: %w", e.ID, err)
+	}
+	e.LeafHash = h[:]
+	return nil
+}
+
+// LeafHash recomputes an entry's leaf hash from what is stored of it: its
+// envelope, and its content with its seed or salts and the commitments of
+// erased fields, or, once pruned, its kept content hash. It never reads
+// e.LeafHash.
+func LeafHash(e Entry) (tlog.Hash, error) {
+	ch, err := ContentHash(e)
+	if err != nil {
+		return tlog.Hash{}, err
+	}
+	return tlog.RecordHash(LeafData(e, ch)), nil
+}
+
+// LeafData is the leaf's data: the tag, the envelope and the content
+// hash. The leaf hash is SHA-256(0x00 ‖ LeafData) (tlog.RecordHash).
+func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
+	b := make([]byte, 0, len(leafTag)+12+len(e.ID)+len(e.Name)+len(e.ServiceName)+17+sha256.Size)
+	b = append(b, leafTag...)
+	for _, s := range []string{e.ID, e.Name, e.ServiceName} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	if e.CreatedAt.IsZero() {
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, 0)
+	} else {
+		b = append(b, 1)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.CreatedAt.UnixMilli()))
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(e.ReceivedAt.UnixMilli()))
+	return append(b, contentHash[:]...)
+}
+
+// ContentHash is the hash of an entry's content: its kept ContentHash once
+// pruned, else recomputed from its headers and payload.
+func ContentHash(e Entry) ([sha256.Size]byte, error) {
+	var out [sha256.Size]byte
+	if e.ContentHash != nil {
+		// A pruned entry keeps nothing of its content: anything there
+		// was put there after.
+		if len(e.ContentHash) != sha256.Size {
+			return out, fmt.Errorf("kept content hash has %d bytes, want %d", len(e.ContentHash), sha256.Size)
+		}
+		if e.Seed != nil || e.Salts != nil || e.Erased != nil || len(e.Headers) > 0 || string(bytes.TrimSpace(e.Payload)) != "{}" {
+			return out, errors.New("a pruned entry holds content")
+		}
+		copy(out[:], e.ContentHash)
+		return out, nil
+	}
+	if e.Seed != nil && (e.Salts != nil || e.Erased != nil) {
+		return out, errors.New("an entry holds both a seed and stored salts or kept commitments")
+	}
+	doc, err := document(e)
+	if err != nil {
+		return out, err
+	}
+	items, err := contentItems(e, doc)
+	if err != nil {
+		return out, err
+	}
+	return hashItems(e, items)
+}
+
+// document parses the entry's content document {"headers":…,"payload":…}.
+func document(e Entry) (*node, error) {
+	part := func(name string, raw []byte) (*node, error) {
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return &node{kind: KindObject}, nil
+		}
+		n, err := parseDocument(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if n.kind != KindObject {
+			return nil, fmt.Errorf("%s: %w: not a JSON object", name, ErrInvalidEntry)
+		}
+		return n, nil
+	}
+	h, err := part("headers", e.Headers)
+	if err != nil {
+		return nil, err
+	}
+	p, err := part("payload", e.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return &node{kind: KindObject, keys: []string{"headers", "payload"}, kids: []*node{h, p}}, nil
+}
+
+// item is one node of the content document, with its pointer.
+type item struct {
+	pointer string
+	n       *node
+}
+
+// salter derives the salts of one entry's scalars.
+type salter struct {
+	mac   hash.Hash
+	salts map[string][]byte
+	used  int // stored salts read
+}
+
+// newSalter derives from the seed, or else reads the stored salts (none
+// when every scalar is erased).
+func newSalter(e Entry) (*salter, error) {
+	if e.Seed != nil {
+		if len(e.Seed) != SeedSize {
+			return nil, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
+		}
+		return &salter{mac: hmac.New(sha256.New, e.Seed)}, nil
+	}
+	return &salter{salts: e.Salts}, nil
+}
+
+// salt is HMAC-SHA256(seed, pointer), or the stored salt once the seed is
+// gone.
+func (s *salter) salt(pointer string, buf []byte) ([]byte, error) {
+	if s.mac == nil {
+		v, ok := s.salts[pointer]
+		if !ok || len(v) != sha256.Size {
+			return nil, fmt.Errorf("no salt for %q", pointer)
+		}
+		s.used++
+		return v, nil
+	}
+	s.mac.Reset()
+	s.mac.Write([]byte(pointer))
+	return s.mac.Sum(buf[:0]), nil
+}
+
+// commit is SHA-256(salt ‖ u32(len p) ‖ p ‖ kind ‖ value).
+func commit(salt []byte, pointer string, k Kind, value []byte) []byte {
+	return appendCommit(sha256.New(), nil, salt, pointer, k, value)
+}
+
+// appendCommit appends the commitment to dst, hashing with h (reset
+// first), so that one hash serves all of an entry's scalars.
+func appendCommit(h hash.Hash, dst, salt []byte, pointer string, k Kind, value []byte) []byte {
+	h.Reset()
+	h.Write(salt)
+	var l [5]byte
+	binary.BigEndian.PutUint32(l[:4], uint32(len(pointer)))
+	h.Write(l[:4])
+	h.Write([]byte(pointer))
+	l[4] = byte(k)
+	h.Write(l[4:])
+	h.Write(value)
+	return h.Sum(dst)
+}
+
+// contentItems returns the nodes of doc, the root included, sorted by
+// pointer.
+func contentItems(e Entry, doc *node) ([]item, error) {
+	items := make([]item, 0, 16)
+	seen := 0
+	doc.walk("", func(p string, n *node) error {
+		items = append(items, item{p, n})
+		if _, ok := e.Erased[p]; ok && n.kind.scalar() {
+			seen++
+		}
+		return nil
+	})
+	if seen != len(e.Erased) {
+		return nil, errors.New("an erased field is missing from the content")
+	}
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
+	return items, nil
+}
+
+// hashItems is the content hash of the sorted items: SHA-256 of the tag
+// and each item, containers with their member count, scalars with their
+// commitment (kept, for erased ones). It hashes as it goes, with one
+// hash for the commitments, rather than building the items' bytes.
+func hashItems(e Entry, items []item) ([sha256.Size]byte, error) {
+	var out [sha256.Size]byte
+	s, err := newSalter(e)
+	if err != nil {
+		return out, err
+	}
+	h, ch := sha256.New(), sha256.New()
+	h.Write([]byte(contentTag))
+	var buf [4 + 1 + sha256.Size]byte
+	var saltBuf, commitBuf [sha256.Size]byte
+	for _, it := range items {
+		p, n := it.pointer, it.n
+		binary.BigEndian.PutUint32(buf[:4], uint32(len(p)))
+		h.Write(buf[:4])
+		h.Write([]byte(p))
+		switch c, erased := e.Erased[p]; {
+		case !n.kind.scalar():
+			buf[0] = byte(n.kind)
+			binary.BigEndian.PutUint32(buf[1:5], uint32(len(n.kids)))
+			h.Write(buf[:5])
+		case erased:
+			if len(c.Hash) != sha256.Size || !c.Kind.scalar() || !c.Kind.valid() {
+				return out, fmt.Errorf("kept commitment of %q is malformed", p)
+			}
+			buf[0] = byte(c.Kind)
+			h.Write(buf[:1])
+			h.Write(c.Hash)
+		default:
+			salt, err := s.salt(p, saltBuf[:])
+			if err != nil {
+				return out, err
+			}
+			buf[0] = byte(n.kind)
+			h.Write(buf[:1])
+			h.Write(appendCommit(ch, commitBuf[:0], salt, p, n.kind, n.value))
+		}
+	}
+	if s.mac == nil && s.used != len(s.salts) {
+		// Salts are stored for exactly the fields that remain: one more
+		// is an edit, never an erasure's.
+		return out, errors.New("a stored salt names no field of the content")
+	}
+	h.Sum(out[:0])
+	return out, nil
+}
+
+// Salts returns the salt of every scalar of an entry's content that is not
+// erased: what a reader needs, with the content and the kept commitments
+// of erased fields, to recompute the entry's leaf hash without the seed.
+func Salts(e Entry) (map[string][]byte, error) {
+	if e.ContentHash != nil {
+		return nil, ErrPruned
+	}
+	doc, err := document(e)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSalter(e)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err = doc.walk("", func(p string, n *node) error {
+		if !n.kind.scalar() {
+			return nil
+		}
+		if _, erased := e.Erased[p]; erased {
+			return nil
+		}
+		salt, err := s.salt(p, make([]byte, 0, sha256.Size))
+		if err != nil {
+			return err
+		}
+		out[p] = salt
+		return nil
+	})
+	return out, err
+}
+
+// PayloadPointer is the JSON pointer of a top-level payload key in an
+// entry's content document.
+func PayloadPointer(key string) string { return "/payload/" + pointerToken(key) }
+
+// Erase replaces the values at pointers (JSON pointers into the content
+// document {"headers":…,"payload":…}, e.g. PayloadPointer("username"))
+// with replacement, keeping the leaf hash: each field's commitment is kept
+// in e.Erased, and the seed is replaced by the salts of the fields that
+// remain, so that an erased value can neither be read nor confirmed by
+// guessing. Each pointer must name a scalar; erasing an erased field again
+// changes nothing. It changes e only when it succeeds. This is the one way
+// the audit log erases a value.
+func Erase(e *Entry, pointers []string, replacement string) error {
+	if e.ContentHash != nil {
+		return fmt.Errorf("erase in entry %s: %w", e.ID, ErrPruned)
+	}
+	doc, err := document(*e)
+	if err != nil {
+		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
+	}
+	s, err := newSalter(*e)
+	if err != nil {
+		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
+	}
+	erased := make(map[string]Commitment, len(e.Erased)+len(pointers))
+	for p, c := range e.Erased {
+		erased[p] = c
+	}
+	for _, p := range pointers {
+		if _, done := erased[p]; done {
+			continue
+		}
+		n := doc.find(p)
+		if n == nil || !n.kind.scalar() {
+			return fmt.Errorf("erase in entry %s: %q is not a scalar of its content", e.ID, p)
+		}
+		salt, err := s.salt(p, make([]byte, 0, sha256.Size))
+		if err != nil {
+			return fmt.Errorf("erase in entry %s: %w", e.ID, err)
+		}
+		erased[p] = Commitment{Kind: n.kind, Hash: commit(salt, p, n.kind, n.value)}
+		*n = node{kind: KindString, value: []byte(replacement)}
+	}
+	next := *e
+	next.Erased = erased
+	next.Seed = nil
+	next.Salts = nil
+	salts, err := Salts(Entry{Headers: e.Headers, Payload: e.Payload, Seed: e.Seed, Salts: e.Salts, Erased: erased})
+	if err != nil {
+		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
+	}
+	next.Salts = salts
+	var hb, pb bytes.Buffer
+	doc.kids[1].encode(&pb)
+	next.Payload = pb.Bytes()
+	if len(e.Headers) > 0 {
+		doc.kids[0].encode(&hb)
+		next.Headers = hb.Bytes()
+	}
+	*e = next
+	return nil
+}
+
+// Prune deletes an entry's content, keeping its envelope and content
+// hash: the leaf hash, and every proof, stay as they were.
+func Prune(e *Entry) error {
+	if e.ContentHash != nil {
+		return nil
+	}
+	ch, err := ContentHash(*e)
+	if err != nil {
+		return fmt.Errorf("prune entry %s: %w", e.ID, err)
+	}
+	e.ContentHash = ch[:]
+	e.Payload = json.RawMessage("{}")
+	e.Headers = nil
+	e.Seed, e.Salts, e.Erased = nil, nil, nil
+	return nil
+}
+
+// Pruned reports whether retention has deleted the entry's content.
+func (e Entry) Pruned() bool { return e.ContentHash != nil }
