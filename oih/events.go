@@ -155,13 +155,13 @@ type AuditLogEntriesPruned struct {
 func (AuditLogEntriesPruned) EventName() string { return "audit-log.entries.pruned" }
 
 // AuditLogLogsRead is the payload of audit-log.logs.read: Someone read the
-// audit log (a page of GET /logs, an entry's proof, an export); recorded
-// before the answer was sent.
+// audit log (a page of GET /logs, the opening of a live stream, an entry's
+// proof, an export); recorded before the answer was sent.
 //
 // Published by audit-log.
 type AuditLogLogsRead struct {
-	// Count: How many entries the answer held (absent for an export, which
-	// streams).
+	// Count: How many entries the answer held (absent for a live stream and an
+	// export, which stream).
 	Count *int64 `json:"count,omitempty"`
 	// Query: The query parameters of the read. Required.
 	Query json.RawMessage `json:"query"`

@@ -104,11 +104,11 @@ type Config struct {
 	// VerifierKey is the log's note verifier key, served at GET
 	// /checkpoint/key (empty: 404).
 	VerifierKey string
-	// RecordRead, when set, records every read of entries (GET /logs, a
-	// proof, an export) as an audit-log.logs.read event {user, tenant,
-	// route, query, count}, durably, before the answer is written: an
-	// Ingester's Record, which group-commits concurrent reads. Nil
-	// records no read.
+	// RecordRead, when set, records every read of entries (GET /logs, the
+	// opening of a live stream, a proof, an export) as an
+	// audit-log.logs.read event {user, tenant, route, query, count},
+	// durably, before the answer is written: an Ingester's Record, which
+	// group-commits concurrent reads. Nil records no read.
 	RecordRead func(ctx context.Context, ev *event.Event) error
 }
 

@@ -246,9 +246,24 @@ func TestReadsAreRecordedBeforeTheAnswer(t *testing.T) {
 	e.list("alice", "filter[name]=flowrepo.flow.created")
 	e.do(http.MethodGet, "/logs/"+ids["flow-a1"]+"/proof", "alice", nil)
 	e.do(http.MethodGet, "/export", "admin", nil)
+	// A live stream is recorded when it opens, before its first event.
+	s := e.openStream("alice", "filter[service]=flow-repository", "2")
+	if ev := s.next(t, 5*time.Second); ev.name != "ready" {
+		t.Fatalf("the stream's first event: %+v", ev)
+	}
 	p, err := e.store.Query(context.Background(), auditlog.Query{Name: ReadEvent, Order: auditlog.OldestFirst})
-	if err != nil || len(p.Entries) != 3 {
-		t.Fatalf("%d reads recorded (%v), want 3", len(p.Entries), err)
+	if err != nil || len(p.Entries) != 4 {
+		t.Fatalf("%d reads recorded (%v), want 4", len(p.Entries), err)
+	}
+	var opened struct {
+		User, Route string
+		Query       map[string]any
+		Count       *int
+	}
+	json.Unmarshal(p.Entries[3].Payload, &opened)
+	if opened.User != "alice" || opened.Route != "stream" || opened.Query["filter[service]"] != "flow-repository" ||
+		opened.Query["lastEventId"] != 2.0 || opened.Count != nil {
+		t.Errorf("the recorded stream: %s", p.Entries[3].Payload)
 	}
 	var first struct {
 		User, Tenant, Route string
@@ -270,5 +285,8 @@ func TestReadsAreRecordedBeforeTheAnswer(t *testing.T) {
 	rec.fail = context.DeadlineExceeded
 	if r := e.do(http.MethodGet, "/logs", "alice", nil); r.status != http.StatusInternalServerError {
 		t.Errorf("a read that could not be recorded answered %d", r.status)
+	}
+	if s := e.openStream("alice", "", ""); s.resp.StatusCode != http.StatusInternalServerError {
+		t.Errorf("a stream whose opening could not be recorded answered %d", s.resp.StatusCode)
 	}
 }

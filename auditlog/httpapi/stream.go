@@ -59,6 +59,18 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	q := req.query
 	q.Scope = scopeOf(u)
 	ctx := r.Context()
+	// The stream is a read of the log like GET /logs: recorded before
+	// anything is streamed. It streams, so the record has no count.
+	query := map[string]any{}
+	for k, v := range values {
+		query[k] = v[0]
+	}
+	if resume {
+		query["lastEventId"] = after
+	}
+	if !a.recordRead(w, r, u, "stream", query, -1) {
+		return
+	}
 	if !resume {
 		if after, err = a.feed.Head(ctx); err != nil {
 			a.internalError(w, r, "read the audit log's position", err)
@@ -228,17 +240,18 @@ func (s *sseWriter) flush() error {
 
 // renderCache keeps the text of the entries streamed last, so that the
 // streams carrying one entry render it once between them. A slot is used
-// only for the same seq and the same payload: an entry anonymised since
-// is rendered anew.
+// only for the same seq, leaf index, headers and payload: an entry
+// anonymised, pruned or integrated since is rendered anew.
 type renderCache struct {
 	mu    sync.Mutex
 	slots [4096]renderSlot
 }
 
 type renderSlot struct {
-	seq     int64
-	payload []byte
-	text    []byte
+	seq, leafIndex int64
+	headers        []byte
+	payload        []byte
+	text           []byte
 }
 
 // render returns e as GET /logs shows it.
@@ -248,12 +261,13 @@ func (a *api) render(e auditlog.Entry) []byte {
 	c.mu.Lock()
 	slot := c.slots[i]
 	c.mu.Unlock()
-	if slot.text != nil && slot.seq == e.Seq && bytes.Equal(slot.payload, e.Payload) {
+	if slot.text != nil && slot.seq == e.Seq && slot.leafIndex == e.LeafIndex &&
+		bytes.Equal(slot.headers, e.Headers) && bytes.Equal(slot.payload, e.Payload) {
 		return slot.text
 	}
 	text := renderEntry(e)
 	c.mu.Lock()
-	c.slots[i] = renderSlot{seq: e.Seq, payload: e.Payload, text: text}
+	c.slots[i] = renderSlot{seq: e.Seq, leafIndex: e.LeafIndex, headers: e.Headers, payload: e.Payload, text: text}
 	c.mu.Unlock()
 	return text
 }

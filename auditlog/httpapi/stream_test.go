@@ -115,10 +115,11 @@ func (s *stream) next(t *testing.T, timeout time.Duration) sseEvent {
 
 // streamed is an entry event's data.
 type streamed struct {
-	ID      string
-	Seq     int64
-	Headers struct{ Name string }
-	Payload map[string]any
+	ID        string
+	Seq       int64
+	LeafIndex *int64
+	Headers   struct{ Name string }
+	Payload   map[string]any
 }
 
 func (ev sseEvent) entry(t *testing.T) streamed {
@@ -172,6 +173,33 @@ func TestStreamStartsAtTheLastEntryAndSendsNewOnesAsGetLogsShowsThem(t *testing.
 	s2.next(t, 5*time.Second) // ready
 	if ev := s2.next(t, 5*time.Second); len(page.Data) != 1 || ev.data != string(page.Data[0]) {
 		t.Errorf("streamed %s, GET /logs shows %s", ev.data, page.Data)
+	}
+}
+
+// TestStreamedEntriesCarryTheLeafIndexTheyHaveWhenRead: an entry read
+// after the integrator placed it carries its leafIndex, as in GET /logs;
+// one streamed before it does not, and carries it when read again.
+func TestStreamedEntriesCarryTheLeafIndexTheyHaveWhenRead(t *testing.T) {
+	e, _, signer := integrityEnv(t)
+	s := e.openStream("admin", "", "0")
+	s.next(t, 5*time.Second) // ready
+	for i := range 7 {
+		if got := s.next(t, 5*time.Second).entry(t); got.LeafIndex == nil || *got.LeafIndex != int64(i) {
+			t.Fatalf("integrated entry %s streamed with leaf index %v, want %d", got.ID, got.LeafIndex, i)
+		}
+	}
+	e.post("admin", newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"flowId": "live-1", "tenant": "tenant-a"}))
+	live := s.next(t, 5*time.Second).entry(t)
+	if live.LeafIndex != nil {
+		t.Errorf("an entry not yet integrated streamed with leaf index %d", *live.LeafIndex)
+	}
+	if _, err := auditlog.IntegrateAll(context.Background(), e.store, signer); err != nil {
+		t.Fatal(err)
+	}
+	again := e.openStream("admin", "", strconv.FormatInt(live.Seq-1, 10))
+	again.next(t, 5*time.Second) // ready
+	if got := again.next(t, 5*time.Second).entry(t); got.ID != live.ID || got.LeafIndex == nil || *got.LeafIndex != 7 {
+		t.Errorf("read again after integration: %s at leaf %v, want %s at 7", got.ID, got.LeafIndex, live.ID)
 	}
 }
 

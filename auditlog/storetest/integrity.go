@@ -156,6 +156,12 @@ func testIntegration(t *testing.T, s auditlog.Store) {
 	if len(p.Entries) != 1 || p.Entries[0].LeafIndex != 7 {
 		t.Errorf("query of leaf 7 read back %+v", p.Entries)
 	}
+	// So do the live stream's reads: in seq order, after a position,
+	// without a total.
+	p = mustQuery(t, s, auditlog.Query{Order: auditlog.BySeq, AfterSeq: leaves[6].Seq, Limit: 2, SkipTotal: true})
+	if len(p.Entries) != 2 || p.Entries[0].LeafIndex != 7 || p.Entries[1].LeafIndex != 8 {
+		t.Errorf("reading 2 entries after leaf 6's seq read back %+v", p.Entries)
+	}
 	// Appended, not integrated.
 	mustAppend(t, s, entry("late", "x.y", at(1), nil))
 	if p := mustQuery(t, s, auditlog.Query{ID: "late"}); p.Entries[0].LeafIndex != auditlog.NotIntegrated || len(p.Entries[0].LeafHash) != 32 {

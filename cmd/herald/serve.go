@@ -90,7 +90,7 @@ other OTEL_* settings apply); otherwise serve traces nothing.`,
 	f.StringVar(&o.signingKey, "signing-key", os.Getenv(envSigningKey), "file holding the log's note signing key, shared by replicas (env "+envSigningKey+"); empty: <data>/signing-key, created on first start")
 	f.StringVar(&o.logName, "log-name", "", "the log's origin (its key's name) when serve creates the signing key (default: herald- and 16 random hex digits)")
 	f.DurationVar(&o.retention, "retention", 0, "delete the headers and payload of entries received longer ago than this, keeping their leaf hashes (0: keep everything)")
-	f.BoolVar(&o.auditReads, "audit-reads", true, "record every read of the log (GET /logs, proofs, exports) in the log as audit-log.logs.read")
+	f.BoolVar(&o.auditReads, "audit-reads", true, "record every read of the log (GET /logs, live streams, proofs, exports) in the log as audit-log.logs.read")
 	return cmd
 }
 
