@@ -80,18 +80,21 @@ func (l *lockedBuffer) String() string {
 }
 
 type logsPage struct {
-	Data []struct {
-		ID      string `json:"id"`
-		Headers struct {
-			Name        string `json:"name"`
-			ServiceName string `json:"serviceName"`
-		} `json:"headers"`
-		Payload map[string]any `json:"payload"`
-	} `json:"data"`
+	Data []logsEntry `json:"data"`
 	Meta struct {
 		Total int `json:"total"`
 	} `json:"meta"`
 	NextCursor string `json:"nextCursor"`
+}
+
+type logsEntry struct {
+	ID      string `json:"id"`
+	Headers struct {
+		Name        string `json:"name"`
+		ServiceName string `json:"serviceName"`
+	} `json:"headers"`
+	Payload   map[string]any `json:"payload"`
+	LeafIndex *int64         `json:"leafIndex"`
 }
 
 func getLogs(t *testing.T, url, token string) (logsPage, int) {
