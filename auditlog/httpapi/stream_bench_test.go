@@ -41,8 +41,9 @@ func (benchUsers) Authenticate(_ context.Context, r *http.Request) (*iam.User, e
 // BenchmarkIngestWithStreams measures what live streams cost ingest: b.N
 // events published to the in-process broker and stored by the ingester
 // as herald serve runs it (500 concurrent handlers, batches of 500,
-// SQLite), as fast as it takes them, with no stream open (the peer) and
-// with 100 streams open, each read by its own client (in this process):
+// SQLite, the integrator beside them), as fast as it takes them, with no
+// stream open (the peer) and with 100 streams open, each read by its own
+// client (in this process):
 //
 //	go test ./auditlog/httpapi -run '^$' -bench IngestWithStreams -benchtime 30000x
 //
@@ -62,7 +63,22 @@ func BenchmarkIngestWithStreams(b *testing.B) {
 			defer feed.Close()
 			srv := httptest.NewServer(New(Config{Store: store, Auth: benchUsers{}, Feed: feed}))
 			defer srv.Close()
-			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500, OnCommit: feed.Notify})
+			// The integrator runs beside the ingester, as in herald serve,
+			// in every case: the peer too.
+			skey, _, err := auditlog.GenerateKey("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			signer, err := auditlog.NewSigner(skey)
+			if err != nil {
+				b.Fatal(err)
+			}
+			integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: signer})
+			defer integ.Close()
+			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500, OnCommit: func() {
+				feed.Notify()
+				integ.Kick()
+			}})
 			defer in.Close()
 
 			var streams int
