@@ -53,11 +53,7 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.internalError(w, r, "query the audit log", err)
 		return
 	}
-	query := map[string]any{}
-	for k, v := range r.URL.Query() {
-		query[k] = v[0]
-	}
-	if !a.recordRead(w, r, u, "logs", query, len(page.Entries)) {
+	if !a.recordRead(w, r, u, "logs", readQuery(r.URL.Query()), len(page.Entries)) {
 		return
 	}
 	a.writePage(w, req, page)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -324,6 +325,16 @@ func (a *api) export(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		}
 	}
 	bw.Flush()
+}
+
+// readQuery is the query of a read as its record holds it: each
+// parameter's first value.
+func readQuery(values url.Values) map[string]any {
+	query := make(map[string]any, len(values))
+	for k, v := range values {
+		query[k] = v[0]
+	}
+	return query
 }
 
 // recordRead records a read of the log as an audit-log.logs.read entry,

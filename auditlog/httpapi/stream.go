@@ -61,10 +61,7 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	ctx := r.Context()
 	// The stream is a read of the log like GET /logs: recorded before
 	// anything is streamed. It streams, so the record has no count.
-	query := map[string]any{}
-	for k, v := range values {
-		query[k] = v[0]
-	}
+	query := readQuery(values)
 	if resume {
 		query["lastEventId"] = after
 	}
