@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,8 +19,6 @@ import (
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi"
-	"github.com/heraldhq/herald/auditlog/postgres"
-	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/iam"
@@ -34,8 +32,12 @@ type serveOptions struct {
 	listen     string
 	data       string
 	events     []string
+	noValidate bool
 	batchSize  int
 	logLevel   string
+
+	natsListenSet bool // --nats-listen was given
+	brokerFromEnv bool // broker is HERALD_BROKER_URL's, not --broker's
 }
 
 func newServeCmd() *cobra.Command {
@@ -60,16 +62,19 @@ INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).`,
   PORT=3007 INTROSPECT_ENDPOINT_BASIC=http://iam/api/v1/tokens/introspect IAM_TOKEN=… herald serve --broker amqp://…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.natsListenSet = cmd.Flags().Changed("nats-listen")
+			o.brokerFromEnv = !cmd.Flags().Changed("broker") && o.broker != ""
 			return serve(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.broker, "broker", os.Getenv(envBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+"); empty runs the embedded NATS broker")
 	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS broker (when --broker is empty)")
-	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://… or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
+	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://…[?schema=NAME] or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
 	f.StringVar(&o.listen, "listen", defaultServeListen(), "HTTP address of the audit-log API (env "+envPort+" sets the port on all interfaces)")
 	addDataDirFlag(cmd, &o.data)
 	f.StringSliceVar(&o.events, "events", nil, "event patterns the audit log records (default: every audited catalogue event; '#' for all)")
+	f.BoolVar(&o.noValidate, "no-validate", false, "accept --events patterns that match no catalogued event")
 	f.IntVar(&o.batchSize, "batch-size", 500, "most events written in one store transaction")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -97,14 +102,21 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	storeAt, err := parseStore(o.store, o.data)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	patterns := o.events
 	if len(patterns) == 0 {
 		patterns = catalog.Default().Audited()
 	}
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	// Before anything else: one process per data folder.
+	lock, err := lockDataDir(o.data)
+	if err != nil {
+		return err
 	}
+	defer lock.Release()
 
 	// Bind the HTTP port first: a taken port should fail at once, before
 	// anything else starts.
@@ -123,7 +135,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	store, storeDesc, err := openStore(ctx, o)
+	store, err := storeAt.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -140,7 +152,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	}
 
 	api := auditAPI(store, auth, reg, b, log)
-	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), brokerURL, storeDesc, authDesc, patterns)
+	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), o.describeBroker(brokerURL), storeAt.describe(), authDesc, patterns)
 	return serveHTTP(ctx, ln, api, log)
 }
 
@@ -163,8 +175,9 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 	})
 }
 
-// printBanner says where everything serve runs is.
-func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string) {
+// printBanner says where everything serve runs is. broker must come
+// without its password (describeBroker).
+func printBanner(w io.Writer, base, broker, storeDesc, authDesc string, patterns []string) {
 	fmt.Fprintf(w, `herald %s is running
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
   broker         %s
@@ -172,7 +185,17 @@ func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patte
   auth           %s
   recording      %s
 Press Ctrl-C to stop.
-`, buildVersion(), base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+`, buildVersion(), base, base, base, broker, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "))
+}
+
+// describeBroker is the broker serve uses, for its banner: without a
+// password, and saying when HERALD_BROKER_URL chose it.
+func (o serveOptions) describeBroker(url string) string {
+	d := redactURL(url)
+	if o.brokerFromEnv {
+		d += " (from " + envBrokerURL + ")"
+	}
+	return d
 }
 
 // check reads the flags serve cannot start with.
@@ -183,6 +206,21 @@ func (o serveOptions) check() (slog.Level, error) {
 	}
 	if o.batchSize < 1 {
 		return 0, usagef("--batch-size must be at least 1")
+	}
+	if o.broker != "" && o.natsListenSet {
+		// Otherwise --nats-listen would be ignored without a word.
+		from := "--broker"
+		if o.brokerFromEnv {
+			from = envBrokerURL + "=" + redactURL(o.broker)
+		}
+		return 0, usagef("--nats-listen sets the embedded broker's address, but %s points serve at another broker: drop one of them", from)
+	}
+	if !o.noValidate {
+		for _, p := range o.events {
+			if msg := uncatalogued(catalog.Default(), p); msg != "" {
+				return 0, usagef("--events %s (--no-validate records it anyway)", msg)
+			}
+		}
 	}
 	return level, nil
 }
@@ -209,8 +247,11 @@ func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io
 		return "", usagef("--nats-listen: %v", err)
 	}
 	srv, err := natsserver.Run(ctx, natsserver.Config{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
+	if errors.Is(err, natsserver.ErrAddressInUse) {
+		return "", takenBrokerAddress("--nats-listen", o.natsListen, err)
+	}
 	if err != nil {
-		return "", fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
+		return "", fmt.Errorf("start the embedded broker in %s: %w", brokerStoreDir(o.data), err)
 	}
 	stop.add(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -304,27 +345,6 @@ func summarise(s []string, n int) []string {
 		return s
 	}
 	return append(append([]string(nil), s[:n]...), fmt.Sprintf("… (%d patterns)", len(s)))
-}
-
-func openStore(ctx context.Context, o serveOptions) (auditlog.Store, string, error) {
-	switch {
-	case strings.HasPrefix(o.store, "postgres://"), strings.HasPrefix(o.store, "postgresql://"):
-		s, err := postgres.Open(ctx, o.store)
-		if err != nil {
-			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
-		}
-		return s, "PostgreSQL " + redactURL(o.store), nil
-	default:
-		path := strings.TrimPrefix(o.store, "sqlite://")
-		if path == "" {
-			path = filepath.Join(o.data, "audit.db")
-		}
-		s, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
-		}
-		return s, "SQLite " + path, nil
-	}
 }
 
 // serveAuth returns OIH IAM introspection when IAM is configured, else a
