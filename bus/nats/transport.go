@@ -175,6 +175,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	return t, nil
 }
 
+// ServerName is the name of the NATS server the transport is connected to
+// (herald's embedded server calls itself "herald"), empty while
+// disconnected.
+func (t *Transport) ServerName() string { return t.nc.ConnectedServerName() }
+
 // ensureStreams creates the events and dead-letter streams, or updates
 // them to this configuration when they exist with another.
 func (t *Transport) ensureStreams(ctx context.Context) error {

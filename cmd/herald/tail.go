@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/topic"
 )
@@ -29,6 +30,8 @@ type tailOptions struct {
 	broker   string
 	count    int
 	timeout  time.Duration
+
+	brokerDefault bool // neither --broker nor HERALD_BROKER_URL
 }
 
 // tailService names tail's temporary queue in the broker's listings.
@@ -64,6 +67,7 @@ those. Use it to drain or inspect a queue, not on a live service.
   herald tail --broker amqp://guest:guest@localhost:5672/ --service audit-log 'iam.#'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.patterns = args
+			o.brokerDefault = brokerDefaulted(cmd)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return runTail(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
 		},
@@ -71,7 +75,7 @@ those. Use it to drain or inspect a queue, not on a live service.
 	f := cmd.Flags()
 	f.StringVar(&o.service, "service", "", "join this service's queue (shares and acknowledges its deliveries) instead of a temporary one")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (one wire-form event per line)")
-	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
+	addBrokerFlag(cmd, &o.broker)
 	f.IntVarP(&o.count, "count", "n", 0, "stop after this many events (0: until interrupted)")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect")
 	return cmd
@@ -94,11 +98,19 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		if err := topic.ValidatePattern(p); err != nil {
 			return usagef("pattern %q: %v", p, err)
 		}
+		if msg := uncatalogued(catalog.Default(), p); msg != "" {
+			// Tail prints whatever matches, catalogued or not; a typo
+			// would print nothing, silently.
+			fmt.Fprintf(stderr, "note: %s (tail prints uncatalogued events too, so it waits for it anyway)\n", msg)
+		}
 	}
 
 	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
 		return err
+	}
+	if o.brokerDefault {
+		noteDefaultBroker(stderr, t, o.broker)
 	}
 	service := o.service
 	// tail's handler fails only for a delivery it hands back (see

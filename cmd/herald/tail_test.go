@@ -265,3 +265,14 @@ func TestTailWithServiceAcknowledgesOnlyWhatItPrints(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestTailNotesAPatternTheCatalogueDoesNotKnow(t *testing.T) {
+	// The note comes before tail connects: an unreachable broker ends it.
+	_, _, stderr := herald(t, "tail", "iam.user.craeted", "flow.*", "--broker", unreachableBroker)
+	if !strings.Contains(stderr, `"iam.user.craeted" matches no catalogued event: did you mean iam.user.created?`) {
+		t.Errorf("stderr %q: want a note with the closest name", stderr)
+	}
+	if strings.Contains(stderr, `"flow.*"`) {
+		t.Errorf("a pattern that matches catalogued events is noted: %q", stderr)
+	}
+}
