@@ -71,6 +71,9 @@ var cases = []struct {
 	{"StaleBindingIsDeadLettered", (*suite).staleBinding},
 	{"TemporaryQueueGetsCopies", (*suite).temporaryQueue},
 	{"PublishersSurviveReconnect", (*suite).reconnect},
+	{"DeadLettersAreReplayedToTheirQueueAndPurged", (*suite).replayAndPurge},
+	{"BindingsFollowTheConfiguration", (*suite).bindingsFollow},
+	{"QueueStateIsReported", (*suite).inspect},
 }
 
 type suite struct {

@@ -456,6 +456,11 @@ func (c *consumer) run(it jetstream.MessagesContext) {
 			d.attempt = int(md.NumDelivered)
 			d.seq = md.Sequence.Stream
 		}
+		if q := msg.Headers().Get(HeaderReplayQueue); q != "" && q != c.q.Name {
+			// A dead letter replayed for another queue only.
+			_ = msg.Ack()
+			continue
+		}
 		// Every subject of the stream has the prefix; the name is what
 		// the patterns match.
 		name := strings.TrimPrefix(msg.Subject(), prefix)

@@ -11,7 +11,10 @@
 // duplicate window. A failed handler's delivery is redelivered with the
 // bus's backoff (NakWithDelay); a dead letter is copied to the
 // HERALD_DEAD stream under herald.dead.<queue>.<event name>, with the
-// error and attempt count in its headers, and then terminated.
+// error and attempt count in its headers, and then terminated. A replayed
+// dead letter is published to the events stream again, marked with the
+// one queue it is for (Herald-Replay-Queue): every other queue's consumer
+// acknowledges it without handing it out.
 //
 // It works with nats-server 2.9 and later. Servers before 2.10 give a
 // consumer a single filter subject, so there one subject covers all of a
@@ -72,9 +75,13 @@ type Transport struct {
 }
 
 var (
-	_ driver.Transport        = (*Transport)(nil)
-	_ driver.DeadLetterLister = (*Transport)(nil)
-	_ driver.StatusReporter   = (*Transport)(nil)
+	_ driver.Transport          = (*Transport)(nil)
+	_ driver.DeadLetterLister   = (*Transport)(nil)
+	_ driver.DeadLetterReplayer = (*Transport)(nil)
+	_ driver.DeadLetterPurger   = (*Transport)(nil)
+	_ driver.BindingSetter      = (*Transport)(nil)
+	_ driver.QueueInspector     = (*Transport)(nil)
+	_ driver.StatusReporter     = (*Transport)(nil)
 )
 
 // Dial connects to the NATS server at url (nats://host:port, or a
