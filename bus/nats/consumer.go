@@ -170,7 +170,7 @@ func (c *consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
 		}
 		setFilters(&cfg, filterSet(append(haveFilters, want...), single))
 		setBindings(&cfg, c.q.Name, bindings, single)
-		_, err = js.UpdateConsumer(ctx, stream, cfg)
+		err = c.t.updateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) && !single {
 			c.t.single.Store(true)
 			continue

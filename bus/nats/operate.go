@@ -117,7 +117,7 @@ func (t *Transport) SetBindings(ctx context.Context, queue string, patterns []st
 		}
 		setFilters(&cfg, filterSet(want, single))
 		setBindings(&cfg, queue, patterns, single)
-		_, err = t.js.UpdateConsumer(ctx, t.o.stream, cfg)
+		err = t.updateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) && !single {
 			t.single.Store(true)
 			continue
@@ -138,6 +138,30 @@ func (t *Transport) SetBindings(ctx context.Context, queue string, patterns []st
 		return changes, nil
 	}
 	return changes, fmt.Errorf("nats set bindings of %q: the server kept refusing the consumer's filter", queue)
+}
+
+// updateConsumer updates a consumer's configuration. nats.go takes an
+// answer without the filter subjects it asked for as a server that has only
+// one; nats-server 2.15 gives such an answer for a consumer it recovered
+// from disk although it applied them, so the consumer is read back before
+// believing it.
+func (t *Transport) updateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) error {
+	_, err := t.js.UpdateConsumer(ctx, t.o.stream, cfg)
+	if !errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		return err
+	}
+	name := cfg.Durable
+	if name == "" {
+		name = cfg.Name
+	}
+	cons, rerr := t.js.Consumer(ctx, t.o.stream, name)
+	if rerr == nil {
+		have := slices.Sorted(slices.Values(cons.CachedInfo().Config.FilterSubjects))
+		if slices.Equal(have, slices.Sorted(slices.Values(cfg.FilterSubjects))) {
+			return nil
+		}
+	}
+	return err
 }
 
 // InspectQueue reads the durable consumer of queue: its pending,

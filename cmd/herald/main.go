@@ -64,6 +64,7 @@ NATS JetStream or in process), the catalogue of every event, and the audit log.`
 		newPublishCmd(),
 		newTailCmd(),
 		newBrokerCmd(),
+		newDLQCmd(),
 	)
 	markUsageErrors(root)
 	return root

@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/iam"
 	"github.com/heraldhq/herald/natsserver"
@@ -151,13 +152,19 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	api := auditAPI(store, auth, reg, b, log)
+	var watch *queueWatch
+	if insp, ok := b.Transport().(driver.QueueInspector); ok {
+		watch = newQueueWatch(insp, auditlog.QueueName)
+		watch.register(reg)
+	}
+	api := auditAPI(store, auth, reg, b, watch, log)
 	printBanner(stdout, "http://"+displayAddr(ln.Addr().String()), o.describeBroker(brokerURL), storeAt.describe(), authDesc, patterns)
 	return serveHTTP(ctx, ln, api, log)
 }
 
-// auditAPI is the audit log's HTTP API, reporting b as its queue.
-func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, log *slog.Logger) http.Handler {
+// auditAPI is the audit log's HTTP API, reporting b as its queue, with
+// the queue's dead letters and waiting messages when watch is not nil.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, watch *queueWatch, log *slog.Logger) http.Handler {
 	return httpapi.New(httpapi.Config{
 		Store: store,
 		Auth:  auth,
@@ -169,8 +176,12 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		Gatherer:       reg,
 		Logger:         log,
 		Version:        buildVersion(),
-		Health: func(context.Context) map[string]httpapi.Check {
-			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
+		Health: func(ctx context.Context) map[string]httpapi.Check {
+			queue := busCheck(b.Status())
+			if watch != nil {
+				watch.addTo(ctx, &queue)
+			}
+			return map[string]httpapi.Check{"queue": queue}
 		},
 	})
 }
@@ -268,6 +279,10 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 	if err != nil {
 		return nil, err
 	}
+	if err := followBindings(ctx, transport, patterns, log); err != nil {
+		transport.Close(ctx)
+		return nil, err
+	}
 	b, err := bus.New(transport,
 		bus.WithService(auditlog.QueueName),
 		bus.WithConcurrency(o.batchSize),
@@ -297,6 +312,28 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	return b, nil
+}
+
+// followBindings makes the audit log's queue bound to exactly patterns,
+// as far as herald bound it: a pattern an earlier start bound and this one
+// does not record is removed, so its events no longer reach the queue to
+// be retried and dead-lettered for want of a handler. Bindings herald did
+// not make (an OIH audit log sharing the queue) stay. Replicas of one
+// audit log should run one --events set: the last to start sets the
+// bindings.
+func followBindings(ctx context.Context, t driver.Transport, patterns []string, log *slog.Logger) error {
+	bs, ok := t.(driver.BindingSetter)
+	if !ok {
+		return nil
+	}
+	ch, err := bs.SetBindings(ctx, auditlog.QueueName, patterns)
+	if err != nil {
+		return fmt.Errorf("audit log: set the bindings of queue %s: %w", auditlog.QueueName, err)
+	}
+	if len(ch.Removed) > 0 || len(ch.Added) > 0 {
+		log.Info("audit-log queue bindings follow --events", "queue", auditlog.QueueName, "added", ch.Added, "removed", ch.Removed)
+	}
+	return nil
 }
 
 // serveHTTP serves api on ln until ctx is done, then lets running

@@ -97,7 +97,7 @@ func brokerError(url string, err error) error {
 	if noAnswer(err) {
 		return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
 	}
-	return fmt.Errorf("connect to the broker at %s: %w", url, err)
+	return fmt.Errorf("connect to the broker at %s (check --broker or %s): %w", url, envBrokerURL, err)
 }
 
 // noAnswer reports whether err means that nothing answered: nothing
