@@ -65,6 +65,7 @@ NATS JetStream or in process), the catalogue of every event, and the audit log.`
 		newTailCmd(),
 		newBrokerCmd(),
 		newDLQCmd(),
+		newStatusCmd(),
 	)
 	markUsageErrors(root)
 	return root
