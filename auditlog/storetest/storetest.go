@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
 		{"PingAnswers", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
+		{"ForgottenUsersAreRemembered", testForgetter},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
