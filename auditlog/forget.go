@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -118,6 +119,15 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 			usernames = append(usernames, c.value)
 		}
 	}
+	// A user's own iam.user.created or modified stored after their
+	// deletion names a username the deletion could not know: it is
+	// forgotten too, so that the entries naming the user by it are found.
+	if learned := usernamesOf(entries, ids); len(learned) > 0 {
+		if err := f.Forget(ctx, Anonymisation{Usernames: learned}.digests()); err != nil {
+			return fmt.Errorf("record a deleted user's username: %w", err)
+		}
+		usernames = append(usernames, learned...)
+	}
 	var total int64
 	for _, a := range anonymisations(ids, usernames) {
 		n, err := in.cfg.Store.Anonymise(ctx, a)
@@ -131,6 +141,25 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 	}
 	in.cfg.Logger.Info("anonymised entries stored after their user's deletion", "entries", total)
 	return nil
+}
+
+// usernamesOf returns the usernames that the iam.user.created and
+// iam.user.modified entries of ids hold.
+func usernamesOf(entries []Entry, ids []string) []string {
+	var out []string
+	for _, e := range entries {
+		if e.Name != "iam.user.created" && e.Name != "iam.user.modified" {
+			continue
+		}
+		var p struct{ ID, Username string }
+		if json.Unmarshal(e.Payload, &p) != nil || p.Username == "" || p.Username == Redacted {
+			continue
+		}
+		if slices.Contains(ids, p.ID) && !slices.Contains(out, p.Username) {
+			out = append(out, p.Username)
+		}
+	}
+	return out
 }
 
 // anonymisations turns forgotten ids and usernames into what Anonymise

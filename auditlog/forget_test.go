@@ -53,3 +53,36 @@ func TestEntriesOfADeletedUserStoredLaterAreAnonymised(t *testing.T) {
 		t.Errorf("another user's entries were anonymised:\n%s", all)
 	}
 }
+
+// TestAUsernameLearnedAfterTheDeletionIsForgottenToo: when the user's
+// own iam.user.created is stored after their deletion was handled, its
+// username is anonymised with it, and so is every entry naming the user by
+// that username, before or after.
+func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
+	f.publish(t, "iam.user.deleted", `{"id":"u7"}`)
+	f.waitTotal(t, auditlog.Query{}, 2)
+	f.publish(t, "iam.user.created", `{"id":"u7","username":"kim@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 3)
+	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 4)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all strings.Builder
+		for _, e := range p.Entries {
+			all.WriteString(string(e.Payload) + "\n")
+		}
+		if !strings.Contains(all.String(), "kim@example.com") && !strings.Contains(all.String(), `"u7"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted user is still in the log:\n%s", all.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
