@@ -119,18 +119,18 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 			usernames = append(usernames, c.value)
 		}
 	}
-	// A user's own iam.user.created or modified stored after their
-	// deletion names a username the deletion could not know: it is
-	// forgotten too, so that the entries naming the user by it are found.
-	if learned := usernamesOf(entries, ids); len(learned) > 0 {
-		if err := f.Forget(ctx, Anonymisation{Usernames: learned}.digests()); err != nil {
-			return fmt.Errorf("record a deleted user's username: %w", err)
-		}
-		usernames = append(usernames, learned...)
-	}
 	var total int64
-	for _, a := range anonymisations(ids, usernames) {
-		n, err := in.cfg.Store.Anonymise(ctx, a)
+	for _, id := range ids {
+		// A user's own iam.user.created or modified stored after their
+		// deletion names a username the deletion could not know.
+		n, err := in.forgetUser(ctx, id, usernamesOf(entries, []string{id}))
+		if err != nil {
+			return err
+		}
+		total += n
+	}
+	if len(usernames) > 0 {
+		n, err := in.cfg.Store.Anonymise(ctx, Anonymisation{Usernames: usernames})
 		if err != nil {
 			return fmt.Errorf("anonymise entries of a deleted user stored after the deletion: %w", err)
 		}
@@ -162,15 +162,42 @@ func usernamesOf(entries []Entry, ids []string) []string {
 	return out
 }
 
-// anonymisations turns forgotten ids and usernames into what Anonymise
-// takes: one per id, and the usernames together.
-func anonymisations(ids, usernames []string) []Anonymisation {
-	var out []Anonymisation
-	for _, id := range ids {
-		out = append(out, Anonymisation{UserID: id})
+// forgetUser records a deleted user (when the store keeps such records)
+// and anonymises their entries, in an order that leaves no entry behind:
+// the id is recorded, then the usernames are read from the user's entries
+// (with known, those learned elsewhere), recorded, and only then
+// anonymised, since anonymising erases them. An entry committed after a
+// step is checked against what that step recorded (anonymiseLate); one
+// committed before it, the next step reads. It returns the entries
+// changed.
+func (in *Ingester) forgetUser(ctx context.Context, userID string, known []string) (int64, error) {
+	forget := func(Anonymisation) error { return nil }
+	if f, ok := in.cfg.Store.(Forgetter); ok {
+		forget = func(a Anonymisation) error {
+			if err := f.Forget(ctx, a.digests()); err != nil {
+				return fmt.Errorf("anonymise user %s: record the deletion: %w", userID, err)
+			}
+			return nil
+		}
 	}
-	if len(usernames) > 0 {
-		out = append(out, Anonymisation{Usernames: usernames})
+	if err := forget(Anonymisation{UserID: userID}); err != nil {
+		return 0, err
 	}
-	return out
+	names, err := in.cfg.Store.Usernames(ctx, userID)
+	if err != nil {
+		return 0, fmt.Errorf("anonymise user %s: usernames: %w", userID, err)
+	}
+	for _, u := range known {
+		if !slices.Contains(names, u) {
+			names = append(names, u)
+		}
+	}
+	if err := forget(Anonymisation{Usernames: names}); err != nil {
+		return 0, err
+	}
+	n, err := in.cfg.Store.Anonymise(ctx, Anonymisation{UserID: userID, Usernames: names})
+	if err != nil {
+		return 0, fmt.Errorf("anonymise user %s: %w", userID, err)
+	}
+	return n, nil
 }

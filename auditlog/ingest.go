@@ -148,21 +148,9 @@ func (in *Ingester) anonymise(ctx context.Context, ev *event.Event) error {
 		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to anonymise", "id", ev.Headers.ID)
 		return nil
 	}
-	names, err := in.cfg.Store.Usernames(ctx, p.ID)
+	n, err := in.forgetUser(ctx, p.ID, nil)
 	if err != nil {
-		return fmt.Errorf("anonymise user %s: usernames: %w", p.ID, err)
-	}
-	a := Anonymisation{UserID: p.ID, Usernames: names}
-	if f, ok := in.cfg.Store.(Forgetter); ok {
-		// First: an entry of this user committed from now on finds the
-		// record (anonymiseLate); one committed before, Anonymise finds.
-		if err := f.Forget(ctx, a.digests()); err != nil {
-			return fmt.Errorf("anonymise user %s: record the deletion: %w", p.ID, err)
-		}
-	}
-	n, err := in.cfg.Store.Anonymise(ctx, a)
-	if err != nil {
-		return fmt.Errorf("anonymise user %s: %w", p.ID, err)
+		return err
 	}
 	if in.cfg.Metrics != nil {
 		in.cfg.Metrics.Anonymised.Add(float64(n))
