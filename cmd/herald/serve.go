@@ -55,9 +55,16 @@ configured it generates an admin token, stores it in the data folder (mode
 0600) and prints where it is.
 
 In production, point it at a shared broker and database: --broker amqp://…
-(an OIH RabbitMQ) or nats://…, --store postgres://…, and OIH IAM
+(an OIH RabbitMQ) or nats://…, --store postgres://…?schema=NAME, and OIH IAM
 introspection through IAM's environment variables (INTROSPECT_TYPE,
-INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).`,
+INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …). Several replicas may share the
+broker and the database (docs/deploy.md), each with a data folder of its
+own: a data folder belongs to one process, and a second serve or broker on
+it exits at once, naming the pid that holds it.
+
+At start the audit-log queue's bindings become exactly the --events set:
+what an earlier start bound and this one does not is unbound, and logged.
+Bindings herald did not make (an OIH audit log sharing the queue) stay.`,
 		Example: `  herald serve
   herald serve --broker amqp://guest:guest@rabbitmq:5672 --store postgres://herald@db/herald
   PORT=3007 INTROSPECT_ENDPOINT_BASIC=http://iam/api/v1/tokens/introspect IAM_TOKEN=… herald serve --broker amqp://…`,
