@@ -51,9 +51,9 @@ func TestReplicasOnNATSShareTheAuditLog(t *testing.T) {
 	runReplicas(t, "NATS", out.URL)
 }
 
-// replicaStore returns a PostgreSQL URL naming a schema of the test's
+// postgresSchema returns a PostgreSQL URL naming a schema of the test's
 // own, dropped when the test ends, and a connection to that schema.
-func replicaStore(t *testing.T) (string, *pgx.Conn) {
+func postgresSchema(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
 	base := os.Getenv("HERALD_TEST_POSTGRES_URL")
 	if base == "" {
@@ -109,7 +109,7 @@ func startReplica(t *testing.T, env []string, data string) *replica {
 
 func runReplicas(t *testing.T, brokerName, broker string) {
 	start := time.Now()
-	store, db := replicaStore(t)
+	store, db := postgresSchema(t)
 	env := []string{envBrokerURL + "=" + broker, envStoreURL + "=" + store}
 	replicas := make([]*replica, replicaCount)
 	for i := range replicas {

@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"net"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // serveRefuses runs serve with args (plus free addresses and a data
@@ -85,5 +89,30 @@ func TestServeBannerHidesTheBrokerPasswordAndSaysWhereTheURLCameFrom(t *testing.
 	out := b.String()
 	if strings.Contains(out, "s3cret") || !strings.Contains(out, "amqp://herald:xxxxx@rabbit:5672/") || !strings.Contains(out, "from "+envBrokerURL) {
 		t.Errorf("banner:\n%s\nwant the broker without its password, said to come from %s", out, envBrokerURL)
+	}
+}
+
+// TestServeKeepsItsPostgresTablesInTheSchemaOfTheStoreURL: --store's
+// schema parameter puts every table, the migrations' record included,
+// in that schema, and nothing in the connection's default one.
+func TestServeKeepsItsPostgresTablesInTheSchemaOfTheStoreURL(t *testing.T) {
+	store, db := postgresSchema(t)
+	schema, _ := url.Parse(store)
+	s := startServe(t, "--store", store, "--nats-listen", freeAddr(t), "--data", t.TempDir(), "--listen", "127.0.0.1:0")
+	if !strings.Contains(s.banner, "schema "+schema.Query().Get("schema")) {
+		t.Errorf("the banner does not name the schema:\n%s", s.banner)
+	}
+	rows, err := db.Query(context.Background(), `SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, schema.Query().Get("schema"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"entries", "entry_count", "herald_schema_migrations"} {
+		if !slices.Contains(tables, want) {
+			t.Errorf("schema %s has tables %q, want %s among them", schema.Query().Get("schema"), tables, want)
+		}
 	}
 }
