@@ -35,11 +35,13 @@ const (
 )
 
 func TestReplicasOnRabbitMQShareTheAuditLog(t *testing.T) {
-	heraldBinary(t)
-	runReplicas(t, "RabbitMQ", testVhost(t))
+	store, db := postgresSchema(t)
+	broker := testVhost(t)
+	runReplicas(t, "RabbitMQ", broker, store, db)
 }
 
 func TestReplicasOnNATSShareTheAuditLog(t *testing.T) {
+	store, db := postgresSchema(t)
 	// An external NATS server, as replicas on several machines use:
 	// herald broker, a process of its own, on a free port.
 	broker := startProcess(t, nil, "broker", "--listen", freeAddr(t), "--data", t.TempDir(), "--output", "json")
@@ -48,7 +50,7 @@ func TestReplicasOnNATSShareTheAuditLog(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &out); err != nil {
 		t.Fatalf("herald broker printed %q: %v", line, err)
 	}
-	runReplicas(t, "NATS", out.URL)
+	runReplicas(t, "NATS", out.URL, store, db)
 }
 
 // postgresSchema returns a PostgreSQL URL naming a schema of the test's
@@ -107,9 +109,8 @@ func startReplica(t *testing.T, env []string, data string) *replica {
 	return r
 }
 
-func runReplicas(t *testing.T, brokerName, broker string) {
+func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	start := time.Now()
-	store, db := postgresSchema(t)
 	env := []string{envBrokerURL + "=" + broker, envStoreURL + "=" + store}
 	replicas := make([]*replica, replicaCount)
 	for i := range replicas {
