@@ -42,16 +42,22 @@ func Anonymise(ctx context.Context, s Store, userID string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("anonymise user %s: %w", userID, err)
 	}
-	a := Anonymisation{UserID: userID, Usernames: names}
-	terms := a.Terms()
-	if len(terms) == 0 {
-		return 0, nil
-	}
-	n, err := s.Rewrite(ctx, terms, a.Redact)
+	n, err := Anonymisation{UserID: userID, Usernames: names}.apply(ctx, s)
 	if err != nil {
 		return 0, fmt.Errorf("anonymise user %s: %w", userID, err)
 	}
 	return n, nil
+}
+
+// apply rewrites the entries of s that name a's user (Terms) as Redact
+// says, and returns the number changed. Every change goes through Erase,
+// so proofs stay valid.
+func (a Anonymisation) apply(ctx context.Context, s Store) (int64, error) {
+	terms := a.Terms()
+	if len(terms) == 0 {
+		return 0, nil
+	}
+	return s.Rewrite(ctx, terms, a.Redact)
 }
 
 // Usernames returns the usernames in the payloads of userID's

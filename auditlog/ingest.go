@@ -175,7 +175,7 @@ func (in *Ingester) anonymise(ctx context.Context, ev *event.Event) error {
 		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to anonymise", "id", ev.Headers.ID)
 		return nil
 	}
-	n, err := Anonymise(ctx, in.cfg.Store, p.ID)
+	n, err := in.forgetUser(ctx, p.ID, nil)
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (in *Ingester) flush(batch []ingestReq) {
 	for i, r := range batch {
 		entries[i] = r.entry
 	}
-	err := in.append(entries)
+	err := in.commit(entries)
 	if err != nil && len(batch) > 1 {
 		// One entry a store refuses (PostgreSQL takes no NUL in JSON, say)
 		// fails its whole transaction. Write the batch one entry at a
@@ -242,13 +242,27 @@ func (in *Ingester) flush(batch []ingestReq) {
 		// end, dead-lettered, and the others are acknowledged.
 		in.cfg.Logger.Warn("audit batch failed; writing its entries one by one", "entries", len(batch), "error", err)
 		for i, r := range batch {
-			r.res <- in.append(entries[i : i+1])
+			r.res <- in.commit(entries[i : i+1])
 		}
 		return
 	}
 	for _, r := range batch {
 		r.res <- err
 	}
+}
+
+// commit writes entries and then anonymises those of users deleted
+// meanwhile (anonymiseLate); a failure of either has the deliveries
+// retried.
+func (in *Ingester) commit(entries []Entry) error {
+	if err := in.append(entries); err != nil {
+		return err
+	}
+	if err := in.anonymiseLate(entries); err != nil {
+		in.cfg.Logger.Error("audit store: anonymising late entries failed; deliveries will be retried", "error", err)
+		return err
+	}
+	return nil
 }
 
 // append writes entries in one transaction. It runs whatever happens to

@@ -705,6 +705,21 @@ func TestPostIsIdempotent(t *testing.T) {
 	if r := e.do(http.MethodPost, "/logs", "admin", withID); r.status != http.StatusConflict {
 		t.Errorf("same id, other createdAt: %d %s, want 409", r.status, r.body)
 	}
+	// The same id with another payload is a conflict too; the same payload
+	// written otherwise (key order, spacing) is the same event.
+	withID["headers"].(map[string]any)["createdAt"] = 1700000000000
+	withID["payload"] = map[string]any{"flowId": "f9"}
+	if r := e.do(http.MethodPost, "/logs", "admin", withID); r.status != http.StatusConflict {
+		t.Errorf("same id, other payload: %d %s, want 409", r.status, r.body)
+	}
+	samePayload := newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"id": "f2", "user": "alice"}, "id", "0190f0e4-0000-7000-8000-00000000abce")
+	if r := e.do(http.MethodPost, "/logs", "admin", samePayload); r.status != http.StatusCreated {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	reordered := `{"headers":{"name":"flowrepo.flow.created","createdAt":1700000000000,"id":"0190f0e4-0000-7000-8000-00000000abce"},"payload":{ "user":"alice", "id":"f2" }}`
+	if r := e.do(http.MethodPost, "/logs", "admin", reordered); r.status != http.StatusOK {
+		t.Errorf("same id, same payload in another key order: %d %s, want 200", r.status, r.body)
+	}
 
 	// Someone else's entry is not shown to whoever guesses its id.
 	private := newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"user": "amos", "tenant": "tenant-c"})
@@ -714,8 +729,8 @@ func TestPostIsIdempotent(t *testing.T) {
 	if r := e.do(http.MethodPost, "/logs", "nora", private); r.status != http.StatusConflict {
 		t.Errorf("another's entry: %d %s, want 409", r.status, r.body)
 	}
-	if l := e.list("admin", "page[size]=100"); l.Meta.Total != 4 {
-		t.Errorf("%d entries stored, want 4", l.Meta.Total)
+	if l := e.list("admin", "page[size]=100"); l.Meta.Total != 5 {
+		t.Errorf("%d entries stored, want 5", l.Meta.Total)
 	}
 }
 
@@ -858,5 +873,55 @@ func TestCORSAsOIH(t *testing.T) {
 	}
 	if r := e.do(http.MethodGet, "/logs", "", nil); r.header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Error("no CORS header on an answer")
+	}
+}
+
+func TestUnknownPathsAndMethodsAnswerInTheErrorShape(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{http.MethodGet, "/", http.StatusNotFound, ""},
+		{http.MethodGet, "/no/such/thing", http.StatusNotFound, ""},
+		{http.MethodPost, "/", http.StatusNotFound, ""},
+		{http.MethodDelete, "/logs", http.StatusMethodNotAllowed, "GET, HEAD, POST"},
+		{http.MethodPost, "/healthcheck", http.StatusMethodNotAllowed, "GET, HEAD"},
+	}
+	for _, c := range cases {
+		r := e.do(c.method, c.path, "", nil)
+		if r.status != c.status {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.status, r.body, c.status)
+			continue
+		}
+		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			t.Errorf("%s %s: Content-Type %q, want JSON", c.method, c.path, ct)
+		}
+		if msg := r.errorMessage(t); !strings.Contains(msg, c.path) {
+			t.Errorf("%s %s: message %q does not name the path", c.method, c.path, msg)
+		}
+		if c.allow != "" && r.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, r.header.Get("Allow"), c.allow)
+		}
+	}
+	// A route still answers as before.
+	if r := e.do(http.MethodGet, "/healthcheck", "", nil); r.status != http.StatusOK {
+		t.Errorf("GET /healthcheck: %d %s", r.status, r.body)
+	}
+}
+
+func TestARetryOfAPostWhoseUserWasAnonymisedIsTheSameEvent(t *testing.T) {
+	e := newEnv(t)
+	ev := newEvent("iam.user.loginFailed", 1700000000000, map[string]any{"user": "jane@example.com"}, "id", "0190f0e4-0000-7000-8000-00000000abcf")
+	if r := e.do(http.MethodPost, "/logs", "admin", ev); r.status != http.StatusCreated {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	a := auditlog.Anonymisation{UserID: "u1", Usernames: []string{"jane@example.com"}}
+	if _, err := e.store.Rewrite(context.Background(), a.Terms(), a.Redact); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(http.MethodPost, "/logs", "admin", ev); r.status != http.StatusOK || strings.Contains(string(r.body), "jane@example.com") {
+		t.Errorf("the retry after anonymisation: %d %s, want 200 with the anonymised entry", r.status, r.body)
 	}
 }

@@ -237,7 +237,50 @@ func New(cfg Config) http.Handler {
 	if cfg.Console != nil {
 		mux.Handle("GET /", a.instrument("GET /", cfg.Console.ServeHTTP))
 	}
-	return cors(mux)
+	return cors(routeErrors(mux))
+}
+
+// routeErrors answers the requests mux has no route for in the API's
+// error shape, not the mux's plain text: 404 for a path nothing serves
+// ("/" too, until a route such as "GET /{$}" takes it), 405 with Allow for
+// a path served for other methods. Every other answer, redirects to a
+// cleaned path included, is the mux's own.
+func routeErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(&routeErrorWriter{ResponseWriter: w, path: r.URL.Path, method: r.Method}, r)
+	})
+}
+
+// routeErrorWriter turns the mux's plain-text 404 and 405 into the API's
+// error body, keeping the headers the mux set (Allow).
+type routeErrorWriter struct {
+	http.ResponseWriter
+	path, method string
+	replaced     bool
+}
+
+func (w *routeErrorWriter) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		w.replaced = true
+		writeError(w.ResponseWriter, code, fmt.Sprintf("no such endpoint: %s (GET /openapi.json lists them)", w.path), "")
+	case http.StatusMethodNotAllowed:
+		w.replaced = true
+		writeError(w.ResponseWriter, code, fmt.Sprintf("%s does not answer %s (allowed: %s)", w.path, w.method, w.Header().Get("Allow")), "")
+	default:
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (w *routeErrorWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil // the mux's plain-text body
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // authorize authenticates the request and checks perm, answering as OIH's

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -190,7 +191,7 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 //     absent, so a retried identical POST is recognised): posting an id
 //     already stored answers 200 with the entry as first stored, unchanged,
 //     or 409 when that entry was written by someone else and is not
-//     visible to the caller, or differs in name or createdAt.
+//     visible to the caller, or differs in name, createdAt or payload.
 func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	// Room for a pretty-printed body; the encoded event is checked below.
 	limit := int64(a.cfg.MaxEventSize)*4 + 4096
@@ -257,8 +258,8 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	// Already stored: the same event again is answered with what is
 	// stored; another event under the same id is a conflict.
 	sameTime := !createdAtGiven || stored.CreatedAt.UnixMilli() == entry.CreatedAt.UnixMilli()
-	if !found || stored.Name != entry.Name || !sameTime {
-		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name or createdAt", entry.ID), "")
+	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name, createdAt or payload", entry.ID), "")
 		return
 	}
 	if !u.Admin() && stored.ServiceName != identity && !visible(u, stored) {
@@ -266,6 +267,32 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	writeJSON(w, http.StatusOK, renderEntry(stored))
+}
+
+// samePayload reports whether a posted payload is the one stored: the
+// same top-level keys with equal JSON values, where a stored value that
+// anonymisation replaced matches whatever was posted (a retry of an
+// event whose user has since been deleted is still the same event).
+func samePayload(stored, posted json.RawMessage) bool {
+	var s, p map[string]json.RawMessage
+	if json.Unmarshal(stored, &s) != nil || json.Unmarshal(posted, &p) != nil || len(s) != len(p) {
+		return false
+	}
+	redacted, _ := json.Marshal(auditlog.Redacted)
+	for k, sv := range s {
+		pv, ok := p[k]
+		if !ok {
+			return false
+		}
+		if bytes.Equal(sv, redacted) {
+			continue
+		}
+		var a, b any
+		if json.Unmarshal(sv, &a) != nil || json.Unmarshal(pv, &b) != nil || !reflect.DeepEqual(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 // visible reports whether u's scope shows e.

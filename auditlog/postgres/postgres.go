@@ -3,7 +3,7 @@
 //
 // Payloads and extra headers are JSONB; payload filters are containment
 // queries served by a GIN index, so any top-level key can be filtered on.
-// The schema is versioned (table schema_migrations) and brought up to date
+// The schema is versioned (table herald_schema_migrations) and brought up to date
 // by Open, under an advisory lock so that replicas starting together do
 // not race.
 //

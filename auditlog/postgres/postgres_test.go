@@ -109,14 +109,14 @@ func TestOpenMigratesOnceUnderConcurrentStarts(t *testing.T) {
 	}
 	defer s.Close()
 	var versions int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&versions); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+migrationsTable).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
 	ms, _ := loadMigrations()
 	if versions != len(ms) {
 		t.Errorf("%d migrations recorded, want %d", versions, len(ms))
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')`); err != nil {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO `+migrationsTable+` (version, name) VALUES (9999, 'future')`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(ctx, url, WithSchema(schema)); err == nil || !strings.Contains(err.Error(), "newer") {

@@ -99,7 +99,7 @@ func TestTamperIsDetected(t *testing.T) {
 			}
 			defer conn.Close(context.Background())
 			stmts := []string{`CREATE SCHEMA ` + to}
-			for _, table := range []string{"schema_migrations", "entries", "leaves", "entry_count", "tree_hashes", "checkpoints", "tree_state"} {
+			for _, table := range []string{migrationsTable, "entries", "leaves", "entry_count", "tree_hashes", "checkpoints", "tree_state"} {
 				stmts = append(stmts,
 					`CREATE TABLE `+to+`.`+table+` (LIKE `+from+`.`+table+` INCLUDING ALL)`,
 					`INSERT INTO `+to+`.`+table+` SELECT * FROM `+from+`.`+table)

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"MatchesSelectsWhatTheStoreSelects", testMatches},
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
+		{"ForgottenUsersAreRemembered", testForgetter},
 	}
 	runCases(t, open, cases)
 }

@@ -22,7 +22,13 @@
 //     backoff step (100ms·2^k up to a cap), each with a queue-level TTL that
 //     dead-letters back into the service's queue only; and a dead-letter
 //     queue "<service>.dead" whose messages carry the error, the attempt
-//     count, the original routing key and the time of the first failure.
+//     count, the original routing key and the time of the first failure;
+//     dead letters are replayed into the service's queue only, through the
+//     default exchange;
+//   - the record of the patterns herald bound for a service, one message in
+//     the queue "<service>.bindings" (at most one message long), so that
+//     SetBindings can remove what herald bound and is no longer wanted
+//     without RabbitMQ's management plugin, and leave what others bound.
 //
 // The service queue itself gets no arguments (no x-dead-letter-exchange,
 // no TTL): a declare with arguments fails with PRECONDITION_FAILED against
@@ -64,6 +70,11 @@ const (
 	HeaderFirstFailure = "x-herald-first-failure"
 	// HeaderDeadAt is when the message was dead-lettered (RFC 3339).
 	HeaderDeadAt = "x-herald-dead-at"
+	// HeaderDeadID names a dead letter among its queue's (the ID of
+	// driver.DeadLetter).
+	HeaderDeadID = "x-herald-dead-id"
+	// HeaderReplayedAt is when a dead letter was replayed (RFC 3339).
+	HeaderReplayedAt = "x-herald-replayed-at"
 )
 
 // Errors a Publish may return, tested with errors.Is.
@@ -472,10 +483,16 @@ func (t *Transport) Close(ctx context.Context) error {
 	return err
 }
 
-var _ driver.Transport = (*Transport)(nil)
-var _ driver.StatusReporter = (*Transport)(nil)
-var _ driver.DeadLetterLister = (*Transport)(nil)
-var _ driver.Describer = (*Transport)(nil)
+var (
+	_ driver.Transport          = (*Transport)(nil)
+	_ driver.StatusReporter     = (*Transport)(nil)
+	_ driver.DeadLetterLister   = (*Transport)(nil)
+	_ driver.DeadLetterReplayer = (*Transport)(nil)
+	_ driver.DeadLetterPurger   = (*Transport)(nil)
+	_ driver.BindingSetter      = (*Transport)(nil)
+	_ driver.QueueInspector     = (*Transport)(nil)
+	_ driver.Describer          = (*Transport)(nil)
+)
 
 // Destination names RabbitMQ as the messaging system and the exchange as
 // the destination, as OpenTelemetry's RabbitMQ conventions ask; the event

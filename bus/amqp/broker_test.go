@@ -282,7 +282,7 @@ func deleteQueues(t testing.TB, services ...string) {
 		return
 	}
 	for _, s := range services {
-		names := []string{s, s + ".dead"}
+		names := []string{s, s + ".dead", bindingsQueue(s)}
 		for step := MinRetryDelay; step <= DefaultMaxRetryDelay; step *= 2 {
 			names = append(names, retryQueueName(s, step))
 		}
@@ -334,4 +334,9 @@ func (r recordingTransport) Consume(ctx context.Context, q driver.QueueSpec, pat
 		r.rec.add(q.Name)
 	}
 	return r.Transport.Consume(ctx, q, patterns, deliver)
+}
+
+func (r recordingTransport) SetBindings(ctx context.Context, queue string, patterns []string) (driver.BindingChanges, error) {
+	r.rec.add(queue)
+	return r.Transport.SetBindings(ctx, queue, patterns)
 }

@@ -538,6 +538,7 @@ func (d *delivery) deadLetter(ctx context.Context, cause error) error {
 	h := d.headers(cause)
 	h[HeaderAttempt] = int32(d.attempt)
 	h[HeaderDeadAt] = formatTime(time.Now())
+	h[HeaderDeadID] = event.NewID()
 	return d.move(ctx, "dead-letter", d.s.deadQueue, h)
 }
 
@@ -723,7 +724,7 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.Dea
 }
 
 func deadLetterOf(d amqp091.Delivery) driver.DeadLetter {
-	dl := driver.DeadLetter{Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
+	dl := driver.DeadLetter{ID: deadID(d), Body: d.Body, Name: d.RoutingKey, Attempts: attemptOf(d.Headers)}
 	if k, ok := d.Headers[HeaderRoutingKey].(string); ok {
 		dl.Name = k
 	} else if ev, err := event.Decode(d.Body); err == nil {

@@ -72,6 +72,9 @@ var cases = []struct {
 	{"TemporaryQueueGetsCopies", (*suite).temporaryQueue},
 	{"PublishersSurviveReconnect", (*suite).reconnect},
 	{"TraceContextCrossesTheBroker", (*suite).traceContext},
+	{"DeadLettersAreReplayedToTheirQueueAndPurged", (*suite).replayAndPurge},
+	{"BindingsFollowTheConfiguration", (*suite).bindingsFollow},
+	{"QueueStateIsReported", (*suite).inspect},
 }
 
 type suite struct {

@@ -1,6 +1,8 @@
 // Package driver is what a bus transport implements: Transport, the
 // Consumer it starts and the Delivery it hands out, and the optional
-// DeadLetterLister and StatusReporter. It is to package bus what
+// interfaces through which herald's operators reach the broker:
+// DeadLetterLister, DeadLetterReplayer and DeadLetterPurger, BindingSetter,
+// QueueInspector and StatusReporter. It is to package bus what
 // database/sql/driver is to database/sql: a service author reads bus; a
 // transport author implements these interfaces and runs the conformance
 // suite, bus/bustest. herald's transports are bus/memory, bus/amqp and
@@ -127,6 +129,9 @@ type Describer interface {
 
 // DeadLetter is a message a consumer gave up on.
 type DeadLetter struct {
+	// ID names the dead letter among its queue's while it is kept: what
+	// DeadLetterReplayer and DeadLetterPurger take.
+	ID string
 	// Body is the message as it was delivered.
 	Body []byte
 	// Name is the event name it was published under (the original
@@ -148,6 +153,82 @@ type DeadLetterLister interface {
 	// DeadLetters returns the dead letters of queue, oldest first.
 	DeadLetters(ctx context.Context, queue string) ([]DeadLetter, error)
 }
+
+// DeadLetterReplayer is implemented by transports that can hand dead
+// letters back to their queue (herald dlq replay).
+type DeadLetterReplayer interface {
+	// ReplayDeadLetters moves the dead letters of queue whose IDs are ids,
+	// or every one when ids is empty, back to queue and to no other
+	// queue, as first deliveries (Attempt 1), and removes them from the
+	// dead letters. It returns those it moved, oldest first; an id that
+	// names no dead letter is not an error, only missing from the result.
+	// A dead letter is removed only once the broker has taken it back.
+	ReplayDeadLetters(ctx context.Context, queue string, ids []string) ([]DeadLetter, error)
+}
+
+// DeadLetterPurger is implemented by transports that can delete dead
+// letters (herald dlq purge).
+type DeadLetterPurger interface {
+	// PurgeDeadLetters deletes the dead letters of queue whose IDs are
+	// ids, or every one when ids is empty, and returns how many it
+	// deleted.
+	PurgeDeadLetters(ctx context.Context, queue string, ids []string) (int, error)
+}
+
+// BindingChanges is what SetBindings changed.
+type BindingChanges struct {
+	// Added are the patterns bound that the record did not hold;
+	// Removed those unbound.
+	Added, Removed []string
+}
+
+// BindingSetter is implemented by transports that can make a durable
+// queue's bindings follow a service's configuration (herald serve
+// --events): without it, bindings only ever grow, as consumers add theirs.
+type BindingSetter interface {
+	// SetBindings makes queue's bindings exactly patterns, as far as this
+	// transport made them: it binds the patterns missing, unbinds those it
+	// recorded binding before that patterns lacks, and records patterns on
+	// the broker for the next call. Bindings it never recorded (another
+	// program's on a shared queue) are left alone. The queue is created if
+	// it does not exist.
+	SetBindings(ctx context.Context, queue string, patterns []string) (BindingChanges, error)
+}
+
+// QueueInfo is what the broker says about a durable queue.
+type QueueInfo struct {
+	// Depth counts the messages waiting in the queue, not handed out. On
+	// a NATS server before 2.10, whose consumers have one filter subject,
+	// it also counts events the filter lets through and the patterns do
+	// not match (they are acknowledged unseen when their turn comes).
+	Depth int
+	// Unacked counts the messages handed out and not yet settled; -1 when
+	// the broker does not say (RabbitMQ, without its management plugin).
+	Unacked int
+	// Consumers counts the consumers reading the queue (on NATS, the
+	// pull requests waiting: one per reading replica); -1 when unknown.
+	Consumers int
+	// Retrying counts the messages waiting to be delivered again after a
+	// failed attempt.
+	Retrying int
+	// DeadLetters counts the queue's dead letters.
+	DeadLetters int
+	// Bindings are the patterns recorded by BindingSetter, sorted; nil
+	// when none are recorded.
+	Bindings []string
+}
+
+// QueueInspector is implemented by transports that can say how a durable
+// queue is doing (herald status, the dead-letter metric).
+type QueueInspector interface {
+	// InspectQueue returns the state of queue now; an error wrapping
+	// ErrNoQueue when the broker has no such queue.
+	InspectQueue(ctx context.Context, queue string) (QueueInfo, error)
+}
+
+// ErrNoQueue is wrapped by InspectQueue's error when the queue does not
+// exist.
+var ErrNoQueue = errors.New("no such queue")
 
 // State is a transport's connection state.
 type State int

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,18 +58,28 @@ type Broker struct {
 	temps   map[*queue]struct{} // temporary queues
 	tempSeq int
 	conns   map[*conn]struct{}
-	dead    map[string][]driver.DeadLetter
+	dead    map[string][]deadLetter
+	deadSeq int
 	retries map[*retry]struct{} // retries waiting for their delay
+	// recorded are the bindings SetBindings recorded, by queue.
+	recorded map[string][]string
+}
+
+// deadLetter is a dead letter and the message it was, for a replay.
+type deadLetter struct {
+	dl driver.DeadLetter
+	m  driver.Message
 }
 
 // NewBroker returns an empty broker.
 func NewBroker() *Broker {
 	return &Broker{
-		queues:  make(map[string]*queue),
-		temps:   make(map[*queue]struct{}),
-		conns:   make(map[*conn]struct{}),
-		dead:    make(map[string][]driver.DeadLetter),
-		retries: make(map[*retry]struct{}),
+		queues:   make(map[string]*queue),
+		temps:    make(map[*queue]struct{}),
+		conns:    make(map[*conn]struct{}),
+		dead:     make(map[string][]deadLetter),
+		retries:  make(map[*retry]struct{}),
+		recorded: make(map[string][]string),
 	}
 }
 
@@ -115,6 +126,7 @@ type queue struct {
 	temporary bool
 	bindings  []string
 	ready     []*message // FIFO
+	retrying  int        // retries waiting for their delay
 	consumers []*consumer
 	next      int // round-robin cursor into consumers
 }
@@ -373,8 +385,8 @@ func (c *conn) DeadLetters(ctx context.Context, queue string) ([]driver.DeadLett
 	src := c.b.dead[queue]
 	out := make([]driver.DeadLetter, len(src))
 	for i, d := range src {
-		d.Body = bytes.Clone(d.Body)
-		out[i] = d
+		out[i] = d.dl
+		out[i].Body = bytes.Clone(d.dl.Body)
 	}
 	return out, nil
 }
@@ -580,6 +592,7 @@ func (d *delivery) Retry(_ context.Context, delay time.Duration, _ error) error 
 		return nil
 	}
 	r := &retry{}
+	q.retrying++
 	r.timer = time.AfterFunc(delay, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -587,6 +600,7 @@ func (d *delivery) Retry(_ context.Context, delay time.Duration, _ error) error 
 			return // cancelled by Broker.Close
 		}
 		delete(b.retries, r)
+		q.retrying--
 		if b.live(q) {
 			q.ready = append(q.ready, m)
 			b.dispatch(q)
@@ -606,7 +620,9 @@ func (d *delivery) DeadLetter(_ context.Context, cause error) error {
 		return err
 	}
 	now := time.Now()
+	b.deadSeq++
 	dl := driver.DeadLetter{
+		ID:           strconv.Itoa(b.deadSeq),
 		Body:         d.m.m.Body,
 		Name:         d.m.m.Name,
 		Attempts:     d.m.attempt,
@@ -620,6 +636,6 @@ func (d *delivery) DeadLetter(_ context.Context, cause error) error {
 		dl.FirstFailure = now
 	}
 	name := d.cons.q.name
-	b.dead[name] = append(b.dead[name], dl)
+	b.dead[name] = append(b.dead[name], deadLetter{dl: dl, m: d.m.m})
 	return nil
 }

@@ -170,7 +170,7 @@ func (c *consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
 		}
 		setFilters(&cfg, filterSet(append(haveFilters, want...), single))
 		setBindings(&cfg, c.q.Name, bindings, single)
-		_, err = js.UpdateConsumer(ctx, stream, cfg)
+		err = c.t.updateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) && !single {
 			c.t.single.Store(true)
 			continue
@@ -455,6 +455,11 @@ func (c *consumer) run(it jetstream.MessagesContext) {
 		if md, err := msg.Metadata(); err == nil {
 			d.attempt = int(md.NumDelivered)
 			d.seq = md.Sequence.Stream
+		}
+		if q := msg.Headers().Get(HeaderReplayQueue); q != "" && q != c.q.Name {
+			// A dead letter replayed for another queue only.
+			_ = msg.Ack()
+			continue
 		}
 		// Every subject of the stream has the prefix; the name is what
 		// the patterns match.

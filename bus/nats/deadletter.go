@@ -166,6 +166,11 @@ func parseDeadLetter(msg jetstream.Msg) driver.DeadLetter {
 		Name:  h.Get(HeaderEvent),
 		Error: h.Get(HeaderError),
 	}
+	// Its sequence in the dead-letter stream names it: what replay and
+	// purge delete by.
+	if md, err := msg.Metadata(); err == nil {
+		dl.ID = strconv.FormatUint(md.Sequence.Stream, 10)
+	}
 	dl.Attempts, _ = strconv.Atoi(h.Get(HeaderAttempts))
 	dl.FirstFailure, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderFirstFailure))
 	dl.DeadAt, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDeadAt))

@@ -11,7 +11,10 @@
 // duplicate window. A failed handler's delivery is redelivered with the
 // bus's backoff (NakWithDelay); a dead letter is copied to the
 // HERALD_DEAD stream under herald.dead.<queue>.<event name>, with the
-// error and attempt count in its headers, and then terminated.
+// error and attempt count in its headers, and then terminated. A replayed
+// dead letter is published to the events stream again, marked with the
+// one queue it is for (Herald-Replay-Queue): every other queue's consumer
+// acknowledges it without handing it out.
 //
 // It works with nats-server 2.9 and later. Servers before 2.10 give a
 // consumer a single filter subject, so there one subject covers all of a
@@ -72,10 +75,14 @@ type Transport struct {
 }
 
 var (
-	_ driver.Transport        = (*Transport)(nil)
-	_ driver.DeadLetterLister = (*Transport)(nil)
-	_ driver.StatusReporter   = (*Transport)(nil)
-	_ driver.Describer        = (*Transport)(nil)
+	_ driver.Transport          = (*Transport)(nil)
+	_ driver.DeadLetterLister   = (*Transport)(nil)
+	_ driver.DeadLetterReplayer = (*Transport)(nil)
+	_ driver.DeadLetterPurger   = (*Transport)(nil)
+	_ driver.BindingSetter      = (*Transport)(nil)
+	_ driver.QueueInspector     = (*Transport)(nil)
+	_ driver.StatusReporter     = (*Transport)(nil)
+	_ driver.Describer          = (*Transport)(nil)
 )
 
 // Dial connects to the NATS server at url (nats://host:port, or a
@@ -175,6 +182,11 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 	}
 	return t, nil
 }
+
+// ServerName is the name of the NATS server the transport is connected to
+// (herald's embedded server calls itself "herald"), empty while
+// disconnected.
+func (t *Transport) ServerName() string { return t.nc.ConnectedServerName() }
 
 // ensureStreams creates the events and dead-letter streams, or updates
 // them to this configuration when they exist with another.

@@ -16,6 +16,15 @@ import (
 	"github.com/heraldhq/herald/natsserver"
 )
 
+// takenBrokerAddress explains a broker address something else listens
+// on. It is not a herald on this data folder (the folder's lock comes
+// first), so it is a NATS server or a herald with a folder of its own: use
+// that broker, or run this one on another address with its own folder.
+func takenBrokerAddress(flag, addr string, err error) error {
+	return fmt.Errorf("%s %s: %w: a NATS server, or a herald with another data folder, listens there; use that broker (--broker nats://%s), or give this one a free %s and its own --data",
+		flag, addr, err, addr, flag)
+}
+
 // defaultBrokerListen is where `herald broker` listens: the address of
 // defaultBrokerURL, which publish and tail use when given no --broker.
 var defaultBrokerListen = strings.TrimPrefix(defaultBrokerURL, "nats://")
@@ -71,14 +80,20 @@ func runBroker(ctx context.Context, o brokerOptions, stdout, stderr io.Writer) e
 	if err != nil {
 		return usagef("--listen %q: %v (want host:port, such as %s)", o.listen, err, defaultBrokerListen)
 	}
+	// Before anything else: one process per data folder.
+	lock, err := lockDataDir(o.data)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	store := brokerStoreDir(o.data)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := natsserver.Run(ctx, natsserver.Config{StoreDir: store, Host: host, Port: port, Logger: log})
 	if errors.Is(err, natsserver.ErrAddressInUse) {
-		return fmt.Errorf("--listen %s: %w (another herald broker or serve?); choose another address with --listen", o.listen, natsserver.ErrAddressInUse)
+		return takenBrokerAddress("--listen", o.listen, err)
 	}
 	if err != nil {
-		return fmt.Errorf("start the broker: %w", err)
+		return fmt.Errorf("start the broker in %s: %w", store, err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -155,8 +154,8 @@ satisfies the event's JSON Schema: exactly what herald's bus checks before it
 publishes. On failure the error names the closest known name, or the payload
 field and the schema rule it breaks, and the exit code is 1.
 
---payload takes the JSON itself, @FILE to read it from a file, or - to read
-it from standard input.`,
+--payload takes the JSON itself, @FILE to read it from a file, or - (or @-,
+as herald publish writes it) to read it from standard input.`,
 		Example: `  herald catalog check iam.user.removedFromTenant
   herald catalog check flowrepo.flow.creatd         # fails: did you mean flowrepo.flow.created?
   herald catalog check iam.user.created --payload '{"id":"5f1c","username":"jane@example.com"}'
@@ -196,26 +195,16 @@ it from standard input.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&payload, "payload", "", "the payload to check: JSON, @FILE, or - for standard input")
+	cmd.Flags().StringVar(&payload, "payload", "", "the payload to check: JSON, @FILE, or - (or @-) for standard input")
 	return cmd
 }
 
-// readPayloadFlag reads --payload: JSON, @FILE or - (standard input).
+// readPayloadFlag reads --payload as publish does (readPayloadArg) and
+// checks that it is JSON.
 func readPayloadFlag(cmd *cobra.Command, v string) ([]byte, error) {
-	var b []byte
-	switch {
-	case v == "-":
-		var err error
-		if b, err = io.ReadAll(cmd.InOrStdin()); err != nil {
-			return nil, fmt.Errorf("read payload from standard input: %w", err)
-		}
-	case strings.HasPrefix(v, "@"):
-		var err error
-		if b, err = os.ReadFile(v[1:]); err != nil {
-			return nil, &usageError{fmt.Errorf("--payload: %w", err)}
-		}
-	default:
-		b = []byte(v)
+	b, err := readPayloadArg(v, cmd.InOrStdin())
+	if err != nil {
+		return nil, err
 	}
 	if !json.Valid(b) {
 		var syn *json.SyntaxError

@@ -213,16 +213,19 @@ func TestCatalogCheckReadsThePayloadFromAFileOrStandardInput(t *testing.T) {
 		t.Fatalf("@FILE: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetArgs([]string{"catalog", "check", "flow.started", "--payload", "-"})
-	root.SetIn(strings.NewReader(`{"id":7}`))
-	root.SetOut(&out)
-	root.SetErr(&out)
-	err := root.Execute()
-	var se *catalog.SchemaError
-	if err == nil || !errors.As(err, &se) || se.Pointer != "/id" {
-		t.Fatalf("stdin payload {\"id\":7}: err = %v, want a schema error at /id", err)
+	// - and, as herald publish writes it, @-.
+	for _, stdin := range []string{"-", "@-"} {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetArgs([]string{"catalog", "check", "flow.started", "--payload", stdin})
+		root.SetIn(strings.NewReader(`{"id":7}`))
+		root.SetOut(&out)
+		root.SetErr(&out)
+		err := root.Execute()
+		var se *catalog.SchemaError
+		if err == nil || !errors.As(err, &se) || se.Pointer != "/id" {
+			t.Errorf("--payload %s with {\"id\":7} on standard input: err = %v, want a schema error at /id", stdin, err)
+		}
 	}
 }
 

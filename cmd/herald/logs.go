@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/heraldhq/herald/auditlog/client"
+	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -71,7 +72,7 @@ the stream (OIH's) it polls GET /logs every --interval.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.tokenSet = cmd.Flags().Changed("token")
 			o.sortSet = cmd.Flags().Changed("sort")
-			return runLogs(cmd.Context(), o, cmd.OutOrStdout())
+			return runLogs(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -85,7 +86,7 @@ the stream (OIH's) it polls GET /logs every --interval.`,
 	f.StringVar(&o.since, "since", "", "only events created at or after this time (1h, 30m, 2d or RFC 3339)")
 	f.StringVar(&o.until, "until", "", "only events created before this time (1h, 30m, 2d or RFC 3339)")
 	f.StringArrayVar(&o.where, "where", nil, "only events whose top-level payload `key=value` (repeatable)")
-	f.IntVar(&o.limit, "limit", 50, "most entries to print, 0 for all (with --follow: how many to show before following)")
+	f.IntVarP(&o.limit, "limit", "n", 50, "most entries to print, 0 for all (with --follow: how many to show before following)")
 	f.StringVar(&o.sort, "sort", "newest", "order: newest or oldest first")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table, json, ndjson or csv")
 	f.BoolVarP(&o.follow, "follow", "f", false, "print new entries as they are stored, until interrupted")
@@ -93,10 +94,17 @@ the stream (OIH's) it polls GET /logs every --interval.`,
 	return cmd
 }
 
-func runLogs(ctx context.Context, o logsOptions, stdout io.Writer) error {
+func runLogs(ctx context.Context, o logsOptions, stdout, stderr io.Writer) error {
 	q, err := o.query(time.Now())
 	if err != nil {
 		return err
+	}
+	if o.name != "" {
+		// A typo would list nothing, silently; the audit log keeps
+		// uncatalogued names too, so the query still runs.
+		if _, ok := catalog.Default().Lookup(o.name); !ok {
+			fmt.Fprintf(stderr, "note: --name %s (the audit log also keeps uncatalogued events, so this asks for it anyway)\n", uncatalogued(catalog.Default(), o.name))
+		}
 	}
 	c, err := client.New(o.url, client.WithToken(o.bearer()), client.WithPollInterval(o.interval))
 	if err != nil {
@@ -106,7 +114,7 @@ func runLogs(ctx context.Context, o logsOptions, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	batches := pageEntries(c.Pages(ctx, q))
+	batches := pageEntries(c.Pages(ctx, q), &out.total)
 	if o.follow {
 		batches = c.Follow(ctx, q)
 	}
@@ -135,13 +143,18 @@ func writeAll(out *logWriter, batches iter.Seq2[[]client.Entry, error]) error {
 }
 
 // pageEntries turns pages into their entries, a page at a time: the table
-// is aligned a page at a time.
-func pageEntries(pages iter.Seq2[*client.Page, error]) iter.Seq2[[]client.Entry, error] {
+// is aligned a page at a time. total is set to how many entries the query
+// selects, as the first page says.
+func pageEntries(pages iter.Seq2[*client.Page, error], total *int64) iter.Seq2[[]client.Entry, error] {
 	return func(yield func([]client.Entry, error) bool) {
+		first := true
 		for p, err := range pages {
 			if err != nil {
 				yield(nil, err)
 				return
+			}
+			if first {
+				*total, first = p.Total, false
 			}
 			if !yield(p.Entries, nil) {
 				return
@@ -299,7 +312,8 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 type logWriter struct {
 	format string
 	w      io.Writer
-	n      int // entries written
+	n      int   // entries written
+	total  int64 // entries the query selects, when known
 
 	csv *csv.Writer
 
@@ -394,6 +408,11 @@ func (lw *logWriter) close() error {
 	case "table":
 		if lw.n == 0 {
 			_, err := io.WriteString(lw.w, "no entries\n")
+			return err
+		}
+		if lw.total > int64(lw.n) {
+			// A table reads as everything there is unless it says not.
+			_, err := fmt.Fprintf(lw.w, "%d of %d entries shown (--limit N shows more, --limit 0 all)\n", lw.n, lw.total)
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -410,7 +411,7 @@ func TestLogsFollowPrintsNewEntriesOnce(t *testing.T) {
 		5: cancel,
 	}
 	o := logsOptions{url: srv.URL, limit: 3, sort: "oldest", output: "ndjson", follow: true, interval: 10 * time.Millisecond, data: t.TempDir()}
-	if err := runLogs(ctx, o, out); err != nil {
+	if err := runLogs(ctx, o, out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Err() != context.Canceled {
@@ -442,5 +443,35 @@ func TestLogsPrintsNothingWhenTheLogRefuses(t *testing.T) {
 		if code != 1 || out != "" {
 			t.Errorf("--output %s: exit %d, stdout %q; want 1 and nothing printed (no empty table or array)", format, code, out)
 		}
+	}
+}
+
+func TestLogsTableSaysHowManyOfHowManyItShows(t *testing.T) {
+	_, srv := newFakeLog(t, 12)
+	code, out, stderr := heraldLogs(t, "--url", srv.URL, "-n", "5")
+	if code != 0 {
+		t.Fatalf("logs -n 5: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 7 || !strings.HasPrefix(lines[6], "5 of 12 entries shown") || !strings.Contains(lines[6], "--limit 0") {
+		t.Errorf("logs -n 5 of 12 entries printed:\n%s\nwant a header, 5 rows and a line saying 5 of 12 are shown", out)
+	}
+	// Everything shown: nothing to add; other formats stay data only.
+	for _, args := range [][]string{{"--limit", "0"}, {"-n", "12"}, {"-n", "5", "--output", "ndjson"}} {
+		_, out, _ := heraldLogs(t, append([]string{"--url", srv.URL}, args...)...)
+		if strings.Contains(out, "entries shown") {
+			t.Errorf("logs %s says %q", strings.Join(args, " "), out)
+		}
+	}
+}
+
+func TestLogsNotesANameTheCatalogueDoesNotKnow(t *testing.T) {
+	_, srv := newFakeLog(t, 1)
+	code, _, stderr := heraldLogs(t, "--url", srv.URL, "--name", "iam.user.craeted")
+	if code != 0 || !strings.Contains(stderr, "did you mean iam.user.created") {
+		t.Errorf("logs --name iam.user.craeted: exit %d, stderr %q; want 0 and a note with the closest name", code, stderr)
+	}
+	if _, _, stderr := heraldLogs(t, "--url", srv.URL, "--name", "iam.user.created"); stderr != "" {
+		t.Errorf("logs --name of a catalogued event: stderr %q", stderr)
 	}
 }

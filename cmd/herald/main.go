@@ -49,7 +49,10 @@ func newRootCmd() *cobra.Command {
 NATS JetStream or in process), the catalogue of every event, and the audit log.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what herald version prints.
+		Version: buildVersion(),
 	}
+	root.SetVersionTemplate(versionLine())
 	// Flag parsing errors are usage errors (exit code 2).
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(
@@ -62,6 +65,8 @@ NATS JetStream or in process), the catalogue of every event, and the audit log.`
 		newTailCmd(),
 		newBrokerCmd(),
 		newVerifyCmd(),
+		newDLQCmd(),
+		newStatusCmd(),
 	)
 	markUsageErrors(root)
 	return root

@@ -32,6 +32,8 @@ type publishOptions struct {
 	broker     string
 	timeout    time.Duration
 	output     string
+
+	brokerDefault bool // neither --broker nor HERALD_BROKER_URL
 }
 
 func newPublishCmd() *cobra.Command {
@@ -58,19 +60,20 @@ ones the audit log uses to decide who may see the event.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
+			o.brokerDefault = brokerDefaulted(cmd)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return runPublish(cmd.Context(), o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.payload, "payload", "p", "{}", "payload: a JSON object, @file, or @- for standard input")
+	f.StringVarP(&o.payload, "payload", "p", "{}", "payload: a JSON object, @FILE, or - (or @-) for standard input")
 	f.StringVar(&o.service, "service", "herald-cli", "serviceName of the event (the publishing service)")
 	f.StringVar(&o.user, "user", "", "set payload.user, the IAM id of the user who caused the event")
 	f.StringVar(&o.tenant, "tenant", "", "set payload.tenant, the IAM id of the tenant")
 	f.IntVarP(&o.count, "count", "n", 1, "how many events to publish (each with its own id)")
 	f.Float64Var(&o.rate, "rate", 0, "events per second with --count; 0 is as fast as the broker confirms")
 	f.BoolVar(&o.noValidate, "no-validate", false, "skip the catalogue check of name and payload")
-	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
+	addBrokerFlag(cmd, &o.broker)
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect and to confirm each event")
 	f.StringVarP(&o.output, "output", "o", "text", "what to print: text, or json (each event published, in its wire form, one per line)")
 	return cmd
@@ -121,11 +124,17 @@ func describeJSONError(raw []byte, err error) string {
 }
 
 func (o publishOptions) readPayload(stdin io.Reader) ([]byte, error) {
-	src, ok := strings.CutPrefix(o.payload, "@")
-	if !ok {
-		return []byte(o.payload), nil
+	return readPayloadArg(o.payload, stdin)
+}
+
+// readPayloadArg reads a --payload value the way every command takes it:
+// the JSON itself, @FILE, or - (also @-) for standard input.
+func readPayloadArg(v string, stdin io.Reader) ([]byte, error) {
+	src, fromFile := strings.CutPrefix(v, "@")
+	if !fromFile && v != "-" {
+		return []byte(v), nil
 	}
-	if src == "-" {
+	if v == "-" || src == "-" {
 		b, err := io.ReadAll(stdin)
 		if err != nil {
 			return nil, fmt.Errorf("read payload from standard input: %w", err)
@@ -147,7 +156,7 @@ func runPublish(ctx context.Context, o publishOptions, stdin io.Reader, stdout, 
 	if err != nil {
 		return err
 	}
-	b, err := o.openBus(ctx, log)
+	b, err := o.openBus(ctx, log, stderr)
 	if err != nil {
 		return err
 	}
@@ -185,10 +194,13 @@ func (o publishOptions) check() error {
 }
 
 // openBus connects to --broker as --service.
-func (o publishOptions) openBus(ctx context.Context, log *slog.Logger) (*bus.Bus, error) {
+func (o publishOptions) openBus(ctx context.Context, log *slog.Logger, stderr io.Writer) (*bus.Bus, error) {
 	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
 		return nil, err
+	}
+	if o.brokerDefault {
+		noteDefaultBroker(stderr, t, o.broker)
 	}
 	opts := []bus.Option{bus.WithService(o.service), bus.WithLogger(log)}
 	if o.noValidate {

@@ -91,6 +91,8 @@ func TestPublishBuildsTheEventFromFlagsFilesAndStandardInput(t *testing.T) {
 		{`{"flowId":"f-1"}`, "", `{"flowId":"f-1","user":"u-1","tenant":"t-1"}`},
 		{"@" + file, "", `{"flowId":"f-1","user":"u-1","tenant":"t-1"}`},
 		{"@-", `{"flowId":"f-2"}`, `{"flowId":"f-2","user":"u-1","tenant":"t-1"}`},
+		// As herald catalog check takes it: one way for both commands.
+		{"-", `{"flowId":"f-3"}`, `{"flowId":"f-3","user":"u-1","tenant":"t-1"}`},
 	} {
 		o := publishOptions{name: "flowrepo.flow.created", payload: tc.payload, service: "flow-repository", user: "u-1", tenant: "t-1"}
 		ev, err := o.publishEvent(strings.NewReader(tc.stdin))

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +21,8 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/console"
 	"github.com/heraldhq/herald/auditlog/httpapi"
-	"github.com/heraldhq/herald/auditlog/postgres"
-	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/iam"
 	"github.com/heraldhq/herald/natsserver"
@@ -36,6 +35,7 @@ type serveOptions struct {
 	listen     string
 	data       string
 	events     []string
+	noValidate bool
 	batchSize  int
 	logLevel   string
 	signingKey string
@@ -45,6 +45,9 @@ type serveOptions struct {
 	// tracer is the OTLP tracer provider from the OTEL_* variables; nil
 	// when tracing is off.
 	tracer trace.TracerProvider
+
+	natsListenSet bool // --nats-listen was given
+	brokerFromEnv bool // broker is HERALD_BROKER_URL's, not --broker's
 }
 
 func newServeCmd() *cobra.Command {
@@ -62,9 +65,16 @@ configured it generates an admin token, stores it in the data folder (mode
 0600) and prints where it is.
 
 In production, point it at a shared broker and database: --broker amqp://…
-(an OIH RabbitMQ) or nats://…, --store postgres://…, and OIH IAM
+(an OIH RabbitMQ) or nats://…, --store postgres://…?schema=NAME, and OIH IAM
 introspection through IAM's environment variables (INTROSPECT_TYPE,
-INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …).
+INTROSPECT_ENDPOINT_BASIC, IAM_TOKEN, …). Several replicas may share the
+broker and the database (docs/deploy.md), each with a data folder of its
+own: a data folder belongs to one process, and a second serve or broker on
+it exits at once, naming the pid that holds it.
+
+At start the audit-log queue's bindings become exactly the --events set:
+what an earlier start bound and this one does not is unbound, and logged.
+Bindings herald did not make (an OIH audit log sharing the queue) stay.
 
 Traces of the bus go to an OpenTelemetry collector over OTLP/HTTP when the
 standard variables ask for it (OTEL_EXPORTER_OTLP_ENDPOINT, or
@@ -75,16 +85,19 @@ other OTEL_* settings apply); otherwise serve traces nothing.`,
   PORT=3007 INTROSPECT_ENDPOINT_BASIC=http://iam/api/v1/tokens/introspect IAM_TOKEN=… herald serve --broker amqp://…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.natsListenSet = cmd.Flags().Changed("nats-listen")
+			o.brokerFromEnv = !cmd.Flags().Changed("broker") && o.broker != ""
 			return serve(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.broker, "broker", os.Getenv(envBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+"); empty runs the embedded NATS broker")
 	f.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS broker (when --broker is empty)")
-	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://… or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
+	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://…[?schema=NAME] or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
 	f.StringVar(&o.listen, "listen", defaultServeListen(), "HTTP address of the audit-log API (env "+envPort+" sets the port on all interfaces)")
 	addDataDirFlag(cmd, &o.data)
 	f.StringSliceVar(&o.events, "events", nil, "event patterns the audit log records (default: every audited catalogue event; '#' for all)")
+	f.BoolVar(&o.noValidate, "no-validate", false, "accept --events patterns that match no catalogued event")
 	f.IntVar(&o.batchSize, "batch-size", 500, "most events written in one store transaction")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.signingKey, "signing-key", os.Getenv(envSigningKey), "file holding the log's note signing key, shared by replicas (env "+envSigningKey+"); empty: <data>/signing-key, created on first start")
@@ -116,14 +129,21 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	storeAt, err := parseStore(o.store, o.data)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	patterns := o.events
 	if len(patterns) == 0 {
 		patterns = catalog.Default().Audited()
 	}
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
+	// Before anything else: one process per data folder.
+	lock, err := lockDataDir(o.data)
+	if err != nil {
+		return err
 	}
+	defer lock.Release()
 
 	// Bind the HTTP port first: a taken port should fail at once, before
 	// anything else starts.
@@ -142,7 +162,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	store, storeDesc, err := openStore(ctx, o)
+	store, err := storeAt.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -178,16 +198,22 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		go retain(ctx, store, o.retention, ingester, log)
 	}
 
-	api := auditAPI(store, auth, reg, b, feed, log)
+	var watch *queueWatch
+	if insp, ok := b.Transport().(driver.QueueInspector); ok {
+		watch = newQueueWatch(insp, auditlog.QueueName)
+		watch.register(reg)
+	}
+	api := auditAPI(store, auth, reg, b, feed, watch, log)
 	api = withIntegrity(api, signer, ingester, o.auditReads)
 	base := "http://" + displayAddr(ln.Addr().String())
-	printBanner(stdout, base, brokerURL, storeDesc, authDesc, patterns, integrityBanner(base, signer, keyDesc))
+	printBanner(stdout, base, o.describeBroker(brokerURL), storeAt.describe(), authDesc, patterns, integrityBanner(base, signer, keyDesc))
 	return serveHTTP(ctx, ln, httpapi.New(api), feed.Close, log)
 }
 
 // auditAPI is the configuration of the audit log's HTTP API and console,
-// reporting b as its queue.
-func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, feed *auditlog.Feed, log *slog.Logger) httpapi.Config {
+// reporting b as its queue, with the queue's dead letters and waiting
+// messages when watch is not nil.
+func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Registry, b *bus.Bus, feed *auditlog.Feed, watch *queueWatch, log *slog.Logger) httpapi.Config {
 	return httpapi.Config{
 		Store:   store,
 		Auth:    auth,
@@ -201,8 +227,12 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		Gatherer:       reg,
 		Logger:         log,
 		Version:        buildVersion(),
-		Health: func(context.Context) map[string]httpapi.Check {
-			return map[string]httpapi.Check{"queue": busCheck(b.Status())}
+		Health: func(ctx context.Context) map[string]httpapi.Check {
+			queue := busCheck(b.Status())
+			if watch != nil {
+				watch.addTo(ctx, &queue)
+			}
+			return map[string]httpapi.Check{"queue": queue}
 		},
 
 		// POST /events publishes on the audit log's bus.
@@ -211,8 +241,9 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 	}
 }
 
-// printBanner says where everything serve runs is.
-func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patterns []string, more string) {
+// printBanner says where everything serve runs is. broker must come
+// without its password (describeBroker).
+func printBanner(w io.Writer, base, broker, storeDesc, authDesc string, patterns []string, more string) {
 	fmt.Fprintf(w, `herald %s is running
   console        %s/
   audit log API  %s/logs   (OpenAPI: %s/openapi.json, metrics: %s/metrics)
@@ -221,7 +252,17 @@ func printBanner(w io.Writer, base, brokerURL, storeDesc, authDesc string, patte
   auth           %s
   recording      %s
 %sPress Ctrl-C to stop.
-`, buildVersion(), base, base, base, base, brokerURL, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "), more)
+`, buildVersion(), base, base, base, base, broker, storeDesc, authDesc, strings.Join(summarise(patterns, 6), ", "), more)
+}
+
+// describeBroker is the broker serve uses, for its banner: without a
+// password, and saying when HERALD_BROKER_URL chose it.
+func (o serveOptions) describeBroker(url string) string {
+	d := redactURL(url)
+	if o.brokerFromEnv {
+		d += " (from " + envBrokerURL + ")"
+	}
+	return d
 }
 
 // check reads the flags serve cannot start with.
@@ -232,6 +273,21 @@ func (o serveOptions) check() (slog.Level, error) {
 	}
 	if o.batchSize < 1 {
 		return 0, usagef("--batch-size must be at least 1")
+	}
+	if o.broker != "" && o.natsListenSet {
+		// Otherwise --nats-listen would be ignored without a word.
+		from := "--broker"
+		if o.brokerFromEnv {
+			from = envBrokerURL + "=" + redactURL(o.broker)
+		}
+		return 0, usagef("--nats-listen sets the embedded broker's address, but %s points serve at another broker: drop one of them", from)
+	}
+	if !o.noValidate {
+		for _, p := range o.events {
+			if msg := uncatalogued(catalog.Default(), p); msg != "" {
+				return 0, usagef("--events %s (--no-validate records it anyway)", msg)
+			}
+		}
 	}
 	return level, nil
 }
@@ -258,8 +314,11 @@ func (o serveOptions) startBroker(ctx context.Context, stop *cleanups, stderr io
 		return "", usagef("--nats-listen: %v", err)
 	}
 	srv, err := natsserver.Run(ctx, natsserver.Config{StoreDir: brokerStoreDir(o.data), Host: host, Port: port, Logger: natsLogger(stderr, level)})
+	if errors.Is(err, natsserver.ErrAddressInUse) {
+		return "", takenBrokerAddress("--nats-listen", o.natsListen, err)
+	}
 	if err != nil {
-		return "", fmt.Errorf("start embedded broker: %w (choose another address with --nats-listen)", err)
+		return "", fmt.Errorf("start the embedded broker in %s: %w", brokerStoreDir(o.data), err)
 	}
 	stop.add(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -296,6 +355,10 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := followBindings(ctx, transport, patterns, log); err != nil {
+		transport.Close(ctx)
+		return nil, nil, err
+	}
 	b, err := bus.New(transport,
 		bus.WithService(auditlog.QueueName),
 		bus.WithConcurrency(o.batchSize),
@@ -327,6 +390,28 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
 	return b, ingester, nil
+}
+
+// followBindings makes the audit log's queue bound to exactly patterns,
+// as far as herald bound it: a pattern an earlier start bound and this one
+// does not record is removed, so its events no longer reach the queue to
+// be retried and dead-lettered for want of a handler. Bindings herald did
+// not make (an OIH audit log sharing the queue) stay. Replicas of one
+// audit log should run one --events set: the last to start sets the
+// bindings.
+func followBindings(ctx context.Context, t driver.Transport, patterns []string, log *slog.Logger) error {
+	bs, ok := t.(driver.BindingSetter)
+	if !ok {
+		return nil
+	}
+	ch, err := bs.SetBindings(ctx, auditlog.QueueName, patterns)
+	if err != nil {
+		return fmt.Errorf("audit log: set the bindings of queue %s: %w", auditlog.QueueName, err)
+	}
+	if len(ch.Removed) > 0 || len(ch.Added) > 0 {
+		log.Info("audit-log queue bindings follow --events", "queue", auditlog.QueueName, "added", ch.Added, "removed", ch.Removed)
+	}
+	return nil
 }
 
 // serveHTTP serves api on ln until ctx is done, then lets running
@@ -377,27 +462,6 @@ func summarise(s []string, n int) []string {
 		return s
 	}
 	return append(append([]string(nil), s[:n]...), fmt.Sprintf("… (%d patterns)", len(s)))
-}
-
-func openStore(ctx context.Context, o serveOptions) (auditlog.Store, string, error) {
-	switch {
-	case strings.HasPrefix(o.store, "postgres://"), strings.HasPrefix(o.store, "postgresql://"):
-		s, err := postgres.Open(ctx, o.store)
-		if err != nil {
-			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
-		}
-		return s, "PostgreSQL " + redactURL(o.store), nil
-	default:
-		path := strings.TrimPrefix(o.store, "sqlite://")
-		if path == "" {
-			path = filepath.Join(o.data, "audit.db")
-		}
-		s, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return nil, "", fmt.Errorf("open audit store (--store): %w", err)
-		}
-		return s, "SQLite " + path, nil
-	}
 }
 
 // serveAuth returns OIH IAM introspection when IAM is configured, else a

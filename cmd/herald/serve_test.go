@@ -290,14 +290,7 @@ func TestServeOnATakenPortFailsNamingTheFlag(t *testing.T) {
 // data folder, and checks that every event whose publish was acknowledged
 // is in the audit log.
 func TestSIGTERMDuringIngestLosesNoAcknowledgedEvent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the herald binary")
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(t)
 	dir := t.TempDir()
 	start := func() (*exec.Cmd, string, string, *lockedBuffer) {
 		cmd := exec.Command(bin, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--batch-size", "100")

@@ -29,6 +29,8 @@ type simulateOptions struct {
 	oihOnly bool
 	timeout time.Duration
 	output  string
+
+	brokerDefault bool // neither --broker nor HERALD_BROKER_URL
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -57,6 +59,7 @@ the story.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.seedSet = cmd.Flags().Changed("seed")
+			o.brokerDefault = brokerDefaulted(cmd)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			dial := func(ctx context.Context) (driver.Transport, error) { return openTransport(ctx, o.broker, log) }
 			return runSimulate(cmd.Context(), o, dial, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -66,7 +69,7 @@ the story.`,
 	f.IntVarP(&o.count, "count", "n", 1000, "events to publish; 0 publishes until interrupted")
 	f.Float64Var(&o.rate, "rate", 0, "events per second; 0 is as fast as the broker takes them")
 	f.Int64Var(&o.seed, "seed", 0, "seed of the story (default: random, printed in the summary)")
-	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, nats:// or amqp:// (env "+envBrokerURL+")")
+	addBrokerFlag(cmd, &o.broker)
 	f.IntVar(&o.tenants, "tenants", 4, "tenants on the simulated platform")
 	f.IntVar(&o.users, "users", 40, "users alive on the simulated platform at a time")
 	f.BoolVar(&o.oihOnly, "oih-only", false, "publish only the events OIH's services really send, with their exact payloads")
@@ -101,6 +104,9 @@ func runSimulate(ctx context.Context, o simulateOptions, dial func(context.Conte
 	cancel()
 	if err != nil {
 		return brokerError(broker, err)
+	}
+	if o.brokerDefault {
+		noteDefaultBroker(stderr, t, o.broker)
 	}
 	b, err := bus.New(t, bus.WithService("herald-simulate"))
 	if err != nil {

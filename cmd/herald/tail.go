@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/heraldhq/herald/bus"
+	"github.com/heraldhq/herald/bus/driver"
+	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/topic"
 )
@@ -29,6 +32,8 @@ type tailOptions struct {
 	broker   string
 	count    int
 	timeout  time.Duration
+
+	brokerDefault bool // neither --broker nor HERALD_BROKER_URL
 }
 
 // tailService names tail's temporary queue in the broker's listings.
@@ -50,10 +55,17 @@ Patterns use AMQP topic rules: words are separated by '.', '*' matches
 exactly one word and '#' zero or more, in any position.
 
 Without --service, tail reads a temporary queue of its own: it sees a copy of
-each event and takes nothing from any service. With --service it joins that
-service's queue as one more replica: it receives a share of the service's
-deliveries and acknowledges each one it prints, so the service never gets
-those. Use it to drain or inspect a queue, not on a live service.
+each event and takes nothing from any service.
+
+With --service it joins that service's queue as one more replica, to drain
+or inspect it: it receives a share of every delivery of the queue and
+acknowledges each one it prints, so the service never gets those. It binds
+nothing: it reads the bindings herald serve recorded for the queue and takes
+exactly what they bring, and it refuses a queue with no recorded bindings.
+Since a replica cannot choose which deliveries it is given, patterns cannot
+narrow --service (only '#' is accepted): to watch some events of a service
+without taking them, drop --service. Deliveries of bindings herald did not
+record (an OIH service's, on a shared queue) are handed back to the queue.
 
 --output json prints one event per line in its wire form
 ({"headers":{…,"id":…},"payload":{…}}), for jq and scripts;
@@ -65,17 +77,18 @@ format ({"specversion":"1.0","id":…,"source":<serviceName>,
   herald tail '#.deleted' --output json | jq .payload
   herald tail flowrepo.flow.created --count 1 --output json
   herald tail 'flow.*' --output cloudevents
-  herald tail --broker amqp://guest:guest@localhost:5672/ --service audit-log 'iam.#'`,
+  herald tail --broker amqp://guest:guest@localhost:5672/ --service audit-log --count 10`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.patterns = args
+			o.brokerDefault = brokerDefaulted(cmd)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return runTail(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr(), log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.service, "service", "", "join this service's queue (shares and acknowledges its deliveries) instead of a temporary one")
+	f.StringVar(&o.service, "service", "", "join this service's queue, bound as herald serve recorded it (shares and acknowledges its deliveries), instead of a temporary one")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text, json (one wire-form event per line) or cloudevents (one structured CloudEvent per line)")
-	f.StringVar(&o.broker, "broker", envOr(envBrokerURL, defaultBrokerURL), "broker URL, amqp:// or nats:// (env "+envBrokerURL+")")
+	addBrokerFlag(cmd, &o.broker)
 	f.IntVarP(&o.count, "count", "n", 0, "stop after this many events (0: until interrupted)")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the broker to connect")
 	return cmd
@@ -91,6 +104,10 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		return usagef("--timeout must be positive, got %v", o.timeout)
 	}
 	patterns := o.patterns
+	if o.service != "" && slices.ContainsFunc(patterns, func(p string) bool { return p != "#" }) {
+		return usagef("tail --service %s takes a share of every delivery of the queue, which its bindings decide, so patterns cannot narrow it (%s): drop them to drain the queue, or drop --service to watch them without taking anything",
+			o.service, strings.Join(patterns, " "))
+	}
 	if len(patterns) == 0 {
 		patterns = []string{"#"}
 	}
@@ -98,11 +115,26 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		if err := topic.ValidatePattern(p); err != nil {
 			return usagef("pattern %q: %v", p, err)
 		}
+		if msg := uncatalogued(catalog.Default(), p); msg != "" {
+			// Tail prints whatever matches, catalogued or not; a typo
+			// would print nothing, silently.
+			fmt.Fprintf(stderr, "note: %s (tail prints uncatalogued events too, so it waits for it anyway)\n", msg)
+		}
 	}
 
 	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
 		return err
+	}
+	if o.brokerDefault {
+		noteDefaultBroker(stderr, t, o.broker)
+	}
+	if o.service != "" {
+		// The queue's own bindings: subscribing them changes none.
+		if patterns, err = recordedBindings(ctx, t, o.service, o.timeout); err != nil {
+			_ = t.Close(ctx)
+			return err
+		}
 	}
 	service := o.service
 	// tail's handler fails only for a delivery it hands back (see
@@ -154,19 +186,19 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		}
 		return nil
 	}
-	for _, p := range patterns {
-		sctx, cancel := context.WithTimeout(ctx, o.timeout)
-		err := b.Subscribe(sctx, p, handler)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("tail %q on %s: %w", p, redactURL(o.broker), err)
-		}
+	// Every pattern at once: a service queue's backlog is handed out from
+	// the start, and each delivery must find its handler.
+	sctx, cancel := context.WithTimeout(ctx, o.timeout)
+	err = b.SubscribeAll(sctx, patterns, handler)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("tail %s on %s: %w", strings.Join(patterns, " "), redactURL(o.broker), err)
 	}
 	if o.service == "" {
 		fmt.Fprintf(stderr, "tailing %s on %s (temporary queue; Ctrl-C to stop)\n", strings.Join(patterns, " "), redactURL(o.broker))
 	} else {
-		fmt.Fprintf(stderr, "tailing %s on %s as a replica of %q: its deliveries are shared, and what tail prints it acknowledges (Ctrl-C to stop)\n",
-			strings.Join(patterns, " "), redactURL(o.broker), o.service)
+		fmt.Fprintf(stderr, "tailing queue %s on %s as one of its replicas, bound as recorded (%s): its deliveries are shared, and what tail prints it acknowledges (Ctrl-C to stop)\n",
+			o.service, redactURL(o.broker), strings.Join(summarise(patterns, 6), " "))
 	}
 	<-tctx.Done()
 	mu.Lock()
@@ -175,6 +207,28 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 		return fmt.Errorf("write: %w", werr)
 	}
 	return nil
+}
+
+// recordedBindings returns the patterns herald recorded for service's
+// queue on the broker t reaches.
+func recordedBindings(ctx context.Context, t driver.Transport, service string, timeout time.Duration) ([]string, error) {
+	insp, ok := t.(driver.QueueInspector)
+	if !ok {
+		return nil, fmt.Errorf("tail --service: this broker cannot say how %s's queue is bound", service)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	info, err := insp.InspectQueue(ctx, service)
+	if errors.Is(err, driver.ErrNoQueue) {
+		return nil, fmt.Errorf("tail --service %s: the broker has no queue %s", service, service)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tail --service %s: %w", service, err)
+	}
+	if len(info.Bindings) == 0 {
+		return nil, fmt.Errorf("tail --service %s: no bindings are recorded for its queue (herald serve records the audit log's), so tail cannot join it without changing them; drop --service to watch its events", service)
+	}
+	return info.Bindings, nil
 }
 
 // tailWriter prints events as text (a line each, aligned, the name coloured

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/heraldhq/herald/bus/amqp"
 	"github.com/heraldhq/herald/event"
 )
 
@@ -174,8 +176,9 @@ func TestTailWithServiceSharesTheServiceQueue(t *testing.T) {
 	run := cliRun()
 	service := "clitest-" + run + "-svc"
 	p := "clitest-" + run
-	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead") })
-	out, wait := startTail(t, context.Background(), p+".x", "--broker", broker, "--service", service, "--count", "5", "--output", "json")
+	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead", service+".bindings") })
+	recordBindings(t, broker, service, p+".x")
+	out, wait := startTail(t, context.Background(), "--broker", broker, "--service", service, "--count", "5", "--output", "json")
 	if code, _, stderr := herald(t, "publish", p+".x", "--no-validate", "--count", "5", "--broker", broker); code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, stderr)
 	}
@@ -198,6 +201,22 @@ func TestTailWithServiceSharesTheServiceQueue(t *testing.T) {
 	}
 	if q.Messages != 0 {
 		t.Errorf("queue %s holds %d messages after tail printed them, want 0 (acknowledged)", service, q.Messages)
+	}
+}
+
+// recordBindings binds service's queue to patterns and records them, as
+// herald serve does for the audit log's.
+func recordBindings(t *testing.T, broker, service string, patterns ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tr, err := amqp.Dial(ctx, broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close(ctx)
+	if _, err := tr.SetBindings(ctx, service, patterns); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -225,7 +244,9 @@ func TestTailWithServiceAcknowledgesOnlyWhatItPrints(t *testing.T) {
 	run := cliRun()
 	service := "clitest-" + run + "-keep"
 	name := "clitest-" + run + ".kept"
-	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead", service+".retry.100ms") })
+	t.Cleanup(func() {
+		deleteTestQueues(t, broker, service, service+".dead", service+".retry.100ms", service+".bindings")
+	})
 	conn, err := amqp091.Dial(broker)
 	if err != nil {
 		t.Fatal(err)
@@ -235,17 +256,12 @@ func TestTailWithServiceAcknowledgesOnlyWhatItPrints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The service's queue, as the service (or OIH) declares it.
-	if _, err := ch.QueueDeclare(service, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := ch.QueueBind(service, name, "event-bus", false, nil); err != nil {
-		t.Fatal(err)
-	}
+	// The service's queue, as herald serve binds and records it.
+	recordBindings(t, broker, service, name)
 	if code, _, stderr := herald(t, "publish", name, "--no-validate", "--count", "50", "--broker", broker); code != 0 {
 		t.Fatalf("publish: exit %d: %s", code, stderr)
 	}
-	out, wait := startTail(t, context.Background(), name, "--broker", broker, "--service", service, "--count", "1")
+	out, wait := startTail(t, context.Background(), "--broker", broker, "--service", service, "--count", "1")
 	wait()
 	if n := strings.Count(out.String(), "\n"); n != 1 {
 		t.Errorf("tail --count 1 printed %d lines", n)
@@ -300,5 +316,68 @@ func TestTailPrintsCloudEvents(t *testing.T) {
 		if !jsonSame(ev.Payload, []byte(`{"k":[1,"two"],"user":"u-1","tenant":"t-1"}`)) || ev.Headers.CreatedAt.IsZero() {
 			t.Errorf("line %s: payload %s, createdAt %v", line, ev.Payload, ev.Headers.CreatedAt)
 		}
+	}
+}
+
+func TestTailNotesAPatternTheCatalogueDoesNotKnow(t *testing.T) {
+	// The note comes before tail connects: an unreachable broker ends it.
+	_, _, stderr := herald(t, "tail", "iam.user.craeted", "flow.*", "--broker", unreachableBroker)
+	if !strings.Contains(stderr, `"iam.user.craeted" matches no catalogued event: did you mean iam.user.created?`) {
+		t.Errorf("stderr %q: want a note with the closest name", stderr)
+	}
+	if strings.Contains(stderr, `"flow.*"`) {
+		t.Errorf("a pattern that matches catalogued events is noted: %q", stderr)
+	}
+}
+
+// TestTailWithServiceNeverChangesTheQueue: tail --service binds nothing,
+// refuses patterns that would narrow what it takes, and refuses a queue
+// whose bindings were never recorded.
+func TestTailWithServiceNeverChangesTheQueue(t *testing.T) {
+	broker := testBrokerURL(t)
+	run := cliRun()
+	service := "clitest-" + run + "-fixed"
+	p := "clitest-" + run
+	t.Cleanup(func() { deleteTestQueues(t, broker, service, service+".dead", service+".bindings") })
+	recordBindings(t, broker, service, p+".a", p+".b")
+
+	code, _, stderr := herald(t, "tail", p+".a", "--service", service, "--broker", broker)
+	if code != 2 || !strings.Contains(stderr, "cannot narrow") || !strings.Contains(stderr, "drop --service") {
+		t.Errorf("tail --service with a pattern: exit %d, stderr %q; want 2, explaining", code, stderr)
+	}
+	code, _, stderr = herald(t, "tail", "--service", "clitest-"+run+"-unrecorded", "--broker", broker)
+	if code != 1 || !strings.Contains(stderr, "clitest-"+run+"-unrecorded") {
+		t.Errorf("tail --service of a queue nobody recorded: exit %d, stderr %q; want 1 naming it", code, stderr)
+	}
+
+	// '#' is the queue's whole share, as no pattern is.
+	out, wait := startTail(t, context.Background(), "#", "--broker", broker, "--service", service, "--count", "2", "--output", "json")
+	if code, _, stderr := herald(t, "publish", p+".a", "--no-validate", "--count", "2", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	wait()
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Errorf("tail printed %d events, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tr, err := amqp.Dial(ctx, broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close(ctx)
+	info, err := tr.InspectQueue(ctx, service)
+	if err != nil || !slices.Equal(info.Bindings, []string{p + ".a", p + ".b"}) {
+		t.Errorf("recorded bindings after tail: %q (%v), want the two recorded before", info.Bindings, err)
+	}
+	// Nothing else bound: an event of another name does not reach the queue.
+	if code, _, stderr := herald(t, "publish", p+".c", "--no-validate", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := herald(t, "publish", p+".b", "--no-validate", "--broker", broker); code != 0 {
+		t.Fatalf("publish: exit %d: %s", code, stderr)
+	}
+	if info, err := tr.InspectQueue(ctx, service); err != nil || info.Depth != 1 {
+		t.Errorf("queue holds %d messages (%v), want the 1 of a recorded pattern: tail bound another", info.Depth, err)
 	}
 }

@@ -70,7 +70,7 @@ stored hash changed, access columns changed, pruned without a record.`,
 	}
 	f := cmd.Flags()
 	addDataDirFlag(cmd, &o.data)
-	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://… or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
+	f.StringVar(&o.store, "store", os.Getenv(envStoreURL), "audit store: postgres://…[?schema=NAME] or a SQLite file path (env "+envStoreURL+"); empty uses <data>/audit.db")
 	f.StringVar(&o.url, "url", "", "verify through the audit log's API at this URL instead of the store")
 	f.StringVar(&o.token, "token", os.Getenv(envToken), "bearer token for --url (env "+envToken+"; default: the local serve's admin token)")
 	f.StringVar(&o.key, "key", "", "the log's note verifier key, or @FILE holding it")
@@ -195,20 +195,21 @@ func verifyStore(ctx context.Context, o verifyOptions, stderr io.Writer) (verify
 	if err != nil {
 		return verifyResult{}, usagef("%v", err)
 	}
-	if !strings.HasPrefix(o.store, "postgres://") && !strings.HasPrefix(o.store, "postgresql://") {
-		// Opening a SQLite path creates it: verify reads an existing log.
-		path := strings.TrimPrefix(o.store, "sqlite://")
-		if path == "" {
-			path = filepath.Join(o.data, "audit.db")
-		}
-		if _, err := os.Stat(path); err != nil {
-			return verifyResult{}, fmt.Errorf("no audit store to verify: %w (give --data or --store)", err)
-		}
-	}
-	store, desc, err := openStore(ctx, serveOptions{store: o.store, data: o.data})
+	storeAt, err := parseStore(o.store, o.data)
 	if err != nil {
 		return verifyResult{}, err
 	}
+	if storeAt.postgres == "" {
+		// Opening a SQLite path creates it: verify reads an existing log.
+		if _, err := os.Stat(storeAt.path); err != nil {
+			return verifyResult{}, fmt.Errorf("no audit store to verify: %w (give --data or --store)", err)
+		}
+	}
+	store, err := storeAt.open(ctx)
+	if err != nil {
+		return verifyResult{}, err
+	}
+	desc := storeAt.describe()
 	defer store.Close()
 	var total int64
 	if p, err := store.Query(ctx, auditlog.Query{Limit: 1}); err == nil {

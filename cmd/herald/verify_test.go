@@ -29,19 +29,6 @@ import (
 	"github.com/heraldhq/herald/natsserver"
 )
 
-// buildHerald builds the binary once per test.
-func buildHerald(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the herald binary")
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // serveProcess is a running `herald serve`.
 type serveProcess struct {
 	cmd         *exec.Cmd
@@ -50,7 +37,9 @@ type serveProcess struct {
 	stderr      *lockedBuffer
 }
 
-func startServe(t *testing.T, bin string, args ...string) *serveProcess {
+// startServeProcess runs bin serve with args as a process of its own,
+// killed when the test ends.
+func startServeProcess(t *testing.T, bin string, args ...string) *serveProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
@@ -107,9 +96,9 @@ func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	bin := buildHerald(t)
+	bin := heraldBinary(t)
 	dir := t.TempDir()
-	s := startServe(t, bin, "--data", dir, "--nats-listen", "127.0.0.1:0")
+	s := startServeProcess(t, bin, "--data", dir, "--nats-listen", "127.0.0.1:0")
 	if code, out := runBin(t, bin, "simulate", "--count", "5000", "--seed", "8", "--broker", s.broker); code != 0 {
 		t.Fatalf("simulate exited %d: %s", code, out)
 	}
@@ -180,7 +169,7 @@ func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	bin := buildHerald(t)
+	bin := heraldBinary(t)
 	ctx := context.Background()
 	var b [6]byte
 	rand.Read(b[:])
@@ -212,8 +201,8 @@ func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
 
 	args := []string{"--store", store, "--broker", broker.ClientURL(), "--signing-key", keyFile, "--log-level", "debug"}
 	replicas := []*serveProcess{
-		startServe(t, bin, append(args, "--data", t.TempDir())...),
-		startServe(t, bin, append(args, "--data", t.TempDir())...),
+		startServeProcess(t, bin, append(args, "--data", t.TempDir())...),
+		startServeProcess(t, bin, append(args, "--data", t.TempDir())...),
 	}
 	integrating := func(p *serveProcess) bool {
 		return strings.Contains(p.stderr.String(), "this process integrates the log")
@@ -318,7 +307,7 @@ func TestVerifyOfAStoreWithItsDataFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, _, err := openStore(ctx, serveOptions{data: dir})
+	store, err := storeSpec{path: filepath.Join(dir, "audit.db")}.open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +375,7 @@ func TestVerifyURLAsAdminAndAsAUser(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	signer, _, _ := auditlog.LoadOrCreateKey(filepath.Join(dir, signingKeyFileName), "")
-	store, _, err := openStore(ctx, serveOptions{data: dir})
+	store, err := storeSpec{path: filepath.Join(dir, "audit.db")}.open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,88 @@
+package auditlog_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/auditlog"
+)
+
+// TestEntriesOfADeletedUserStoredLaterAreAnonymised: an event of a user
+// that reaches the store after the user's deletion was handled (a
+// redelivery after a crash; another replica's batch committing a moment
+// later) is anonymised too, whether it names the user by id or by e-mail.
+func TestEntriesOfADeletedUserStoredLaterAreAnonymised(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, "iam.user.created", `{"id":"u1","username":"jane@example.com"}`)
+	f.publish(t, "iam.user.created", `{"id":"u2","username":"joe@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 2)
+	f.publish(t, "iam.user.deleted", `{"id":"u1"}`)
+	waitNoLeak := func(what string) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all strings.Builder
+			for _, e := range p.Entries {
+				all.WriteString(string(e.Payload) + " user=" + e.User + "\n")
+			}
+			if !strings.Contains(all.String(), `"u1"`) && !strings.Contains(all.String(), "jane@example.com") && !strings.Contains(all.String(), "user=u1") {
+				return all.String()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the deleted user is still in the log:\n%s", what, all.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitNoLeak("after the deletion")
+
+	// Published before the deletion, stored after it.
+	f.publish(t, "iam.user.loginFailed", `{"user":"jane@example.com"}`)
+	f.publish(t, "flowrepo.flow.created", `{"user":"u1","tenant":"t1","flowId":"f1"}`)
+	f.publish(t, "iam.token.deleted", `{"account":"u1"}`)
+	f.publish(t, "iam.user.loginFailed", `{"user":"joe@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 7)
+	all := waitNoLeak("entries stored after the deletion")
+	if !strings.Contains(all, "joe@example.com") || !strings.Contains(all, `"u2"`) {
+		t.Errorf("another user's entries were anonymised:\n%s", all)
+	}
+}
+
+// TestAUsernameLearnedAfterTheDeletionIsForgottenToo: when the user's
+// own iam.user.created is stored after their deletion was handled, its
+// username is anonymised with it, and so is every entry naming the user by
+// that username, before or after.
+func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
+	f := newFixture(t)
+	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
+	f.publish(t, "iam.user.deleted", `{"id":"u7"}`)
+	f.waitTotal(t, auditlog.Query{}, 2)
+	f.publish(t, "iam.user.created", `{"id":"u7","username":"kim@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 3)
+	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 4)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all strings.Builder
+		for _, e := range p.Entries {
+			all.WriteString(string(e.Payload) + "\n")
+		}
+		if !strings.Contains(all.String(), "kim@example.com") && !strings.Contains(all.String(), `"u7"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted user is still in the log:\n%s", all.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
