@@ -2,11 +2,15 @@ package auditlog_test
 
 import (
 	"context"
+	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/sqlite"
+	"github.com/heraldhq/herald/event"
 )
 
 // TestEntriesOfADeletedUserStoredLaterAreAnonymised: an event of a user
@@ -84,5 +88,53 @@ func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
 			t.Fatalf("the deleted user is still in the log:\n%s", all.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCommitsAreAnnouncedAfterTheLateAnonymisation: OnCommit, which wakes
+// the live stream's readers, comes once the entries of a deleted user
+// stored after the deletion are anonymised, so that a reader it wakes
+// never reads them as they came.
+func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var announced []string // the newest entry, as each announcement finds it
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond, OnCommit: func() {
+		p, err := store.Query(ctx, auditlog.Query{Order: auditlog.BySeqDesc, Limit: 1})
+		if err != nil || len(p.Entries) == 0 {
+			t.Errorf("the announced commit cannot be read: %v", err)
+			return
+		}
+		announced = append(announced, string(p.Entries[0].Payload)+" user="+p.Entries[0].User)
+	}})
+	defer in.Close()
+	handle := func(name, payload string) {
+		t.Helper()
+		ev, err := event.New(name, json.RawMessage(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Handle returns after the commit, its announcement included.
+		if err := in.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("iam.user.created", `{"id":"u9","username":"nine@example.com"}`)
+	handle("iam.user.deleted", `{"id":"u9"}`)
+	before := len(announced)
+	handle("iam.user.loginFailed", `{"user":"nine@example.com"}`)
+	handle("flowrepo.flow.created", `{"user":"u9","tenant":"t1","flowId":"f9"}`)
+	late := announced[before:]
+	if len(late) != 2 {
+		t.Fatalf("%d announcements of the 2 late entries: %q", len(late), late)
+	}
+	for _, a := range late {
+		if strings.Contains(a, "nine@example.com") || strings.Contains(a, "u9") {
+			t.Errorf("announced before its anonymisation: %s", a)
+		}
 	}
 }

@@ -71,7 +71,8 @@ type IngestConfig struct {
 	// Now returns the receive time (default time.Now).
 	Now func() time.Time
 	// OnCommit, when set, is called after each transaction that stored
-	// new entries has committed, also when a failed batch is written one
+	// new entries has committed (and the entries of users deleted
+	// meanwhile are anonymised), also when a failed batch is written one
 	// entry at a time: what a live feed (Feed.Notify) and the integrator
 	// (Integration.Kick) wait for. It must not block.
 	OnCommit func()
@@ -251,23 +252,30 @@ func (in *Ingester) flush(batch []ingestReq) {
 	}
 }
 
-// commit writes entries and then anonymises those of users deleted
-// meanwhile (anonymiseLate); a failure of either has the deliveries
-// retried.
+// commit writes entries, then anonymises those of users deleted
+// meanwhile (anonymiseLate), then announces the commit (OnCommit): a live
+// reader woken by it finds the entries already anonymised. A failure of
+// either step has the deliveries retried; entries a failed anonymisation
+// left stored are announced all the same, as they can be read.
 func (in *Ingester) commit(entries []Entry) error {
-	if err := in.append(entries); err != nil {
+	n, err := in.append(entries)
+	if err != nil {
 		return err
 	}
-	if err := in.anonymiseLate(entries); err != nil {
+	err = in.anonymiseLate(entries)
+	if err != nil {
 		in.cfg.Logger.Error("audit store: anonymising late entries failed; deliveries will be retried", "error", err)
-		return err
 	}
-	return nil
+	if n > 0 && in.cfg.OnCommit != nil {
+		in.cfg.OnCommit()
+	}
+	return err
 }
 
-// append writes entries in one transaction. It runs whatever happens to
-// the callers' contexts: they are waiting for its outcome.
-func (in *Ingester) append(entries []Entry) error {
+// append writes entries in one transaction and returns how many were
+// new. It runs whatever happens to the callers' contexts: they are
+// waiting for its outcome.
+func (in *Ingester) append(entries []Entry) (int, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	n, err := in.cfg.Store.Append(ctx, entries)
@@ -278,12 +286,9 @@ func (in *Ingester) append(entries []Entry) error {
 	if err != nil {
 		err = fmt.Errorf("store %d entries: %w", len(entries), err)
 		in.cfg.Logger.Error("audit store failed; deliveries will be retried", "error", err)
-		return err
+		return 0, err
 	}
-	if n > 0 && in.cfg.OnCommit != nil {
-		in.cfg.OnCommit()
-	}
-	return nil
+	return n, nil
 }
 
 // Close writes the batch being collected and stops the ingester. Call it
