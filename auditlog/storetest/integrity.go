@@ -27,6 +27,7 @@ var integrityCases = []struct {
 	{"IntegrationPlacesEntriesInSeqOrderAndSignsEachTree", testIntegration},
 	{"InclusionAndConsistencyProofsVerifyIndependently", testProofs},
 	{"ErasureKeepsTheLeafAndEveryProof", testErasureKeepsProofs},
+	{"LateAnonymisationKeepsTheLeafAndEveryProof", testLateAnonymisationKeepsProofs},
 	{"PruningKeepsTheLeafAndEveryProof", testPruneKeepsProofs},
 	{"AppendRefusesContentTheStoresWouldNotKeepAlike", testRefusedContent},
 	{"ContentHashCommitsToValuesNotBytes", testValuesNotBytes},
