@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +42,9 @@ it describes every replica at once:
               handed out, consumers, messages waiting to be retried, dead
               letters, and the bindings herald recorded for it
   store       the entries stored, and the newest one
-  checkpoint  the newest signed checkpoint, for a store that keeps them
+  checkpoint  the newest signed checkpoint: the entries it seals, those not
+              sealed yet, the log's name and the tree's root hash (herald
+              verify checks them)
   ingest lag  how long the newest entry took from its publisher to the log,
               and how many events wait for the audit log
 
@@ -108,11 +111,17 @@ type entryStatus struct {
 	ReceivedAt time.Time `json:"receivedAt"`
 }
 
-// checkpointStatus is the newest signed checkpoint of a store that keeps
-// them (see lastCheckpoint).
+// checkpointStatus is the log's newest signed checkpoint, as stored:
+// status reads it, herald verify checks it.
 type checkpointStatus struct {
-	TreeSize int64     `json:"treeSize"`
-	At       time.Time `json:"at"`
+	// TreeSize is the number of entries the checkpoint seals; Pending
+	// those stored and not yet in the tree.
+	TreeSize int64 `json:"treeSize"`
+	Pending  int64 `json:"pending"`
+	// Origin names the log (its signing key's name); Root is the tree's
+	// root hash, in base64 as in the checkpoint.
+	Origin string `json:"origin"`
+	Root   string `json:"root"`
 }
 
 type lagStatus struct {
@@ -229,28 +238,32 @@ func readStore(ctx context.Context, spec storeSpec, timeout time.Duration, r *st
 		e := page.Entries[0]
 		r.Store.Newest = &entryStatus{ID: e.ID, Name: e.Name, CreatedAt: e.CreatedAt, ReceivedAt: e.ReceivedAt}
 	}
-	r.Checkpoint = lastCheckpoint(ctx, store)
+	r.Checkpoint, err = lastCheckpoint(ctx, store, page.Total)
+	if err != nil {
+		r.Store.OK, r.Store.Error = false, err.Error()
+	}
 }
 
-// checkpointer is the hook for the integrity checkpoints: a store that
-// seals its entries in signed checkpoints implements it, and status then
-// reports the newest. Until a store does, status reports none.
-type checkpointer interface {
-	LastCheckpoint(ctx context.Context) (treeSize int64, at time.Time, err error)
-}
-
-// lastCheckpoint is the newest checkpoint of store, nil when it keeps
-// none.
-func lastCheckpoint(ctx context.Context, store auditlog.Store) *checkpointStatus {
-	c, ok := store.(checkpointer)
-	if !ok {
-		return nil
+// lastCheckpoint is the newest checkpoint of store, of a log holding
+// entries entries; nil when the log has issued none yet.
+func lastCheckpoint(ctx context.Context, store auditlog.Store, entries int64) (*checkpointStatus, error) {
+	cp, err := store.Checkpoint(ctx, -1)
+	if errors.Is(err, auditlog.ErrNoCheckpoint) {
+		return nil, nil
 	}
-	size, at, err := c.LastCheckpoint(ctx)
-	if err != nil || at.IsZero() {
-		return nil
+	if err != nil {
+		return nil, fmt.Errorf("read the latest checkpoint: %w", err)
 	}
-	return &checkpointStatus{TreeSize: size, At: at}
+	body, err := auditlog.ParseCheckpoint(auditlog.NoteText(cp.Note))
+	if err != nil {
+		return nil, fmt.Errorf("the latest checkpoint (size %d): %w", cp.Size, err)
+	}
+	return &checkpointStatus{
+		TreeSize: body.Size,
+		Pending:  max(entries-body.Size, 0),
+		Origin:   body.Origin,
+		Root:     base64.StdEncoding.EncodeToString(body.Root[:]),
+	}, nil
 }
 
 // ingestLag is how far behind the audit log is: the newest entry's time
@@ -313,9 +326,9 @@ func writeStatus(w io.Writer, r statusReport) error {
 		line("store", "%s: %s", r.Store.Location, r.Store.Error)
 	}
 	if c := r.Checkpoint; c != nil {
-		line("checkpoint", "%d entries sealed, %s", c.TreeSize, dlqTime(c.At))
-	} else {
-		line("checkpoint", "none (this store keeps no signed checkpoints)")
+		line("checkpoint", "%s sealed, %d not yet; log %s, root %s", plural(int(c.TreeSize), "entry", "entries"), c.Pending, c.Origin, c.Root)
+	} else if r.Store.OK {
+		line("checkpoint", "none yet (herald serve's integrator issues the first)")
 	}
 	if l := r.IngestLag; l != nil {
 		var parts []string
