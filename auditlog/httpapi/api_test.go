@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/auditlog/console"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/iam"
@@ -908,6 +909,49 @@ func TestUnknownPathsAndMethodsAnswerInTheErrorShape(t *testing.T) {
 	// A route still answers as before.
 	if r := e.do(http.MethodGet, "/healthcheck", "", nil); r.status != http.StatusOK {
 		t.Errorf("GET /healthcheck: %d %s", r.status, r.body)
+	}
+}
+
+// TestBesideTheConsoleUnknownPathsStillAnswerInTheErrorShape: the
+// console takes every GET path the API does not, yet a path it does not
+// know either, and a method no route answers, are the API's JSON errors;
+// the console's page and the API's routes answer as before.
+func TestBesideTheConsoleUnknownPathsStillAnswerInTheErrorShape(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Console = console.New(console.Config{}) })
+	cases := []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{http.MethodGet, "/no/such/thing", http.StatusNotFound, ""},
+		{http.MethodGet, "/console/nope.js", http.StatusNotFound, ""},
+		{http.MethodGet, "/logs/some-id/nothing", http.StatusNotFound, ""},
+		{http.MethodPost, "/", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodDelete, "/logs", http.StatusMethodNotAllowed, "GET, HEAD, POST"},
+		{http.MethodPost, "/checkpoint", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPut, "/logs/stream", http.StatusMethodNotAllowed, "GET, HEAD"},
+	}
+	for _, c := range cases {
+		r := e.do(c.method, c.path, "", nil)
+		if r.status != c.status {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.status, r.body, c.status)
+			continue
+		}
+		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			t.Errorf("%s %s: Content-Type %q, want JSON", c.method, c.path, ct)
+		}
+		if msg := r.errorMessage(t); !strings.Contains(msg, c.path) {
+			t.Errorf("%s %s: message %q does not name the path", c.method, c.path, msg)
+		}
+		if c.allow != "" && r.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, r.header.Get("Allow"), c.allow)
+		}
+	}
+	for path, contentType := range map[string]string{"/": "text/html", "/console/app.js": "text/javascript", "/healthcheck": "application/json"} {
+		r := e.do(http.MethodGet, path, "", nil)
+		if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), contentType) {
+			t.Errorf("GET %s: %d %s, want 200 %s", path, r.status, r.header.Get("Content-Type"), contentType)
+		}
 	}
 }
 

@@ -235,16 +235,21 @@ func New(cfg Config) http.Handler {
 	mux.Handle("GET /metrics", a.instrument("GET /metrics",
 		promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{a.log}}).ServeHTTP))
 	if cfg.Console != nil {
-		mux.Handle("GET /", a.instrument("GET /", cfg.Console.ServeHTTP))
+		// The console takes every GET path no route of the API takes; a
+		// path it does not know either answers in the API's error shape.
+		console := cfg.Console
+		mux.Handle("GET /", a.instrument("GET /", func(w http.ResponseWriter, r *http.Request) {
+			console.ServeHTTP(&routeErrorWriter{ResponseWriter: w, path: r.URL.Path, method: r.Method}, r)
+		}))
 	}
 	return cors(routeErrors(mux))
 }
 
 // routeErrors answers the requests mux has no route for in the API's
 // error shape, not the mux's plain text: 404 for a path nothing serves
-// ("/" too, until a route such as "GET /{$}" takes it), 405 with Allow for
-// a path served for other methods. Every other answer, redirects to a
-// cleaned path included, is the mux's own.
+// ("/" too, when there is no console), 405 with Allow for a path served
+// for other methods. Every other answer, redirects to a cleaned path
+// included, is the mux's own.
 func routeErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
