@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
@@ -42,10 +44,17 @@ func (s *suite) replayAndPurge(t *testing.T) {
 	defer cancel()
 	p := s.prefix("replay")
 	svc := s.service("replay")
-	pub := s.newBus(t, s.service("replay-pub"))
+	// The publisher traces, so its messages carry a traceparent header: a
+	// replay keeps it, as retries do.
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	pub := s.newBus(t, s.service("replay-pub"), bus.WithTracerProvider(tp))
 	policy := fastRetry
 	policy.MaxAttempts = 2
-	sub := s.newBus(t, svc, bus.WithRetry(policy))
+	tap := &headerTap{Transport: s.transport(t), headers: make(map[string][]string)}
+	sub := s.newBusOn(t, tap, svc, bus.WithRetry(policy))
+	// The dead letters are the broker's: read through pub's transport,
+	// which lists them (the tap does not).
 	var failing atomic.Bool
 	failing.Store(true)
 	col := newCollector()
@@ -67,7 +76,7 @@ func (s *suite) replayAndPurge(t *testing.T) {
 	var dls []driver.DeadLetter
 	eventually(t, s.retryWait(2), func() error {
 		var err error
-		if dls, err = s.deadLetters(t, sub, svc); err != nil {
+		if dls, err = s.deadLetters(t, pub, svc); err != nil {
 			return err
 		}
 		if len(dls) != len(ids) {
@@ -97,6 +106,9 @@ func (s *suite) replayAndPurge(t *testing.T) {
 		}
 		return nil
 	})
+	if h := tap.of(ids[0]); len(h) != 3 || h[0] == "" || h[2] != h[0] {
+		t.Errorf("traceparent of the deliveries of the replayed event: %q, want the published one on each", h)
+	}
 
 	// One purged by id, then the rest replayed.
 	if n, err := pur.PurgeDeadLetters(ctx, svc, []string{byEvent[ids[1]].ID}); err != nil || n != 1 {
@@ -113,18 +125,18 @@ func (s *suite) replayAndPurge(t *testing.T) {
 		}
 		return nil
 	})
-	if left, err := s.deadLetters(t, sub, svc); err != nil || len(left) != 0 {
+	if left, err := s.deadLetters(t, pub, svc); err != nil || len(left) != 0 {
 		t.Errorf("dead letters after replaying and purging them all: %q, %v", deadIDs(left), err)
 	}
 
 	// Purge without ids takes every dead letter.
 	failing.Store(true)
 	last := publish(t, pub, p+".doomed", map[string]string{"last": "one"}).Headers.ID
-	s.waitDeadLetter(t, sub, svc, last, nil, s.retryWait(2))
+	s.waitDeadLetter(t, pub, svc, last, nil, s.retryWait(2))
 	if n, err := pur.PurgeDeadLetters(ctx, svc, nil); err != nil || n != 1 {
 		t.Errorf("purge of every dead letter: %d, %v; want 1", n, err)
 	}
-	if left, err := s.deadLetters(t, sub, svc); err != nil || len(left) != 0 {
+	if left, err := s.deadLetters(t, pub, svc); err != nil || len(left) != 0 {
 		t.Errorf("dead letters after purging them all: %q, %v", deadIDs(left), err)
 	}
 
