@@ -94,6 +94,12 @@ func brokerError(url string, err error) error {
 			return fmt.Errorf("something answers at %s, but not as a RabbitMQ broker (a NATS port? then --broker nats://…): %w", url, err)
 		}
 	}
+	// Which error amqp091 reports for a peer that is not RabbitMQ depends
+	// on when that peer hangs up (a frame error, or the connection closed
+	// mid-handshake), so ask the port itself: a NATS server greets first.
+	if !noAnswer(err) && natsGreets(url) {
+		return fmt.Errorf("something answers at %s, but not as a RabbitMQ broker: a NATS server (then --broker nats://…): %w", url, err)
+	}
 	if noAnswer(err) {
 		return fmt.Errorf("no broker answers at %s (start herald serve, or point --broker or %s at one): %w", url, envBrokerURL, err)
 	}
@@ -116,6 +122,30 @@ func noAnswer(err error) bool {
 		return opErr.Op == "dial"
 	}
 	return false
+}
+
+// natsGreets reports whether the host:port of an amqp:// URL answers with
+// a NATS server's INFO greeting within a second.
+func natsGreets(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "amqp" && u.Scheme != "amqps") {
+		return false
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	conn, err := net.DialTimeout("tcp", host, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	greeting := make([]byte, 5)
+	if _, err := io.ReadFull(conn, greeting); err != nil {
+		return false
+	}
+	return string(greeting) == "INFO "
 }
 
 // vhostOf is the virtual host an amqp:// URL names ("/" when it has no
