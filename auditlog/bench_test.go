@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // BenchmarkIngest measures events/s from the bus into a durable store,
@@ -87,10 +88,7 @@ func openBenchSQLite(b *testing.B) benchStore {
 const pgConns = 50
 
 func openBenchPostgres(b *testing.B) benchStore {
-	url := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if url == "" {
-		b.Skip("HERALD_TEST_POSTGRES_URL is not set")
-	}
+	url := testkit.Need(b, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	ctx := context.Background()
 	schema := fmt.Sprintf("herald_bench_%d", time.Now().UnixNano())
 	s, err := postgres.Open(ctx, url, postgres.WithSchema(schema))

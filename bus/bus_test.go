@@ -1,7 +1,6 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/topic"
 )
 
@@ -590,7 +590,7 @@ func (e *enteringTransport) Consume(ctx context.Context, q driver.QueueSpec, pat
 
 func TestLoggerHearsAboutRetries(t *testing.T) {
 	br := newBroker(t)
-	var buf syncBuffer
+	var buf testkit.Buffer
 	b := newBus(t, br.Connect(), bus.WithService("svc"), bus.WithoutValidation(),
 		bus.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))),
 		bus.WithRetry(bus.RetryPolicy{MaxAttempts: 2, InitialDelay: time.Millisecond}))
@@ -612,23 +612,6 @@ func TestLoggerHearsAboutRetries(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, "retrying") || !strings.Contains(out, "first attempt fails") {
 		t.Errorf("log %q, want the retry and its cause", out)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 func ExampleBus() {

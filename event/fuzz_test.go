@@ -1,13 +1,13 @@
 package event
 
 import (
-	"bytes"
 	"encoding/json"
 	"math/rand/v2"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // FuzzDecode feeds arbitrary bytes to Decode: it must never panic, and
@@ -56,23 +56,11 @@ func sameEvent(a, b *Event) bool {
 		return false
 	}
 	for k, v := range a.Headers.Extra {
-		if !jsonEqual(v, b.Headers.Extra[k]) {
+		if !testkit.JSONEqual(v, b.Headers.Extra[k]) {
 			return false
 		}
 	}
-	return jsonEqual(a.Payload, b.Payload)
-}
-
-func jsonEqual(a, b []byte) bool {
-	var x, y any
-	da := json.NewDecoder(bytes.NewReader(a))
-	da.UseNumber()
-	db := json.NewDecoder(bytes.NewReader(b))
-	db.UseNumber()
-	if da.Decode(&x) != nil || db.Decode(&y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
+	return testkit.JSONEqual(a.Payload, b.Payload)
 }
 
 // TestRoundTripProperty encodes and decodes many random events.

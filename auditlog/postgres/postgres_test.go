@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 	"github.com/heraldhq/herald/auditlog/storetest"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,15 +18,7 @@ import (
 // not set (failing instead when HERALD_REQUIRE_SERVICES=1).
 func testURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if url == "" {
-		msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-		}
-		t.Skip(msg)
-	}
-	return url
+	return testkit.Need(t, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 }
 
 // newSchema returns a fresh schema name, dropped (with everything in it)

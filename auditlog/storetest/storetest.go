@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // Run runs the conformance suite. open returns a new, empty store for one
@@ -155,19 +155,6 @@ func sorted(s []string) []string {
 	return s
 }
 
-// jsonEqual reports whether two JSON texts hold the same value (PostgreSQL
-// keeps JSONB in its own key order and spacing).
-func jsonEqual(a, b []byte) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return len(a) == len(b)
-	}
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
-}
-
 func payloadOf(t testing.TB, e auditlog.Entry) map[string]any {
 	t.Helper()
 	var m map[string]any
@@ -226,10 +213,10 @@ func testAppendReadsBackEveryField(t *testing.T, s auditlog.Store) {
 		if !g.ReceivedAt.Equal(want.ReceivedAt.Truncate(time.Millisecond)) {
 			t.Errorf("%s: receivedAt %v, want %v (at ms precision)", want.ID, g.ReceivedAt, want.ReceivedAt.Truncate(time.Millisecond))
 		}
-		if !jsonEqual(g.Payload, want.Payload) {
+		if !testkit.JSONEqual(g.Payload, want.Payload) {
 			t.Errorf("%s: payload %s, want %s", want.ID, g.Payload, want.Payload)
 		}
-		if !jsonEqual(g.Headers, want.Headers) {
+		if !testkit.JSONEqual(g.Headers, want.Headers) {
 			t.Errorf("%s: headers %s, want %s", want.ID, g.Headers, want.Headers)
 		}
 	}
@@ -239,7 +226,7 @@ func testAppendReadsBackEveryField(t *testing.T, s auditlog.Store) {
 	// A nil payload is stored as the empty object.
 	mustAppend(t, s, auditlog.Entry{ID: "nil-payload", Name: "a.b", ReceivedAt: created})
 	p = mustQuery(t, s, auditlog.Query{Name: "a.b"})
-	if len(p.Entries) != 1 || !jsonEqual(p.Entries[0].Payload, []byte(`{}`)) {
+	if len(p.Entries) != 1 || !testkit.JSONEqual(p.Entries[0].Payload, []byte(`{}`)) {
 		t.Errorf("nil payload read back as %+v, want {}", p.Entries)
 	}
 }
@@ -271,7 +258,7 @@ func testAppendSkipsKnownIDs(t *testing.T, s auditlog.Store) {
 	if got := ids(p.Entries); !slices.Equal(got, []string{"a", "b", "c", "d"}) || p.Total != 4 {
 		t.Fatalf("stored %v (total %d), want [a b c d] once each", got, p.Total)
 	}
-	if !jsonEqual(p.Entries[1].Payload, b.Payload) {
+	if !testkit.JSONEqual(p.Entries[1].Payload, b.Payload) {
 		t.Errorf("b's payload became %s, want the first copy %s", p.Entries[1].Payload, b.Payload)
 	}
 }
@@ -704,7 +691,7 @@ func testAnonymise(t *testing.T, s auditlog.Store) {
 	wantUser := map[string]string{"modified": admin, "login": R, "flow": R, "deleted": admin, "other-flow": other, "other-login": otherMail, "other-nested": other}
 	p := mustQuery(t, s, auditlog.Query{})
 	for _, e := range p.Entries {
-		if !jsonEqual(e.Payload, []byte(want[e.ID])) {
+		if !testkit.JSONEqual(e.Payload, []byte(want[e.ID])) {
 			t.Errorf("%s: payload %s, want %s", e.ID, e.Payload, want[e.ID])
 		}
 		if e.User != wantUser[e.ID] {
@@ -893,7 +880,7 @@ func testRewrite(t *testing.T, s auditlog.Store) {
 	var seen []string
 	n, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}, {Key: "flowId", Value: "F2"}}, func(e *auditlog.Entry) (bool, error) {
 		seen = append(seen, e.ID)
-		if !jsonEqual(e.Payload, before[e.ID].Payload) || e.User != before[e.ID].User || e.Seq != before[e.ID].Seq {
+		if !testkit.JSONEqual(e.Payload, before[e.ID].Payload) || e.User != before[e.ID].User || e.Seq != before[e.ID].Seq {
 			t.Errorf("edit got %+v, want the stored entry %+v", *e, before[e.ID])
 		}
 		switch e.ID {
@@ -934,11 +921,11 @@ func testRewrite(t *testing.T, s auditlog.Store) {
 		if id == "holds-user" {
 			want.User = "anon"
 		}
-		if !jsonEqual(a.Payload, want.Payload) || a.User != want.User {
+		if !testkit.JSONEqual(a.Payload, want.Payload) || a.User != want.User {
 			t.Errorf("%s after rewrite: payload %s user %q, want %s %q", id, a.Payload, a.User, want.Payload, want.User)
 		}
 		if a.Seq != b.Seq || a.Name != b.Name || a.ServiceName != b.ServiceName || a.Tenant != b.Tenant || !a.CreatedAt.Equal(b.CreatedAt) ||
-			!a.ReceivedAt.Equal(b.ReceivedAt) || !jsonEqual(a.Headers, b.Headers) || a.Unknown != b.Unknown {
+			!a.ReceivedAt.Equal(b.ReceivedAt) || !testkit.JSONEqual(a.Headers, b.Headers) || a.Unknown != b.Unknown {
 			t.Errorf("%s after rewrite: %+v, want every field but payload and user as stored: %+v", id, a, b)
 		}
 	}
@@ -1111,7 +1098,7 @@ func testLargeRewrite(t *testing.T, s auditlog.Store) {
 		}
 	}
 	p := mustQuery(t, s, auditlog.Query{ID: "l1000"})
-	if len(p.Entries) != 1 || !jsonEqual(p.Entries[0].Payload, []byte(`{"user":"small","i":"1000","edited":"yes"}`)) || p.Entries[0].User != "small" {
+	if len(p.Entries) != 1 || !testkit.JSONEqual(p.Entries[0].Payload, []byte(`{"user":"small","i":"1000","edited":"yes"}`)) || p.Entries[0].User != "small" {
 		t.Errorf("entry l1000 after the rewrite: %+v", p.Entries)
 	}
 }

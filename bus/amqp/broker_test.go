@@ -19,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/internal/brokerlock"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // Test gates and broker control shared by the tests of this package.
@@ -37,7 +38,6 @@ const (
 	envURL         = "HERALD_TEST_AMQP_URL"
 	envManagement  = "HERALD_TEST_AMQP_MANAGEMENT_URL"
 	envNodeModules = "HERALD_TEST_OIH_NODE_MODULES"
-	envRequire     = "HERALD_REQUIRE_SERVICES"
 	envNoRestart   = "HERALD_TEST_AMQP_NO_RESTART"
 )
 
@@ -45,16 +45,7 @@ const (
 // the test (or failing it under HERALD_REQUIRE_SERVICES=1) when unset.
 func need(t testing.TB, name, example string) string {
 	t.Helper()
-	v := os.Getenv(name)
-	if v != "" {
-		return v
-	}
-	msg := fmt.Sprintf("set %s to run this test (for example %s)", name, example)
-	if os.Getenv(envRequire) == "1" {
-		t.Fatalf("%s is required (%s=1): %s", name, envRequire, msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Need(t, name, example)
 }
 
 func testURL(t testing.TB) string {
@@ -197,11 +188,7 @@ func needBrokerControl(t testing.TB, what string) {
 		brokerlock.Hold(t, true)
 		return
 	}
-	msg := fmt.Sprintf("cannot %s here: %s", what, why)
-	if os.Getenv(envRequire) == "1" {
-		t.Fatalf("%s; %s=1 requires every test to run", msg, envRequire)
-	}
-	t.Skip(msg)
+	testkit.SkipUnless(t, envNoRestart, fmt.Sprintf("cannot %s here: %s", what, why))
 }
 
 // brokerControlUnavailable says why the RabbitMQ under test cannot be
@@ -243,23 +230,6 @@ func restartBroker(t testing.TB) {
 	}
 	if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmqctl start_app: %v: %s", err, out)
-	}
-}
-
-// eventually waits until cond returns nil, failing with its last error
-// after timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

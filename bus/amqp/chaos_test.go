@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // Chaos: 20,000 events published while the broker's connections are
@@ -83,7 +84,7 @@ func startStream(t testing.TB, b *bus.Bus, evs []*event.Event, rate, workers int
 // waitPublished waits until at least k publishes returned.
 func (s *stream) waitPublished(t testing.TB, k int, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	testkit.Eventually(t, timeout, func() error {
 		if got := s.published.Load(); got < int64(k) {
 			return fmt.Errorf("%d of %d published", got, s.n)
 		}
@@ -162,7 +163,7 @@ func (c *handledCounter) duplicates() (events, extra int) {
 
 func waitAllHandled(t testing.TB, c *handledCounter, evs []*event.Event, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	testkit.Eventually(t, timeout, func() error {
 		if n, first := c.missing(evs); n > 0 {
 			return fmt.Errorf("%d of %d events not handled yet (first: %s)", n, len(evs), first)
 		}
@@ -342,7 +343,7 @@ func (c *plainCounter) counts() (distinct, received int, has func(int) bool) {
 func (c *plainCounter) waitSentinel(name, run string, n int, timeout time.Duration) {
 	c.t.Helper()
 	var tr *Transport
-	eventually(c.t, timeout, func() error {
+	testkit.Eventually(c.t, timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var err error
@@ -356,7 +357,7 @@ func (c *plainCounter) waitSentinel(name, run string, n int, timeout time.Durati
 	if err := driver.PublishSync(ctx, tr, driver.Message{ID: event.NewID(), Name: name, Body: []byte(body), CreatedAt: time.Now()}); err != nil {
 		c.t.Fatalf("publish sentinel: %v", err)
 	}
-	eventually(c.t, timeout, func() error {
+	testkit.Eventually(c.t, timeout, func() error {
 		if _, _, has := c.counts(); !has(n) {
 			return errors.New("sentinel not counted yet")
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // Interop with OIH's real Node library, both directions and on a shared
@@ -113,14 +113,6 @@ func seqKeys(n int) []string {
 	return keys
 }
 
-func jsonEqual(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
-}
-
 // payloadRun returns payload.run and payload.seq.
 func payloadRun(p json.RawMessage) (run string, seq int, ok bool) {
 	var v struct {
@@ -160,7 +152,7 @@ func TestInteropNodePublishesHeraldSubscribes(t *testing.T) {
 		t.Fatalf("Node published %d, %d failed (%s)", sum.Published, sum.Failed, sum.FirstError)
 	}
 	keys := seqKeys(interopEvents)
-	eventually(t, 60*time.Second, func() error { return got.missing(keys) })
+	testkit.Eventually(t, 60*time.Second, func() error { return got.missing(keys) })
 
 	var extra map[string]any
 	if err := json.Unmarshal([]byte(interopExtra), &extra); err != nil {
@@ -182,7 +174,7 @@ func TestInteropNodePublishesHeraldSubscribes(t *testing.T) {
 			want[k] = v
 		}
 		wb, _ := json.Marshal(want)
-		if !jsonEqual(ev.Payload, wb) {
+		if !testkit.JSONEqual(ev.Payload, wb) {
 			t.Errorf("event %d: payload %s, want %s", i, ev.Payload, wb)
 		}
 		if ev.User() != extra["user"] || ev.Tenant() != extra["tenant"] {
@@ -301,7 +293,7 @@ func TestInteropHeraldPublishesNodeSubscribes(t *testing.T) {
 		if m.ServiceName != pub.Service() {
 			t.Errorf("Node received %s with serviceName %q, want %q", id, m.ServiceName, pub.Service())
 		}
-		if !jsonEqual(m.Payload, ev.Payload) {
+		if !testkit.JSONEqual(m.Payload, ev.Payload) {
 			t.Errorf("Node received %s with payload %s, want %s", id, m.Payload, ev.Payload)
 		}
 	}
@@ -539,7 +531,7 @@ func TestInteropTraceContextBothWays(t *testing.T) {
 			t.Fatalf("Node published %d of %d (%s)", sum.Published, n, sum.FirstError)
 		}
 		keys := seqKeys(n)
-		eventually(t, 60*time.Second, func() error { return got.missing(keys) })
+		testkit.Eventually(t, 60*time.Second, func() error { return got.missing(keys) })
 		mu.Lock()
 		defer mu.Unlock()
 		for _, k := range keys {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // The Node side of the interop and reliability tests: scripts in
@@ -38,10 +40,7 @@ func nodeModules(t testing.TB) string {
 		t.Fatalf("%s: version %q, want 1.3.0 (%v)", pkg, p.Version, err)
 	}
 	if _, err := exec.LookPath("node"); err != nil {
-		if os.Getenv(envRequire) == "1" {
-			t.Fatalf("node is not on PATH: %v", err)
-		}
-		t.Skipf("node is not on PATH: %v", err)
+		testkit.SkipUnless(t, "PATH", fmt.Sprintf("node is not on PATH: %v", err))
 	}
 	return dir
 }
@@ -256,7 +255,7 @@ func (a *brokerAdmin) consumers(queue string) (int, error) {
 // waitConsumers waits until queue has n consumers.
 func (a *brokerAdmin) waitConsumers(queue string, n int, timeout time.Duration) {
 	a.t.Helper()
-	eventually(a.t, timeout, func() error {
+	testkit.Eventually(a.t, timeout, func() error {
 		got, err := a.consumers(queue)
 		if err != nil {
 			return fmt.Errorf("queue %s: %w", queue, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // Cases of this transport beyond the conformance suite.
@@ -104,7 +105,7 @@ func TestStatusReportsTheLostConnectionAndTheReconnect(t *testing.T) {
 	if closeConnections(t) == 0 {
 		t.Fatal("no connection to close")
 	}
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		st := tr.Status()
 		if st.State != bus.StateConnected || !st.Since.After(before.Since) {
 			return fmt.Errorf("status %v since %v", st.State, st.Since)
@@ -141,7 +142,7 @@ func TestPublishWaitsForTheReconnect(t *testing.T) {
 		t.Fatal("no connection to close")
 	}
 	// Publish as soon as the loss is seen, while the transport reconnects.
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if tr.Status().LastError == nil {
 			return errors.New("loss not seen yet")
 		}
@@ -168,7 +169,7 @@ func TestCloseWhileDisconnectedReturns(t *testing.T) {
 	if closeConnections(t) == 0 {
 		t.Fatal("no connection to close")
 	}
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if tr.Status().State != bus.StateReconnecting {
 			return errors.New("not reconnecting yet")
 		}
@@ -214,7 +215,7 @@ func TestDeadLettersAreListedOldestFirstAndLeftInPlace(t *testing.T) {
 		ids = append(ids, ev.Headers.ID)
 		// One at a time, so their order in the dead-letter queue is known.
 		tr := sub.Transport().(*Transport)
-		eventually(t, 30*time.Second, func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			dls, err := tr.DeadLetters(context.Background(), service)
 			if err != nil {
 				return err
@@ -307,7 +308,7 @@ func TestBlockedBrokerMakesPublishWait(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("publish to a blocked broker: err = %v, want context.DeadlineExceeded", err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if st := tr.Status(); st.LastError == nil || !strings.Contains(st.LastError.Error(), "blocked") {
 			return fmt.Errorf("status %+v, want the block as last error", st)
 		}
@@ -374,7 +375,7 @@ func TestRefusedRetryQueueDeadLettersInsteadOfLooping(t *testing.T) {
 	}
 	tr := sub.Transport().(*Transport)
 	var dl driver.DeadLetter
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		dls, err := tr.DeadLetters(ctx, service)
 		if err != nil {
 			return err
@@ -394,7 +395,7 @@ func TestRefusedRetryQueueDeadLettersInsteadOfLooping(t *testing.T) {
 	if err := pub.Publish(ctx, sentinel); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if runs[sentinel.Headers.ID] == 0 {

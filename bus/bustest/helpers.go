@@ -3,10 +3,8 @@ package bustest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -17,28 +15,11 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // pollInterval is how often eventually looks at its condition again.
 const pollInterval = 2 * time.Millisecond
-
-// eventually waits until cond returns nil, failing the test with cond's
-// last error when timeout passes first. It is the suite's only way to wait:
-// every wait is for a condition, with a deadline.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %v: %v", timeout, err)
-		}
-		time.Sleep(pollInterval)
-	}
-}
 
 // waitClosed waits for ch to be closed, failing the test after timeout.
 func waitClosed(t testing.TB, timeout time.Duration, ch <-chan struct{}, what string) {
@@ -138,7 +119,7 @@ func (c *collector) receivedOf(ids map[string]bool) []*event.Event {
 // once, in the order of ids.
 func (c *collector) waitInOrder(t testing.TB, ids []string) {
 	t.Helper()
-	eventually(t, defaultTimeout, func() error { return c.missing(ids...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return c.missing(ids...) })
 	got := idsOf(c.receivedOf(setOf(ids)))
 	if len(got) != len(ids) {
 		t.Fatalf("received %d events, want %d (duplicates: %s)", len(got), len(ids), describeDups(c.duplicates(ids)))
@@ -202,15 +183,6 @@ func closeBus(t testing.TB, b *bus.Bus) {
 	if err := b.Close(ctx); err != nil {
 		t.Errorf("close bus %s: %v", b.Service(), err)
 	}
-}
-
-// jsonEqual reports whether a and b hold the same JSON value.
-func jsonEqual(a, b []byte) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	return reflect.DeepEqual(x, y)
 }
 
 func idsOf(evs []*event.Event) []string {

@@ -13,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // The cases of the interfaces herald's operators use: dead letters
@@ -74,7 +75,7 @@ func (s *suite) replayAndPurge(t *testing.T) {
 		ids = append(ids, publish(t, pub, p+".doomed", map[string]int{"i": i}).Headers.ID)
 	}
 	var dls []driver.DeadLetter
-	eventually(t, s.retryWait(2), func() error {
+	testkit.Eventually(t, s.retryWait(2), func() error {
 		var err error
 		if dls, err = s.deadLetters(t, pub, svc); err != nil {
 			return err
@@ -100,7 +101,7 @@ func (s *suite) replayAndPurge(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].ID != byEvent[ids[0]].ID {
 		t.Fatalf("replay of %s: %q, %v; want that one dead letter", byEvent[ids[0]].ID, deadIDs(got), err)
 	}
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		if a := col.attemptsOf(ids[0]); len(a) != 3 || a[2] != 1 {
 			return fmt.Errorf("replayed event handled for attempts %v, want [1 2 1]", a)
 		}
@@ -117,7 +118,7 @@ func (s *suite) replayAndPurge(t *testing.T) {
 	if got, err := rep.ReplayDeadLetters(ctx, svc, nil); err != nil || len(got) != 2 {
 		t.Fatalf("replay of every dead letter: %q, %v; want the 2 left", deadIDs(got), err)
 	}
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		for _, id := range ids[2:] {
 			if a := col.attemptsOf(id); len(a) != 3 || a[2] != 1 {
 				return fmt.Errorf("replayed event %s handled for attempts %v, want [1 2 1]", id, a)
@@ -143,7 +144,7 @@ func (s *suite) replayAndPurge(t *testing.T) {
 	// What another service saw: each event once, the replays never. The
 	// marker comes after every replay, in the order a service reads.
 	marker := publish(t, pub, p+".marker", nil).Headers.ID
-	eventually(t, defaultTimeout, func() error { return other.missing(marker) })
+	testkit.Eventually(t, defaultTimeout, func() error { return other.missing(marker) })
 	closeBus(t, sub)
 	if a := col.attemptsOf(ids[1]); !slices.Equal(a, []int{1, 2}) {
 		t.Errorf("the purged dead letter was handled for attempts %v, want [1 2] and never again", a)
@@ -189,7 +190,7 @@ func (s *suite) bindingsFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := publish(t, pub, one, nil).Headers.ID, publish(t, pub, two, nil).Headers.ID
-	eventually(t, defaultTimeout, func() error { return col.missing(a, b) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(a, b) })
 	closeBus(t, first)
 
 	// The service starts again with other patterns.
@@ -216,7 +217,7 @@ func (s *suite) bindingsFollow(t *testing.T) {
 	}
 	// The queue hands out in order: had it kept the event of the removed
 	// pattern, it would have come before these.
-	eventually(t, defaultTimeout, func() error { return col2.missing(kept...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col2.missing(kept...) })
 	closeBus(t, second)
 	if n := spy.deliveries(gone); n != 0 {
 		t.Errorf("the event of the removed pattern %s was delivered %d times, want never", one, n)
@@ -259,7 +260,7 @@ func (s *suite) inspect(t *testing.T) {
 	for range 3 {
 		publish(t, pub, p+".waiting", nil)
 	}
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		ctx, cancel := context.WithTimeout(ctx, defaultTimeout/10)
 		defer cancel()
 		info, err := insp.InspectQueue(ctx, svc)

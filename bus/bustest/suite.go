@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // defaultTimeout bounds every wait of the suite: generous for a real
@@ -151,7 +152,7 @@ func (s *suite) deadLetters(t testing.TB, b *bus.Bus, queue string) ([]driver.De
 func (s *suite) waitDeadLetter(t testing.TB, b *bus.Bus, queue, id string, body []byte, timeout time.Duration) driver.DeadLetter {
 	t.Helper()
 	var found driver.DeadLetter
-	eventually(t, timeout, func() error {
+	testkit.Eventually(t, timeout, func() error {
 		dls, err := s.deadLetters(t, b, queue)
 		if err != nil {
 			return fmt.Errorf("list dead letters of %s: %w", queue, err)
@@ -188,7 +189,7 @@ func (s *suite) roundTrip(t *testing.T) {
 	if err := pub.Publish(ctx, ev); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	eventually(t, defaultTimeout, func() error { return col.missing(ev.Headers.ID) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(ev.Headers.ID) })
 
 	got := col.get(ev.Headers.ID)
 	if got.Headers.Name != ev.Headers.Name {
@@ -207,11 +208,11 @@ func (s *suite) roundTrip(t *testing.T) {
 		t.Errorf("extra headers = %v, want %v", got.Headers.Extra, ev.Headers.Extra)
 	}
 	for k, v := range ev.Headers.Extra {
-		if !jsonEqual(got.Headers.Extra[k], v) {
+		if !testkit.JSONEqual(got.Headers.Extra[k], v) {
 			t.Errorf("header %s = %s, want %s", k, got.Headers.Extra[k], v)
 		}
 	}
-	if !jsonEqual(got.Payload, ev.Payload) {
+	if !testkit.JSONEqual(got.Payload, ev.Payload) {
 		t.Errorf("payload = %s, want %s", got.Payload, ev.Payload)
 	}
 }
@@ -232,7 +233,7 @@ func (s *suite) fanOut(t *testing.T) {
 		ids = append(ids, publish(t, pub, p+".happened", map[string]int{"i": i}).Headers.ID)
 	}
 	for _, col := range cols {
-		eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
+		testkit.Eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
 	}
 	for i, b := range subs {
 		closeBus(t, b)
@@ -258,7 +259,7 @@ func (s *suite) competingConsumers(t *testing.T) {
 	for i := range n {
 		ids = append(ids, publish(t, pub, p+".job", map[string]int{"i": i}).Headers.ID)
 	}
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		missing := 0
 		for _, id := range ids {
 			if cols[0].count(id)+cols[1].count(id) == 0 {
@@ -364,7 +365,7 @@ func (s *suite) wildcards(t *testing.T) {
 			}
 			sentinel := publish(t, pub, match[0], nil).Headers.ID
 			want[sentinel] = match[0]
-			eventually(t, defaultTimeout, func() error {
+			testkit.Eventually(t, defaultTimeout, func() error {
 				var missing []string
 				for id, name := range want {
 					if col.count(id) == 0 {
@@ -417,9 +418,9 @@ func (s *suite) catalogueEvent(t *testing.T) {
 	if err := pub.Publish(ctx, ev); err != nil {
 		t.Fatalf("publish %s with the catalogue's example: %v", name, err)
 	}
-	eventually(t, defaultTimeout, func() error { return col.missing(ev.Headers.ID) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(ev.Headers.ID) })
 	got := col.get(ev.Headers.ID)
-	if got.Headers.Name != name || !jsonEqual(got.Payload, entry.Example) {
+	if got.Headers.Name != name || !testkit.JSONEqual(got.Payload, entry.Example) {
 		t.Errorf("received %s %s, want %s %s", got.Headers.Name, got.Payload, name, entry.Example)
 	}
 	if n := col.count(bad.Headers.ID); n != 0 {
@@ -440,7 +441,7 @@ func (s *suite) retry(t *testing.T) {
 	}
 	subscribe(t, sub, p+".flaky", col.handle)
 	id := publish(t, pub, p+".flaky", nil).Headers.ID
-	eventually(t, s.retryWait(3), func() error {
+	testkit.Eventually(t, s.retryWait(3), func() error {
 		if got := col.attemptsOf(id); len(got) < 3 {
 			return fmt.Errorf("handler ran for attempts %v, want 1, 2, 3", got)
 		}
@@ -475,7 +476,7 @@ func (s *suite) deadLetter(t *testing.T) {
 	if dl.Name != ev.Headers.Name {
 		t.Errorf("dead letter name = %q, want %q", dl.Name, ev.Headers.Name)
 	}
-	if got, err := event.Decode(dl.Body); err != nil || !jsonEqual(got.Payload, ev.Payload) {
+	if got, err := event.Decode(dl.Body); err != nil || !testkit.JSONEqual(got.Payload, ev.Payload) {
 		t.Errorf("dead letter body %s does not hold the event (%v)", dl.Body, err)
 	}
 	if dl.FirstFailure.IsZero() || dl.DeadAt.Before(dl.FirstFailure) {
@@ -508,7 +509,7 @@ func (s *suite) panics(t *testing.T) {
 	once := publish(t, pub, p+".once", nil).Headers.ID
 	always := publish(t, pub, p+".always", nil).Headers.ID
 
-	eventually(t, s.retryWait(2), func() error {
+	testkit.Eventually(t, s.retryWait(2), func() error {
 		if got := col.attemptsOf(once); len(got) < 2 {
 			return fmt.Errorf("handler that panics once ran for attempts %v, want 1, 2", got)
 		}
@@ -555,7 +556,7 @@ func (s *suite) undecodable(t *testing.T) {
 	// The queue is not blocked: an event published after the garbage is
 	// handled.
 	valid := publish(t, pub, p+".raw", nil).Headers.ID
-	eventually(t, defaultTimeout, func() error { return col.missing(valid) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(valid) })
 	for _, body := range bodies {
 		dl := s.waitDeadLetter(t, sub, svc, "", body, defaultTimeout)
 		if dl.Attempts != 1 || dl.Name != p+".raw" || !strings.Contains(dl.Error, "decode") {
@@ -585,7 +586,7 @@ func (s *suite) twoHandlers(t *testing.T) {
 	subscribe(t, sub, p+".two", first.handle)
 	subscribe(t, sub, p+".*", second.handle)
 	id := publish(t, pub, p+".two", nil).Headers.ID
-	eventually(t, s.retryWait(2), func() error {
+	testkit.Eventually(t, s.retryWait(2), func() error {
 		if got := spy.settlements(id); !slices.Contains(got, "ack") {
 			return fmt.Errorf("delivery settled as %v so far, want an ack", got)
 		}
@@ -594,7 +595,7 @@ func (s *suite) twoHandlers(t *testing.T) {
 	// A later event through the same queue: once it is acked, a redelivery
 	// of the first would have shown.
 	sentinel := publish(t, pub, p+".sentinel", nil).Headers.ID
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		if !slices.Contains(spy.settlements(sentinel), "ack") {
 			return errors.New("sentinel not acked yet")
 		}
@@ -787,7 +788,7 @@ func (s *suite) closed(t *testing.T) {
 	p := s.prefix("closed")
 	b := s.newBus(t, s.service("closed"))
 	subscribe(t, b, p+".x", func(context.Context, *event.Event) error { return nil })
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		if st := b.Status(); st.State != bus.StateConnected {
 			return fmt.Errorf("status %v (%v), want connected", st.State, st.LastError)
 		}
@@ -874,7 +875,7 @@ func (s *suite) concurrentPublishes(t *testing.T) {
 		t.Fatalf("concurrent publishes failed: %v", err)
 	}
 	ids := idsOf(evs)
-	eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(ids...) })
 	if d := col.duplicates(ids); len(d) > 0 {
 		t.Logf("%d events delivered more than once: %s", len(d), describeDups(d))
 	}
@@ -901,7 +902,7 @@ func (s *suite) staleBinding(t *testing.T) {
 	subscribe(t, cur, p+".live", col.handle)
 	stale := publish(t, pub, p+".old.thing", nil).Headers.ID
 	live := publish(t, pub, p+".live", nil).Headers.ID
-	eventually(t, defaultTimeout, func() error { return col.missing(live) })
+	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(live) })
 	dl := s.waitDeadLetter(t, cur, svc, stale, nil, s.retryWait(3))
 	if !strings.Contains(dl.Error, bus.ErrNoHandler.Error()) {
 		t.Errorf("dead letter error = %q, want it to say %q", dl.Error, bus.ErrNoHandler)
@@ -932,14 +933,14 @@ func (s *suite) temporaryQueue(t *testing.T) {
 	for i := range 20 {
 		ids = append(ids, publish(t, pub, p+".copy", map[string]int{"i": i}).Headers.ID)
 	}
-	eventually(t, defaultTimeout, func() error { return mainCol.missing(ids...) })
-	eventually(t, defaultTimeout, func() error { return tailCol.missing(ids...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return mainCol.missing(ids...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return tailCol.missing(ids...) })
 	closeBus(t, tail)
 	var later []string
 	for i := range 5 {
 		later = append(later, publish(t, pub, p+".copy", map[string]int{"later": i}).Headers.ID)
 	}
-	eventually(t, defaultTimeout, func() error { return mainCol.missing(later...) })
+	testkit.Eventually(t, defaultTimeout, func() error { return mainCol.missing(later...) })
 	closeBus(t, main)
 	for _, id := range ids {
 		if m, c := mainCol.count(id), tailCol.count(id); m != 1 || c != 1 {
@@ -1022,7 +1023,7 @@ func (s *suite) reconnect(t *testing.T) {
 	}()
 	t.Cleanup(func() { close(stop); <-done })
 
-	eventually(t, defaultTimeout, func() error {
+	testkit.Eventually(t, defaultTimeout, func() error {
 		if k := published.Load(); k < n/4 {
 			return fmt.Errorf("%d of %d published before the disconnect", k, n)
 		}
@@ -1037,7 +1038,7 @@ func (s *suite) reconnect(t *testing.T) {
 		t.Errorf("publishes across the disconnect failed: %v", failed)
 	}
 	ids := idsOf(evs)
-	eventually(t, 4*defaultTimeout, func() error { return col.missing(ids...) })
+	testkit.Eventually(t, 4*defaultTimeout, func() error { return col.missing(ids...) })
 	if d := col.duplicates(ids); len(d) > 0 {
 		t.Logf("%d of %d events handled more than once across the reconnect: %s", len(d), n, describeDups(d))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // headerTap wraps a transport and records the traceparent header of every
@@ -79,7 +80,7 @@ func (s *suite) traceContext(t *testing.T) {
 		t.Fatalf("publish: %v", err)
 	}
 	parent.End()
-	eventually(t, s.retryWait(2), func() error {
+	testkit.Eventually(t, s.retryWait(2), func() error {
 		if got := col.attemptsOf(ev.Headers.ID); len(got) < 2 {
 			return fmt.Errorf("handler ran for attempts %v, want 1, 2", got)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/cputime"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -56,7 +57,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testkit.Main(m)
 	if benchServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		_ = benchServer.Shutdown(ctx)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -109,7 +110,7 @@ func TestFaultServerRestartDuringPublishes(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("%d publishes failed across the restart: %v", len(errs), err)
 	}
-	eventually(t, time.Minute, func() error {
+	testkit.Eventually(t, time.Minute, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(handled) < total {

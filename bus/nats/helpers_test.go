@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	natsd "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nuid"
 
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -31,14 +31,7 @@ const (
 // required).
 func externalURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(envTestNATSURL)
-	if u == "" {
-		if os.Getenv(envRequireServices) == "1" {
-			t.Fatalf("%s is not set, and %s=1 requires an external NATS server", envTestNATSURL, envRequireServices)
-		}
-		t.Skipf("set %s (for example nats://127.0.0.1:4222) to run this against an external NATS server", envTestNATSURL)
-	}
-	return u
+	return testkit.Need(t, envTestNATSURL, "nats://127.0.0.1:4222")
 }
 
 // startServer starts an embedded server on a random port with a fresh
@@ -114,23 +107,6 @@ func dial(t testing.TB, url string, opts ...Option) *Transport {
 		}
 	})
 	return tr
-}
-
-// eventually waits until cond returns nil, failing the test with its last
-// error once timeout has passed.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still not true after %v: %v", timeout, err)
-		}
-		time.Sleep(testPollingInterval)
-	}
 }
 
 // proxy is a TCP proxy to a NATS server that can cut every connection

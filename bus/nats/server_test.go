@@ -9,6 +9,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -98,7 +99,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, testTimeout, func() error {
+	testkit.Eventually(t, testTimeout, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		missing := 0

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/driver"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -179,7 +180,7 @@ func TestAReplicaHandsOutWhatAnotherBoundLater(t *testing.T) {
 				}
 				ids = append(ids, ev.Headers.ID)
 			}
-			eventually(t, testTimeout, func() error {
+			testkit.Eventually(t, testTimeout, func() error {
 				mu.Lock()
 				defer mu.Unlock()
 				for i, id := range ids {
@@ -213,7 +214,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 				t.Fatal(err)
 			}
 			var dls []driver.DeadLetter
-			eventually(t, testTimeout, func() (err error) {
+			testkit.Eventually(t, testTimeout, func() (err error) {
 				dls, err = tr.DeadLetters(ctx, "dead.ends")
 				if err == nil && len(dls) == 0 {
 					err = errors.New("no dead letter yet")
@@ -251,7 +252,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, testTimeout, func() error {
+			testkit.Eventually(t, testTimeout, func() error {
 				ci, err := info.Info(ctx)
 				if err != nil {
 					return err
@@ -274,7 +275,7 @@ func TestPublishWaitsForServerRestart(t *testing.T) {
 	port := s1.Config().Port
 	tr := dial(t, s1.ClientURL())
 	shutdown(t, s1)
-	eventually(t, testTimeout, func() error {
+	testkit.Eventually(t, testTimeout, func() error {
 		if st := tr.Status(); st.State != bus.StateReconnecting || st.LastError == nil {
 			return fmt.Errorf("status %v (last error %v), want reconnecting with the error", st.State, st.LastError)
 		}
@@ -354,7 +355,7 @@ func TestTemporaryQueueSurvivesServerRestart(t *testing.T) {
 	pub := newBus(t, dial(t, "nats://127.0.0.1:"+strconv.Itoa(port)), "tail-pub")
 	// The consumer comes back with the connection; keep publishing until
 	// one arrives (each publish is a new event).
-	eventually(t, testTimeout, func() error {
+	testkit.Eventually(t, testTimeout, func() error {
 		ev := mustEvent(t, "after.restart")
 		if err := pub.Publish(ctx, ev); err != nil {
 			return err
@@ -461,7 +462,7 @@ func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := newBus(t, dial(t, s.ClientURL()), "phoenix-pub")
-	eventually(t, testTimeout, func() error {
+	testkit.Eventually(t, testTimeout, func() error {
 		ev := mustEvent(t, "rise.again")
 		if err := pub.Publish(ctx, ev); err != nil {
 			return err

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 func TestDocsEventsMdIsCurrent(t *testing.T) {
@@ -69,15 +69,10 @@ func TestJSONExportRoundTrips(t *testing.T) {
 	}
 	for i, e := range c.Entries() {
 		got := doc.Events[i]
-		if got.Name != e.Name || got.Kind != e.Kind || got.Audited != e.Audited || !jsonEqual(got.Schema, e.Schema) {
+		if got.Name != e.Name || got.Kind != e.Kind || got.Audited != e.Audited || !testkit.JSONEqual(got.Schema, e.Schema) {
 			t.Errorf("event %d: %s round-tripped as %+v", i, e.Name, got)
 		}
 	}
-}
-
-func jsonEqual(a, b json.RawMessage) bool {
-	var x, y any
-	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
 
 // asyncDoc is the part of an AsyncAPI 3 document the tests read.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // builtHerald is the herald binary the tests that run real processes
@@ -24,7 +26,7 @@ var builtHerald struct {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testkit.Main(m)
 	if builtHerald.dir != "" {
 		os.RemoveAll(builtHerald.dir)
 	}
@@ -55,7 +57,7 @@ func heraldBinary(t *testing.T) string {
 // process is a herald command run as a process of its own.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testkit.Buffer
 	lines  chan string // standard output, a line at a time
 	done   chan struct{}
 }
@@ -71,7 +73,7 @@ func startProcess(t *testing.T, env []string, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stderr: &lockedBuffer{}, lines: make(chan string, 1024), done: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: &testkit.Buffer{}, lines: make(chan string, 1024), done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

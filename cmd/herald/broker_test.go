@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,31 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	natsbus "github.com/heraldhq/herald/bus/nats"
+	"github.com/heraldhq/herald/internal/testkit"
 )
-
-// brokerBuffer is an io.Writer safe for a command running in another
-// goroutine.
-type brokerBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *brokerBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *brokerBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // freeAddr returns a loopback address nothing listens on (for now).
 func freeAddr(t *testing.T) string {
@@ -52,7 +32,7 @@ func freeAddr(t *testing.T) string {
 func startBroker(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr brokerBuffer
+	var stdout, stderr testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"broker", "--output", "json"}, args...), &stdout, &stderr)
@@ -106,7 +86,7 @@ func TestBrokerRunsUntilInterruptedAndKeepsItsData(t *testing.T) {
 
 func TestBrokerTextOutputSaysWhereItRuns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr brokerBuffer
+	var stdout, stderr testkit.Buffer
 	done := make(chan int, 1)
 	addr := freeAddr(t)
 	go func() {
@@ -134,7 +114,7 @@ func TestBrokerOnATakenPortFailsNamingListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	var stdout, stderr brokerBuffer
+	var stdout, stderr testkit.Buffer
 	code := run(context.Background(), []string{"broker", "--listen", ln.Addr().String(), "--data", t.TempDir()}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "--listen") || !strings.Contains(stderr.String(), ln.Addr().String()) {
 		t.Errorf("exit %d, stderr %q: want 1, naming --listen and %s", code, stderr.String(), ln.Addr())
@@ -148,7 +128,7 @@ func TestBrokerUsageErrors(t *testing.T) {
 		{"broker", "--output", "xml"},
 		{"broker", "extra"},
 	} {
-		var stdout, stderr brokerBuffer
+		var stdout, stderr testkit.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
 			t.Errorf("herald %s: exit %d, want 2 (usage); stderr %q", strings.Join(args, " "), code, stderr.String())
 		}
@@ -163,7 +143,7 @@ func TestBrokerCarriesPublishToTail(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var tailOut, tailErr brokerBuffer
+	var tailOut, tailErr testkit.Buffer
 	tailDone := make(chan int, 1)
 	go func() {
 		tailDone <- run(ctx, []string{"tail", "#", "--count", "1", "--output", "json", "--broker", url}, &tailOut, &tailErr)
@@ -171,7 +151,7 @@ func TestBrokerCarriesPublishToTail(t *testing.T) {
 	// tail reads a temporary queue that exists once it has subscribed:
 	// publish until it has printed an event (each publish is a new one).
 	for i := 0; ; i++ {
-		var pubOut, pubErr brokerBuffer
+		var pubOut, pubErr testkit.Buffer
 		payload := fmt.Sprintf(`{"id":"u%d","username":"a@b.c"}`, i)
 		if code := run(ctx, []string{"publish", "iam.user.created", "--payload", payload, "--broker", url}, &pubOut, &pubErr); code != 0 {
 			t.Fatalf("herald publish: exit %d, stderr %q", code, pubErr.String())

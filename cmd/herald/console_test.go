@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 var updateScreenshot = flag.Bool("update", false, "TestConsoleScreenshot rewrites docs/console.png")
@@ -35,15 +36,7 @@ var consoleIdentities = map[string]string{
 // chromiumPath is the browser the console tests drive: HERALD_TEST_CHROMIUM.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("HERALD_TEST_CHROMIUM")
-	if p == "" {
-		msg := "set HERALD_TEST_CHROMIUM to the path of a Chromium browser (Debian: apt-get install chromium, then /usr/bin/chromium) to run the console's browser tests"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + "; HERALD_REQUIRE_SERVICES=1 makes it required")
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testkit.Need(t, "HERALD_TEST_CHROMIUM", "/usr/bin/chromium, from Debian's chromium package")
 }
 
 // consoleServe runs herald serve with IAM introspection against an
@@ -68,7 +61,7 @@ func consoleServe(t *testing.T, flags ...string) (api, broker string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	go func() {
 		defer close(done)
 		run(ctx, append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, flags...), pw, &stderr)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // TestASecondProcessOnADataFolderFailsAtOnce starts herald broker on a
@@ -21,7 +23,7 @@ func TestASecondProcessOnADataFolderFailsAtOnce(t *testing.T) {
 		{"broker", "--data", data, "--listen", freeAddr(t)},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		var stdout, stderr brokerBuffer
+		var stdout, stderr testkit.Buffer
 		code := run(ctx, args, &stdout, &stderr)
 		cancel()
 		msg := stderr.String()
@@ -44,7 +46,7 @@ func TestABrokerThatCannotStartIsNotBlamedOnItsAddress(t *testing.T) {
 	if err := os.WriteFile(brokerStoreDir(data), []byte("not a folder"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr brokerBuffer
+	var stdout, stderr testkit.Buffer
 	code := run(context.Background(), []string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--nats-listen", freeAddr(t)}, &stdout, &stderr)
 	msg := stderr.String()
 	if code != 1 || strings.Contains(msg, "--nats-listen") || !strings.Contains(msg, brokerStoreDir(data)) {
@@ -63,7 +65,7 @@ func TestAReadOnlyDataFolderIsReportedAsSuch(t *testing.T) {
 	t.Cleanup(func() { os.Chmod(data, 0o755) })
 	for _, cmd := range []string{"serve", "broker"} {
 		args := []string{cmd, "--data", data, "--listen", freeAddr(t)}
-		var stdout, stderr brokerBuffer
+		var stdout, stderr testkit.Buffer
 		code := run(context.Background(), args, &stdout, &stderr)
 		msg := stderr.String()
 		if code != 1 || strings.Contains(msg, "--nats-listen") || !strings.Contains(msg, "--data") || !strings.Contains(msg, filepath.Join(data, "herald.lock")) {

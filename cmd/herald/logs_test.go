@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // fakeLog is an audit log's GET /logs over canned OIH-shaped entries,
@@ -374,42 +376,20 @@ func TestLogsUsageErrors(t *testing.T) {
 	}
 }
 
-// logsLineWriter counts the lines written and calls at when n have been.
-type logsLineWriter struct {
-	mu    sync.Mutex
-	b     bytes.Buffer
-	waits map[int]func()
-}
-
-func (w *logsLineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n, _ := w.b.Write(p)
-	if f := w.waits[strings.Count(w.b.String(), "\n")]; f != nil {
-		f()
-	}
-	return n, nil
-}
-
-func (w *logsLineWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 func TestLogsFollowPrintsNewEntriesOnce(t *testing.T) {
 	f, srv := newFakeLog(t, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	out := &logsLineWriter{}
-	out.waits = map[int]func(){
-		// The backlog is the newest 3; then two more arrive.
-		3: func() {
-			f.add("flow.started", "component-orchestrator", "", "", logsT0.Add(10*time.Second))
-			f.add("flow.stopped", "component-orchestrator", "", "", logsT0.Add(11*time.Second))
-		},
-		5: cancel,
+	out := &testkit.Buffer{}
+	lines := func(n int) func(string) bool {
+		return func(s string) bool { return strings.Count(s, "\n") >= n }
 	}
+	// The backlog is the newest 3; then two more arrive.
+	out.When(lines(3), func() {
+		f.add("flow.started", "component-orchestrator", "", "", logsT0.Add(10*time.Second))
+		f.add("flow.stopped", "component-orchestrator", "", "", logsT0.Add(11*time.Second))
+	})
+	out.When(lines(5), cancel)
 	o := logsOptions{url: srv.URL, limit: 3, sort: "oldest", output: "ndjson", follow: true, interval: 10 * time.Millisecond, data: t.TempDir()}
 	if err := runLogs(ctx, o, out, io.Discard); err != nil {
 		t.Fatal(err)

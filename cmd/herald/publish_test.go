@@ -17,19 +17,21 @@ import (
 
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/brokerlock"
+	"github.com/heraldhq/herald/internal/testkit"
 )
+
+// testPostgresURL returns the PostgreSQL the CLI tests run against,
+// skipping (or failing under HERALD_REQUIRE_SERVICES=1) without one.
+func testPostgresURL(t *testing.T) string {
+	t.Helper()
+	return testkit.Need(t, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+}
 
 // testBrokerURL returns the RabbitMQ the CLI tests run against, skipping
 // (or failing under HERALD_REQUIRE_SERVICES=1) without one.
 func testBrokerURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("HERALD_TEST_AMQP_URL")
-	if u == "" {
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal("HERALD_TEST_AMQP_URL is required (HERALD_REQUIRE_SERVICES=1)")
-		}
-		t.Skip("set HERALD_TEST_AMQP_URL (for example amqp://guest:guest@127.0.0.1:5672/) to run against RabbitMQ")
-	}
+	u := testkit.Need(t, "HERALD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 	// bus/amqp's tests restart the broker; not while this test uses it.
 	brokerlock.Hold(t, false)
 	return u
@@ -186,7 +188,7 @@ func TestPublishCountSendsEachCopyAtTheRate(t *testing.T) {
 func TestPublishCountStopsWhenTheBrokerGoes(t *testing.T) {
 	ctx, stopBroker := context.WithCancel(context.Background())
 	defer stopBroker()
-	var brokerOut, brokerErr brokerBuffer
+	var brokerOut, brokerErr testkit.Buffer
 	brokerDone := make(chan int, 1)
 	go func() {
 		brokerDone <- run(ctx, []string{"broker", "--output", "json", "--listen", "127.0.0.1:0", "--data", t.TempDir()}, &brokerOut, &brokerErr)
@@ -199,7 +201,7 @@ func TestPublishCountStopsWhenTheBrokerGoes(t *testing.T) {
 
 	// Far more than can be sent before the broker goes: a run that kept
 	// going would take 100 s.
-	var out, errb brokerBuffer
+	var out, errb testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(context.Background(), []string{"publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
@@ -222,7 +224,7 @@ func TestPublishCountSaysHowFarItGotWhenInterrupted(t *testing.T) {
 	broker := startBroker(t, "--listen", "127.0.0.1:0", "--data", t.TempDir())
 	ctx, interrupt := context.WithCancel(context.Background())
 	defer interrupt()
-	var out, errb brokerBuffer
+	var out, errb testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"publish", "iam.user.deleted", "--payload", `{"id":"5f1c0c6e2a9b4c0012345678"}`,
@@ -249,7 +251,7 @@ func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
 func TestPublishCountStopsWhenItCannotPrint(t *testing.T) {
 	broker := startBroker(t, "--listen", "127.0.0.1:0", "--data", t.TempDir())
 	closed := errors.New("broken pipe")
-	var errb brokerBuffer
+	var errb testkit.Buffer
 	done := make(chan int, 1)
 	// A run that kept going after the first refused write would take 100 s.
 	go func() {

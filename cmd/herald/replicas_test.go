@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/simulate"
 )
 
@@ -60,13 +61,7 @@ func TestReplicasOnNATSShareTheAuditLog(t *testing.T) {
 // own, dropped when the test ends, and a connection to that schema.
 func postgresSchema(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
-	base := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if base == "" {
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal("HERALD_TEST_POSTGRES_URL is required (HERALD_REQUIRE_SERVICES=1)")
-		}
-		t.Skip("set HERALD_TEST_POSTGRES_URL (for example postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the replicas on PostgreSQL")
-	}
+	base := testPostgresURL(t)
 	var b [5]byte
 	rand.Read(b[:])
 	schema := "herald_replicas_" + hex.EncodeToString(b[:])
@@ -139,7 +134,7 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 
 	sim := exec.Command(heraldBinary(t), "simulate", "--count", fmt.Sprint(replicaEvents), "--seed", fmt.Sprint(replicaSeed), "--output", "json")
 	sim.Env = append(cleanEnv(), env...)
-	var simOut, simErr lockedBuffer
+	var simOut, simErr testkit.Buffer
 	sim.Stdout, sim.Stderr = &simOut, &simErr
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)

@@ -18,13 +18,14 @@ import (
 	natsbus "github.com/heraldhq/herald/bus/nats"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // runningServe is a herald serve run in-process by a test.
 type runningServe struct {
 	api    string // the API's base URL
 	banner string
-	stderr *lockedBuffer
+	stderr *testkit.Buffer
 	stop   func() int // stops serve and returns its exit code
 }
 
@@ -34,7 +35,7 @@ func startServe(t *testing.T, args ...string) *runningServe {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &runningServe{stderr: &lockedBuffer{}}
+	s := &runningServe{stderr: &testkit.Buffer{}}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve"}, args...), pw, s.stderr)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // serveRefuses runs serve with args (plus free addresses and a data
@@ -19,7 +21,7 @@ func serveRefuses(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	var stdout, stderr brokerBuffer
+	var stdout, stderr testkit.Buffer
 	all := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, args...)
 	code := run(ctx, all, &stdout, &stderr)
 	return code, stderr.String()

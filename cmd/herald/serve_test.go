@@ -23,6 +23,7 @@ import (
 	natsbus "github.com/heraldhq/herald/bus/nats"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 var (
@@ -59,24 +60,6 @@ func banner(t *testing.T, r io.Reader) (api, broker string) {
 		t.Fatal("serve printed no banner within 60s")
 	}
 	return "", ""
-}
-
-// lockedBuffer is an io.Writer for a goroutine and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 type logsPage struct {
@@ -167,7 +150,7 @@ func TestServeRecordsPublishedEventsAndServesThemWithTheGeneratedToken(t *testin
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		// Reads are not recorded, so that the totals below count only
@@ -292,10 +275,10 @@ func TestServeOnATakenPortFailsNamingTheFlag(t *testing.T) {
 func TestSIGTERMDuringIngestLosesNoAcknowledgedEvent(t *testing.T) {
 	bin := heraldBinary(t)
 	dir := t.TempDir()
-	start := func() (*exec.Cmd, string, string, *lockedBuffer) {
+	start := func() (*exec.Cmd, string, string, *testkit.Buffer) {
 		cmd := exec.Command(bin, "serve", "--data", dir, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--batch-size", "100")
 		stdout, _ := cmd.StdoutPipe()
-		var stderr lockedBuffer
+		var stderr testkit.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/auditlog/client"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // gatedStreams holds every GET /logs/stream after the first until open
@@ -52,7 +53,7 @@ func TestFollowResumesAcrossAServerRestart(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		pr, pw := io.Pipe()
 		done := make(chan int, 1)
-		var stderr lockedBuffer
+		var stderr testkit.Buffer
 		go func() {
 			done <- run(ctx, []string{"serve", "--data", dir, "--listen", listen, "--nats-listen", natsListen}, pw, &stderr)
 			pw.Close()

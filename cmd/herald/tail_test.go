@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/bus/amqp"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 func TestTailUsageErrors(t *testing.T) {
@@ -41,45 +40,17 @@ func TestTailNamesTheBrokerFlagWhenNothingAnswers(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads, which closes ready once a line containing mark was written.
-type syncBuffer struct {
-	mu    sync.Mutex
-	b     bytes.Buffer
-	mark  string
-	ready chan struct{}
-	once  sync.Once
-}
-
-func newSyncBuffer(mark string) *syncBuffer {
-	return &syncBuffer{mark: mark, ready: make(chan struct{})}
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.b.Write(p)
-	if s.mark != "" && strings.Contains(s.b.String(), s.mark) {
-		s.once.Do(func() { close(s.ready) })
-	}
-	return n, err
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startTail runs herald tail with args in the background and waits until
 // it is subscribed; the returned function waits for its exit code.
-func startTail(t *testing.T, ctx context.Context, args ...string) (stdout *syncBuffer, wait func() int) {
+func startTail(t *testing.T, ctx context.Context, args ...string) (stdout *testkit.Buffer, wait func() int) {
 	t.Helper()
-	stdout, stderr := newSyncBuffer(""), newSyncBuffer("tailing ")
+	stdout, stderr := &testkit.Buffer{}, &testkit.Buffer{}
+	ready := make(chan struct{})
+	stderr.When(testkit.Contains("tailing "), func() { close(ready) })
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, append([]string{"tail"}, args...), stdout, stderr) }()
 	select {
-	case <-stderr.ready:
+	case <-ready:
 	case c := <-code:
 		t.Fatalf("tail exited with %d before subscribing: %s", c, stderr)
 	case <-time.After(30 * time.Second):

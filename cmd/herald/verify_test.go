@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/iam"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/heraldhq/herald/natsserver"
 )
 
@@ -33,8 +34,8 @@ import (
 type serveProcess struct {
 	cmd         *exec.Cmd
 	api, broker string
-	stdout      *lockedBuffer
-	stderr      *lockedBuffer
+	stdout      *testkit.Buffer
+	stderr      *testkit.Buffer
 }
 
 // startServeProcess runs bin serve with args as a process of its own,
@@ -43,13 +44,13 @@ func startServeProcess(t *testing.T, bin string, args ...string) *serveProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var out lockedBuffer
+	var out testkit.Buffer
 	api, broker := banner(t, io.TeeReader(stdout, &out))
 	return &serveProcess{cmd: cmd, api: api, broker: broker, stdout: &out, stderr: &stderr}
 }
@@ -90,11 +91,7 @@ func runBin(t *testing.T, bin string, args ...string) (int, string) {
 // the database file with the sqlite3 CLI and verifies the store.
 func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 	if _, err := exec.LookPath("sqlite3"); err != nil {
-		msg := "the sqlite3 CLI is not installed (apt-get install sqlite3)"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-		}
-		t.Skip(msg)
+		testkit.SkipUnless(t, "PATH", "the sqlite3 CLI is not installed (apt-get install sqlite3)")
 	}
 	bin := heraldBinary(t)
 	dir := t.TempDir()
@@ -161,14 +158,7 @@ func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 // SIGKILL while events stream in, and checks the other takes over and the
 // log verifies.
 func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
-	pgURL := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if pgURL == "" {
-		msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-		}
-		t.Skip(msg)
-	}
+	pgURL := testPostgresURL(t)
 	bin := heraldBinary(t)
 	ctx := context.Background()
 	var b [6]byte
