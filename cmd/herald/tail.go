@@ -95,33 +95,10 @@ format ({"specversion":"1.0","id":…,"source":<serviceName>,
 }
 
 func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *slog.Logger) error {
-	switch {
-	case o.output != "text" && o.output != "json" && o.output != "cloudevents":
-		return usagef("--output %q: want text, json or cloudevents", o.output)
-	case o.count < 0:
-		return usagef("--count must be 0 (until interrupted) or more, got %d", o.count)
-	case o.timeout <= 0:
-		return usagef("--timeout must be positive, got %v", o.timeout)
+	patterns, err := tailPatterns(o, stderr)
+	if err != nil {
+		return err
 	}
-	patterns := o.patterns
-	if o.service != "" && slices.ContainsFunc(patterns, func(p string) bool { return p != "#" }) {
-		return usagef("tail --service %s takes a share of every delivery of the queue, which its bindings decide, so patterns cannot narrow it (%s): drop them to drain the queue, or drop --service to watch them without taking anything",
-			o.service, strings.Join(patterns, " "))
-	}
-	if len(patterns) == 0 {
-		patterns = []string{"#"}
-	}
-	for _, p := range patterns {
-		if err := topic.ValidatePattern(p); err != nil {
-			return usagef("pattern %q: %v", p, err)
-		}
-		if msg := uncatalogued(catalog.Default(), p); msg != "" {
-			// Tail prints whatever matches, catalogued or not; a typo
-			// would print nothing, silently.
-			fmt.Fprintf(stderr, "note: %s (tail prints uncatalogued events too, so it waits for it anyway)\n", msg)
-		}
-	}
-
 	t, err := dialBroker(ctx, o.broker, o.timeout, log)
 	if err != nil {
 		return err
@@ -136,16 +113,7 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 			return err
 		}
 	}
-	service := o.service
-	// tail's handler fails only for a delivery it hands back (see
-	// errNotPrinted): soon, and never into the service's dead letters.
-	retry := bus.RetryPolicy{MaxAttempts: math.MaxInt32, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond}
-	opts := []bus.Option{bus.WithLogger(log), bus.WithRetry(retry)}
-	if service == "" {
-		service = tailService
-		opts = append(opts, bus.WithTemporaryQueue())
-	}
-	b, err := bus.New(t, append(opts, bus.WithService(service))...)
+	b, err := tailBus(t, o.service, log)
 	if err != nil {
 		_ = t.Close(ctx)
 		return err
@@ -154,42 +122,11 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w := newTailWriter(o.output, stdout)
-	var (
-		mu      sync.Mutex
-		last    *event.Event // the bus hands every matching handler the same event
-		printed int
-		werr    error
-	)
-	handler := func(_ context.Context, ev *event.Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if ev == last {
-			return nil
-		}
-		if werr != nil || (o.count > 0 && printed >= o.count) {
-			// Arrived while tail stops. A copy on tail's own queue can go;
-			// a delivery of a service's queue goes back to it (retried after
-			// the shortest delay), since tail did not print it.
-			if o.service != "" {
-				return errNotPrinted
-			}
-			return nil
-		}
-		last = ev
-		if werr = w.write(ev); werr != nil {
-			stop()
-			return nil
-		}
-		if printed++; o.count > 0 && printed >= o.count {
-			stop()
-		}
-		return nil
-	}
+	p := &tailPrinter{w: newTailWriter(o.output, stdout), count: o.count, shared: o.service != "", stop: stop}
 	// Every pattern at once: a service queue's backlog is handed out from
 	// the start, and each delivery must find its handler.
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
-	err = b.SubscribeAll(sctx, patterns, handler)
+	err = b.SubscribeAll(sctx, patterns, p.handle)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("tail %s on %s: %w", strings.Join(patterns, " "), redactURL(o.broker), err)
@@ -201,10 +138,102 @@ func runTail(ctx context.Context, o tailOptions, stdout, stderr io.Writer, log *
 			o.service, redactURL(o.broker), strings.Join(summarise(patterns, 6), " "))
 	}
 	<-tctx.Done()
-	mu.Lock()
-	defer mu.Unlock()
-	if werr != nil {
-		return fmt.Errorf("write: %w", werr)
+	return p.err()
+}
+
+// tailPatterns checks tail's options and returns the patterns to
+// subscribe ("#" when none), noting on stderr the ones that match no
+// catalogued event.
+func tailPatterns(o tailOptions, stderr io.Writer) ([]string, error) {
+	switch {
+	case o.output != "text" && o.output != "json" && o.output != "cloudevents":
+		return nil, usagef("--output %q: want text, json or cloudevents", o.output)
+	case o.count < 0:
+		return nil, usagef("--count must be 0 (until interrupted) or more, got %d", o.count)
+	case o.timeout <= 0:
+		return nil, usagef("--timeout must be positive, got %v", o.timeout)
+	}
+	patterns := o.patterns
+	if o.service != "" && slices.ContainsFunc(patterns, func(p string) bool { return p != "#" }) {
+		return nil, usagef("tail --service %s takes a share of every delivery of the queue, which its bindings decide, so patterns cannot narrow it (%s): drop them to drain the queue, or drop --service to watch them without taking anything",
+			o.service, strings.Join(patterns, " "))
+	}
+	if len(patterns) == 0 {
+		patterns = []string{"#"}
+	}
+	for _, p := range patterns {
+		if err := topic.ValidatePattern(p); err != nil {
+			return nil, usagef("pattern %q: %v", p, err)
+		}
+		if msg := uncatalogued(catalog.Default(), p); msg != "" {
+			// Tail prints whatever matches, catalogued or not; a typo
+			// would print nothing, silently.
+			fmt.Fprintf(stderr, "note: %s (tail prints uncatalogued events too, so it waits for it anyway)\n", msg)
+		}
+	}
+	return patterns, nil
+}
+
+// tailBus is the bus tail subscribes on: a temporary queue of its own, or
+// a share of service's queue.
+func tailBus(t driver.Transport, service string, log *slog.Logger) (*bus.Bus, error) {
+	// tail's handler fails only for a delivery it hands back (see
+	// errNotPrinted): soon, and never into the service's dead letters.
+	retry := bus.RetryPolicy{MaxAttempts: math.MaxInt32, InitialDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	opts := []bus.Option{bus.WithLogger(log), bus.WithRetry(retry)}
+	if service == "" {
+		service = tailService
+		opts = append(opts, bus.WithTemporaryQueue())
+	}
+	return bus.New(t, append(opts, bus.WithService(service))...)
+}
+
+// tailPrinter prints each event once, stopping tail after count (0: no
+// limit) or at the first write error.
+type tailPrinter struct {
+	w      *tailWriter
+	count  int
+	shared bool // deliveries of a service's queue, not tail's own
+	stop   func()
+
+	mu      sync.Mutex
+	last    *event.Event // the bus hands every matching handler the same event
+	printed int
+	werr    error
+}
+
+func (p *tailPrinter) handle(_ context.Context, ev *event.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ev == p.last {
+		return nil
+	}
+	if p.werr != nil || (p.count > 0 && p.printed >= p.count) {
+		// Arrived while tail stops. A copy on tail's own queue can go;
+		// a delivery of a service's queue goes back to it (retried after
+		// the shortest delay), since tail did not print it.
+		if p.shared {
+			return errNotPrinted
+		}
+		return nil
+	}
+	p.last = ev
+	if p.werr = p.w.write(ev); p.werr != nil {
+		p.stop()
+		return nil
+	}
+	if p.printed++; p.count > 0 && p.printed >= p.count {
+		p.stop()
+	}
+	return nil
+}
+
+// err is the write error that stopped tail, if any.
+func (p *tailPrinter) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.werr != nil {
+		return fmt.Errorf("write: %w", p.werr)
 	}
 	return nil
 }
