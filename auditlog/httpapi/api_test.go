@@ -98,6 +98,12 @@ type env struct {
 // Introspector against an emulated IAM.
 func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	t.Helper()
+	return newEnvOn(t, newStore(t), mod...)
+}
+
+// newEnvOn is newEnv over store.
+func newEnvOn(t *testing.T, store auditlog.Store, mod ...func(*Config)) *env {
+	t.Helper()
 	iamSrv := newIAM(t)
 	auth, err := iam.NewIntrospector(iam.Config{
 		EndpointBasic: iamSrv.URL + "/api/v1/tokens/introspect",
@@ -107,7 +113,7 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: newStore(t), clock: &fixedClock{t: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)}, reg: prometheus.NewRegistry()}
+	e := &env{t: t, store: store, clock: &fixedClock{t: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)}, reg: prometheus.NewRegistry()}
 	cfg := Config{
 		Store:      e.store,
 		Auth:       auth,

@@ -242,7 +242,20 @@ func New(cfg Config) http.Handler {
 			console.ServeHTTP(&routeErrorWriter{ResponseWriter: w, path: r.URL.Path, method: r.Method}, r)
 		}))
 	}
-	return cors(routeErrors(mux))
+	return cors(checkQuery(routeErrors(mux)))
+}
+
+// checkQuery refuses, for every route, a query string with more than
+// MaxQueryParams parameters or one net/url cannot read whole: r.URL.Query
+// would silently drop what it cannot read.
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryValues(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // routeErrors answers the requests mux has no route for in the API's

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"FiltersSelectMatchingEntries", testFilters},
 		{"InvalidPayloadKeyIsRefused", testInvalidPayloadKey},
 		{"NegativeLimitOrOffsetIsRefused", testNegativePaging},
+		{"TextNoStoreHoldsIsRefused", testUnstorableQueryText},
 		{"OrderIsNewestFirstWithSeqTieBreak", testOrder},
 		{"LimitAndOffsetSelectAPage", testLimitOffset},
 		{"CursorPagingWalksTheSetOnce", testCursorPaging},
@@ -400,6 +401,30 @@ func testInvalidPayloadKey(t *testing.T, s auditlog.Store) {
 		p, err := s.Query(ctx(t), auditlog.Query{Payload: map[string]string{"user": v}})
 		if err != nil || len(p.Entries) != 0 {
 			t.Errorf("payload value %q: %d entries, error %v; want none and no error", v, len(p.Entries), err)
+		}
+	}
+}
+
+// testUnstorableQueryText: a filter value with NUL or invalid UTF-8, or
+// a time outside years 1 to 9999, is ErrInvalidQuery on every store
+// (PostgreSQL would fail otherwise, SQLite answer).
+func testUnstorableQueryText(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, filterData()...)
+	for _, v := range []string{"a\x00", "\xff", "\xed\xa0\x80", "\x00"} {
+		for name, q := range map[string]auditlog.Query{
+			"id": {ID: v}, "service": {Service: v}, "name": {Name: v}, "tenant": {Tenant: v}, "user": {User: v},
+			"payload": {Payload: map[string]string{"flowId": v}},
+			"scope":   {Scope: &auditlog.Scope{User: "u", Tenant: v}},
+		} {
+			if _, err := s.Query(ctx(t), q); !errors.Is(err, auditlog.ErrInvalidQuery) {
+				t.Errorf("%s %q: error %v, want ErrInvalidQuery", name, v, err)
+			}
+		}
+	}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []auditlog.Query{{From: far}, {To: far}, {From: time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)}} {
+		if _, err := s.Query(ctx(t), q); !errors.Is(err, auditlog.ErrInvalidQuery) {
+			t.Errorf("from %s to %s: error %v, want ErrInvalidQuery", q.From, q.To, err)
 		}
 	}
 }

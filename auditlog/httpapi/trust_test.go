@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/auditlog"
+)
+
+// Hostile input is refused at the door with the same 400 on both stores,
+// never a 500 from one of them, and nothing of it is stored.
+func TestBadInputIsThe400OnEveryStore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		posts := map[string]string{
+			"NUL escape in payload":      `{"headers":{"name":"a.b"},"payload":{"x":"a\u0000b"}}`,
+			"invalid UTF-8 in payload":   "{\"headers\":{\"name\":\"a.b\"},\"payload\":{\"x\":\"a\xffb\"}}",
+			"invalid UTF-8 in key":       "{\"headers\":{\"name\":\"a.b\"},\"payload\":{\"x\xff\":\"a\"}}",
+			"invalid UTF-8 in header":    "{\"headers\":{\"name\":\"a.b\",\"trace\":\"\xff\"},\"payload\":{}}",
+			"NUL in header":              `{"headers":{"name":"a.b","trace":"\u0000"},"payload":{}}`,
+			"lone surrogate":             `{"headers":{"name":"a.b"},"payload":{"x":"\ud800"}}`,
+			"huge number":                `{"headers":{"name":"a.b"},"payload":{"x":1e999999}}`,
+			"createdAt 1e300":            `{"headers":{"name":"a.b","createdAt":1e300},"payload":{}}`,
+			"createdAt 1e19":             `{"headers":{"name":"a.b","createdAt":1e19},"payload":{}}`,
+			"createdAt NaN":              `{"headers":{"name":"a.b","createdAt":"NaN"},"payload":{}}`,
+			"createdAt -1e16":            `{"headers":{"name":"a.b","createdAt":-9999999999999999},"payload":{}}`,
+			"createdAt year 10000":       `{"headers":{"name":"a.b","createdAt":"10000-01-01T00:00:00Z"},"payload":{}}`,
+			"NUL in serviceName (admin)": `{"headers":{"name":"a.b","serviceName":"s\u0000"},"payload":{}}`,
+		}
+		for name, body := range posts {
+			r := e.do(http.MethodPost, "/logs", "admin", body)
+			if r.status != http.StatusBadRequest {
+				t.Errorf("POST %s: %d %s, want 400", name, r.status, r.body)
+			}
+		}
+		gets := []string{
+			"filter[tenant]=a%00", "filter[name]=%00", "filter[tenant]=%FF", "filter[user]=%C3",
+			"filter[flowId]=%00", "filter[flowId]=%FF",
+			"to=9999999999999999", "from=-9999999999999999", "from=1e300", "to=NaN", "from=1e19",
+			"to=10000-01-01T00:00:00Z",
+		}
+		for _, q := range gets {
+			for _, token := range []string{"admin", "alice"} {
+				r := e.do(http.MethodGet, "/logs?"+q, token, nil)
+				if r.status != http.StatusBadRequest {
+					t.Errorf("GET /logs?%s as %s: %d %s, want 400", q, token, r.status, r.body)
+				}
+			}
+		}
+		if l := e.list("admin", ""); l.Meta.Total != 0 {
+			t.Errorf("%d hostile entries stored", l.Meta.Total)
+		}
+	})
+}
+
+// Times are accepted over the documented range, the same on both stores.
+func TestTimesAtTheEdgesOfTheRange(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		for _, c := range []string{`"0001-01-01T00:00:00Z"`, `"9999-12-31T23:59:59.999Z"`, `-62135596800000`, `253402300799999`} {
+			r := e.do(http.MethodPost, "/logs", "admin", `{"headers":{"name":"a.b","createdAt":`+c+`},"payload":{"c":`+c+`}}`)
+			if r.status != http.StatusCreated {
+				t.Errorf("createdAt %s: %d %s, want 201", c, r.status, r.body)
+			}
+		}
+		if l := e.list("admin", "from=-62135596800000&page[size]=10"); l.Meta.Total != 4 {
+			t.Errorf("%d entries from the first millisecond, want 4", l.Meta.Total)
+		}
+		// to is exclusive: the last millisecond is after it.
+		if l := e.list("admin", "from=0001-01-01T00:00:00Z&to=253402300799999"); l.Meta.Total != 2 {
+			t.Errorf("%d entries before the last millisecond, want 2", l.Meta.Total)
+		}
+	})
+}
+
+// The reserved payload keys user and tenant are the exact keys: an
+// upper-case USER or TENANT is an ordinary key and changes nobody's view.
+func TestReservedKeysAreMatchedExactly(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		r := e.do(http.MethodPost, "/logs", "admin",
+			`{"headers":{"name":"a.b"},"payload":{"user":"alice","USER":"carol","tenant":"tenant-a","TENANT":"tenant-b","Tenant":"tenant-b"}}`)
+		if r.status != http.StatusCreated {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if l := e.list("alice", ""); len(l.Data) != 1 {
+			t.Errorf("alice sees %d entries, want her own 1", len(l.Data))
+		}
+		if l := e.list("carol", ""); len(l.Data) != 0 {
+			t.Errorf("carol (tenant-b) sees an entry whose user is alice and tenant tenant-a: %+v", l.Data)
+		}
+		if l := e.list("admin", "filter[tenant]=tenant-b"); len(l.Data) != 0 {
+			t.Errorf("filter[tenant]=tenant-b matches an entry of tenant-a")
+		}
+	})
+}
+
+// Too many query parameters or payload filters are a 400 naming the
+// limit, never filters silently dropped.
+func TestTooManyParametersAreRefused(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		var q []string
+		for i := range 10001 {
+			q = append(q, "x"+strings.Repeat("0", i%3)+url.QueryEscape(string(rune('a'+i%26)))+"="+"1")
+		}
+		q = append(q, "filter[user]=nobody")
+		r := e.do(http.MethodGet, "/logs?"+strings.Join(q, "&"), "admin", nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.errorMessage(t), "100") {
+			t.Errorf("10,002 parameters: %d %s, want 400 naming the limit", r.status, r.body)
+		}
+		var f []string
+		for i := range MaxPayloadFilters + 1 {
+			f = append(f, "filter[k"+strings.Repeat("x", i)+"]=v")
+		}
+		r = e.do(http.MethodGet, "/logs?"+strings.Join(f, "&"), "admin", nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.errorMessage(t), "16") {
+			t.Errorf("%d payload filters: %d %s, want 400 naming the limit", len(f), r.status, r.body)
+		}
+	})
+}
