@@ -31,7 +31,6 @@ const (
 const (
 	// headerAuthType is the header basic introspection sends to IAM
 	// (iam-utils does). A client's x-auth-type is never read.
-
 	headerAuthType        = "x-auth-type"
 	defaultMaxCachedUsers = 10000
 )
