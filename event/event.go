@@ -11,7 +11,9 @@ package event
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,6 +203,25 @@ func DerivedID(body []byte) string {
 	sum := sha256.Sum256(body)
 	var u uuid.UUID
 	copy(u[:], sum[:16])
+	u[6] = (u[6] & 0x0f) | 0x80 // version 8: custom
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
+	return u.String()
+}
+
+// KeyedID returns a UUID (version 8) built from the HMAC-SHA256 under key
+// of parts (each length-prefixed, so no two lists of parts give the same
+// input): an id nobody without key can compute in advance, the same for
+// the same parts.
+func KeyedID(key []byte, parts ...[]byte) string {
+	mac := hmac.New(sha256.New, key)
+	var n [8]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		mac.Write(n[:])
+		mac.Write(p)
+	}
+	var u uuid.UUID
+	copy(u[:], mac.Sum(nil))
 	u[6] = (u[6] & 0x0f) | 0x80 // version 8: custom
 	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
 	return u.String()

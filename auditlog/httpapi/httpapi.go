@@ -21,6 +21,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,20 @@ import (
 const (
 	DefaultReadPermission = "logs.read"
 	DefaultPushPermission = "logs.push"
+	// DefaultPushAnyPermission lets a caller who is not an admin POST
+	// entries for other users and tenants (a service account that
+	// records what its users did). It is herald's, not OIH's.
+	DefaultPushAnyPermission = "logs.push.any"
+)
+
+// Limits of the API's memory, whatever its callers send.
+const (
+	// DefaultMaxConcurrentBodies is how many request bodies (POST /logs,
+	// POST /events) are read at once; others wait for a turn, at most
+	// BodyWait, then are answered 503.
+	DefaultMaxConcurrentBodies = 16
+	// BodyWait is the longest a request body waits for its turn.
+	BodyWait = 10 * time.Second
 )
 
 // Config configures the API. Store and Auth are required.
@@ -59,6 +74,19 @@ type Config struct {
 	// PushPermission for POST /logs (default logs.push).
 	ReadPermission string
 	PushPermission string
+	// PushAnyPermission lets a non-admin POST entries naming another
+	// user or tenant, and under the ids they choose (default
+	// logs.push.any). Without it a non-admin writes as themselves.
+	PushAnyPermission string
+	// IDKey keys the ids of non-admins' POSTed entries (their own id
+	// space; see postLog). Give every replica the same key
+	// (auditlog.Signer.IDKey); nil: a random key, so retries of a POST
+	// are recognised only until the server restarts.
+	IDKey []byte
+	// MaxConcurrentBodies bounds the request bodies read at once
+	// (default DefaultMaxConcurrentBodies): with MaxEventSize, what
+	// bodies can hold of memory.
+	MaxConcurrentBodies int
 	// Health reports the state of the parts beside the store (the bus:
 	// "queue", as OIH names it) for GET /healthcheck. It is called on
 	// every healthcheck and should answer fast; nil reports the store
@@ -151,6 +179,7 @@ var openAPIDocument []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
 
 type api struct {
+	bodies    chan struct{} // a token per body being read
 	cfg       Config
 	log       *slog.Logger
 	metrics   *metrics
@@ -176,6 +205,16 @@ func New(cfg Config) http.Handler {
 	}
 	if cfg.PushPermission == "" {
 		cfg.PushPermission = DefaultPushPermission
+	}
+	if cfg.PushAnyPermission == "" {
+		cfg.PushAnyPermission = DefaultPushAnyPermission
+	}
+	if len(cfg.IDKey) == 0 {
+		cfg.IDKey = make([]byte, 32)
+		rand.Read(cfg.IDKey)
+	}
+	if cfg.MaxConcurrentBodies <= 0 {
+		cfg.MaxConcurrentBodies = DefaultMaxConcurrentBodies
 	}
 	if cfg.EventsPermission == "" {
 		cfg.EventsPermission = DefaultEventsPermission
@@ -212,7 +251,8 @@ func New(cfg Config) http.Handler {
 	if cfg.StreamHeartbeat <= 0 {
 		cfg.StreamHeartbeat = DefaultStreamHeartbeat
 	}
-	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache)}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache),
+		bodies: make(chan struct{}, cfg.MaxConcurrentBodies)}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
@@ -327,6 +367,33 @@ func (a *api) authorize(perm string, next func(http.ResponseWriter, *http.Reques
 		}
 		next(w, r, u)
 	}
+}
+
+// bodyLimit is the most bytes of a request body read: room for a
+// pretty-printed event of MaxEventSize (the encoded event is checked
+// after).
+func (a *api) bodyLimit() int64 { return int64(a.cfg.MaxEventSize)*4 + 4096 }
+
+// acquireBody waits for a turn to read r's body (MaxConcurrentBodies at
+// once), at most BodyWait: past it, or when the request ends, it answers
+// 503 and returns false. The body of a request too large by its
+// Content-Length is refused first, with 413, without a turn.
+func (a *api) acquireBody(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	if limit := a.bodyLimit(); r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
+		return nil, false
+	}
+	t := time.NewTimer(BodyWait)
+	defer t.Stop()
+	select {
+	case a.bodies <- struct{}{}:
+		return func() { <-a.bodies }, true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "too many request bodies are being read; retry", "")
+	return nil, false
 }
 
 // writeError answers OIH's error shape: {"errors":[{"message","code"}]}.

@@ -181,21 +181,34 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 // {headers:{name, serviceName, createdAt}, payload}, and answers 201 with
 // the stored entry.
 //
-//   - A caller who is not an admin writes as themselves: serviceName
-//     becomes their username (their IAM id when they have none), whatever
-//     the body says, so nobody can forge another service's entries. An
-//     admin's serviceName is kept (their own name fills it when absent).
+//   - Attribution comes from the token. A caller who is neither an admin
+//     nor holds PushAnyPermission writes as themselves: serviceName
+//     becomes their username (their IAM id when they have none), payload
+//     user their IAM id and payload tenant their tenant, when absent; a
+//     payload naming another user or tenant is refused with 403, never
+//     stored rewritten.
+//   - Such a caller's entries live in an id space of their own: the
+//     stored id is derived, under the server's IDKey, from the caller's
+//     IAM id and the headers.id they gave (a new id when they gave
+//     none). A POST can therefore never take the id of an event the bus
+//     will deliver, nor of anyone else's entry. An admin's (or
+//     PushAnyPermission holder's) headers.id is stored as given, a new
+//     one when absent.
 //   - A missing createdAt is the receive time, as OIH's model defaults
 //     it; a given one is kept.
-//   - Storing is idempotent by headers.id (derived from the body when
-//     absent, so a retried identical POST is recognised): posting an id
-//     already stored answers 200 with the entry as first stored, unchanged,
-//     or 409 when that entry was written by someone else and is not
-//     visible to the caller, or differs in name, createdAt or payload.
+//   - Storing is idempotent by headers.id: posting an id already stored
+//     answers 200 with the entry as first stored, unchanged, or 409 when
+//     the entry stored under it differs in name, createdAt or payload,
+//     with one text whatever the reason.
 func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
+	release, ok := a.acquireBody(w, r)
+	if !ok {
+		return
+	}
 	// Room for a pretty-printed body; the encoded event is checked below.
-	limit := int64(a.cfg.MaxEventSize)*4 + 4096
+	limit := a.bodyLimit()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -219,8 +232,29 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	if identity == "" {
 		identity = u.Sub
 	}
-	if !u.Admin() || ev.Headers.ServiceName == "" {
+	givenID := ev.Headers.ID
+	if givenID == event.DerivedID(body) {
+		givenID = "" // Decode derived it: the caller gave none
+	}
+	trusted := u.Admin() || u.Can(a.cfg.PushAnyPermission)
+	if !trusted {
 		ev.Headers.ServiceName = identity
+		if msg := attribute(ev, u); msg != "" {
+			details, _ := json.Marshal([]string{a.cfg.PushAnyPermission})
+			writeError(w, http.StatusForbidden, msg+"; posting for another user or tenant needs the permission "+a.cfg.PushAnyPermission, string(details))
+			return
+		}
+		if givenID == "" {
+			givenID = event.NewID()
+		}
+		ev.Headers.ID = event.KeyedID(a.cfg.IDKey, []byte("post"), []byte(u.Sub), []byte(givenID))
+	} else {
+		if ev.Headers.ServiceName == "" {
+			ev.Headers.ServiceName = identity
+		}
+		if givenID == "" {
+			ev.Headers.ID = event.NewID()
+		}
 	}
 	createdAtGiven := !ev.Headers.CreatedAt.IsZero()
 	if !createdAtGiven {
@@ -256,17 +290,66 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	// Already stored: the same event again is answered with what is
-	// stored; another event under the same id is a conflict.
+	// stored; another event under the same id is a conflict. A
+	// non-admin's id space holds only their own entries; an admin sees
+	// everything: the answer tells nobody of an entry they cannot see.
 	sameTime := !createdAtGiven || stored.CreatedAt.UnixMilli() == entry.CreatedAt.UnixMilli()
-	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name, createdAt or payload", entry.ID), "")
-		return
-	}
-	if !u.Admin() && stored.ServiceName != identity && !visible(u, stored) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored", entry.ID), "")
+	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) ||
+		(!u.Admin() && !visible(u, stored)) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored with another name, createdAt or payload", entry.ID), "")
 		return
 	}
 	writeJSON(w, http.StatusOK, renderEntry(stored))
+}
+
+// attribute makes ev's payload name u as its user and tenant: absent
+// keys are added; present ones must already name u. It returns why not
+// when they name someone else ("" when attributed).
+func attribute(ev *event.Event, u *iam.User) string {
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(ev.Payload, &p); err != nil {
+		return "" // Validate answers for a payload that is no object
+	}
+	user, tenant := ev.Reserved()
+	if _, ok := p["user"]; ok && user != u.Sub {
+		return fmt.Sprintf("payload.user must be your IAM id %q", u.Sub)
+	}
+	if _, ok := p["tenant"]; ok && tenant != u.Tenant {
+		if u.Tenant == "" {
+			return "payload.tenant must be absent: you belong to no tenant"
+		}
+		return fmt.Sprintf("payload.tenant must be your tenant %q", u.Tenant)
+	}
+	var add []byte
+	if _, ok := p["user"]; !ok {
+		add = appendMember(add, "user", u.Sub)
+	}
+	if _, ok := p["tenant"]; !ok && u.Tenant != "" {
+		add = appendMember(add, "tenant", u.Tenant)
+	}
+	if len(add) > 0 {
+		rest := bytes.TrimSpace(ev.Payload)
+		if len(rest) == 0 {
+			rest = []byte("{}")
+		}
+		rest = bytes.TrimSpace(rest[1:]) // after '{'
+		out := append([]byte{'{'}, add...)
+		if rest[0] == '}' {
+			out = append(out[:len(out)-1], '}') // drop the last comma
+		} else {
+			out = append(out, rest...)
+		}
+		ev.Payload = out
+	}
+	return ""
+}
+
+// appendMember appends "key":"value", (with its comma).
+func appendMember(b []byte, key, value string) []byte {
+	b = appendString(b, key)
+	b = append(b, ':')
+	b = appendString(b, value)
+	return append(b, ',')
 }
 
 // samePayload reports whether a posted payload is the one stored: the

@@ -193,9 +193,11 @@ func (a *api) checkpoints(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	extend := longAnswer(w, DefaultTimeouts.Write)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	for {
+		extend()
 		cps, err := a.cfg.Store.Checkpoints(r.Context(), after, exportPage)
 		if err != nil {
 			a.log.ErrorContext(r.Context(), "stream checkpoints", "error", err)
@@ -301,9 +303,11 @@ func (a *api) export(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	extend := longAnswer(w, DefaultTimeouts.Write)
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
 	for limit != 0 {
+		extend()
 		page := exportPage
 		if limit > 0 {
 			page = int(min(limit, exportPage))

@@ -121,3 +121,98 @@ func TestTooManyParametersAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// A non-admin's POST is attributed from the token: their IAM id and
+// tenant are filled in, and naming anyone else is a 403, never stored
+// rewritten. logs.push.any lets a service account post for others.
+func TestPostIsAttributedFromTheToken(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		r := e.do(http.MethodPost, "/logs", "alice", newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"flowId": "f1"}))
+		if r.status != http.StatusCreated {
+			t.Fatalf("own event: %d %s", r.status, r.body)
+		}
+		if p := r.json(t)["payload"].(map[string]any); p["user"] != "alice" || p["tenant"] != "tenant-a" {
+			t.Errorf("payload %v, want user alice and tenant tenant-a from the token", p)
+		}
+		forged := []map[string]any{
+			{"user": "carol"},
+			{"tenant": "tenant-b"},
+			{"user": "alice", "tenant": "tenant-b"},
+			{"user": map[string]any{"_id": "carol"}},
+			{"user": 7},
+			{"user": ""},
+			{"tenant": nil},
+		}
+		for _, p := range forged {
+			r := e.do(http.MethodPost, "/logs", "alice", newEvent("flowrepo.flow.created", 1700000000000, p))
+			if r.status != http.StatusForbidden || !strings.Contains(r.errorMessage(t), "logs.push.any") {
+				t.Errorf("alice posting %v: %d %s, want 403 naming logs.push.any", p, r.status, r.body)
+			}
+		}
+		// A user without a tenant can name none.
+		if r := e.do(http.MethodPost, "/logs", "nora", newEvent("a.b", nil, map[string]any{"tenant": "tenant-a"})); r.status != http.StatusForbidden {
+			t.Errorf("nora naming a tenant: %d %s, want 403", r.status, r.body)
+		}
+		// Matching values are accepted as they are.
+		if r := e.do(http.MethodPost, "/logs", "alice", newEvent("a.b", nil, map[string]any{"user": "alice", "tenant": "tenant-a"})); r.status != http.StatusCreated {
+			t.Errorf("alice naming herself: %d %s", r.status, r.body)
+		}
+		// The service account with logs.push.any posts for others.
+		r = e.do(http.MethodPost, "/logs", "flowrepo-any", newEvent("flowrepo.flow.created", nil, map[string]any{"user": "carol", "tenant": "tenant-b"}))
+		if r.status != http.StatusCreated {
+			t.Fatalf("logs.push.any: %d %s", r.status, r.body)
+		}
+		if l := e.list("carol", ""); len(l.Data) != 1 {
+			t.Errorf("carol sees %d entries, want the one posted for her", len(l.Data))
+		}
+		// Nothing forged reached tenant-b; alice's two are hers.
+		if l := e.list("admin", "filter[tenant]=tenant-b"); l.Meta.Total != 1 {
+			t.Errorf("tenant-b holds %d entries, want 1", l.Meta.Total)
+		}
+		if l := e.list("admin", "filter[user]=alice"); l.Meta.Total != 2 {
+			t.Errorf("alice holds %d entries, want 2", l.Meta.Total)
+		}
+	})
+}
+
+// A non-admin's POSTed ids live in a space of their own: an id the bus
+// will deliver, or another caller's, cannot be taken, and a 409 says
+// nothing of entries the caller cannot see.
+func TestPostedIDsCannotTakeAnotherEntrysID(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		const busID = "0190f0e4-0000-7000-8000-0000000000b5"
+		r := e.do(http.MethodPost, "/logs", "alice", newEvent("flowrepo.flow.created", 1700000000000, map[string]any{}, "id", busID))
+		if r.status != http.StatusCreated {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if id := r.json(t)["id"]; id == busID {
+			t.Fatalf("a non-admin's POST took the id %s", busID)
+		}
+		// The real event under that id is stored.
+		real := newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"user": "amos", "tenant": "tenant-c"}, "id", busID)
+		if r := e.do(http.MethodPost, "/logs", "admin", real); r.status != http.StatusCreated {
+			t.Fatalf("the real event: %d %s, want 201", r.status, r.body)
+		}
+		// Another caller's same id is another entry.
+		if r := e.do(http.MethodPost, "/logs", "nora", newEvent("flowrepo.flow.created", 1700000000000, map[string]any{}, "id", busID)); r.status != http.StatusCreated {
+			t.Errorf("nora under alice's id: %d %s, want 201", r.status, r.body)
+		}
+		// Conflicts answer one text.
+		other := newEvent("flowrepo.flow.created", 1800000000000, map[string]any{}, "id", busID)
+		r1 := e.do(http.MethodPost, "/logs", "alice", other)
+		other["payload"] = map[string]any{"x": "y"}
+		r2 := e.do(http.MethodPost, "/logs", "alice", other)
+		if r1.status != http.StatusConflict || r2.status != http.StatusConflict {
+			t.Fatalf("conflicts: %d %s, %d %s", r1.status, r1.body, r2.status, r2.body)
+		}
+		m1, m2 := r1.errorMessage(t), r2.errorMessage(t)
+		if m1 != m2 {
+			t.Errorf("two 409 texts: %q and %q", m1, m2)
+		}
+		if l := e.list("admin", ""); l.Meta.Total != 3 {
+			t.Errorf("%d entries, want 3", l.Meta.Total)
+		}
+	})
+}

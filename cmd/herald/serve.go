@@ -222,11 +222,13 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		// Empty unless set: the API's defaults are OIH's permissions.
 		ReadPermission: os.Getenv("LOG_READ_PERMISSION"),
 		PushPermission: os.Getenv("LOG_PUSH_PERMISSION"),
-		Catalog:        catalog.Default(),
-		Registerer:     reg,
-		Gatherer:       reg,
-		Logger:         log,
-		Version:        buildVersion(),
+		// logs.push.any unless set: POST for other users and tenants.
+		PushAnyPermission: os.Getenv("LOG_PUSH_ANY_PERMISSION"),
+		Catalog:           catalog.Default(),
+		Registerer:        reg,
+		Gatherer:          reg,
+		Logger:            log,
+		Version:           buildVersion(),
 		Health: func(ctx context.Context) map[string]httpapi.Check {
 			queue := busCheck(b.Status())
 			if watch != nil {
@@ -418,7 +420,7 @@ func followBindings(ctx context.Context, t driver.Transport, patterns []string, 
 // requests finish; onShutdown ends the ones that would not (the live
 // streams).
 func serveHTTP(ctx context.Context, ln net.Listener, api http.Handler, onShutdown func(), log *slog.Logger) error {
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpapi.NewServer(api, httpapi.DefaultTimeouts)
 	srv.RegisterOnShutdown(onShutdown)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
