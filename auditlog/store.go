@@ -125,6 +125,14 @@ type Query struct {
 	// SkipTotal leaves Page.Total 0: a reader that wants only the entries
 	// saves the count.
 	SkipTotal bool
+	// MaxBytes, when above 0, ends a page early once the headers and
+	// payloads of its entries reach MaxBytes bytes (the entry that
+	// reaches it included: a page holds at least one entry), with Next
+	// set to continue after it: what a page can hold of memory is then
+	// bounded by the budget, not by Limit times the largest entry.
+	// Offset paging does not see what a page cut short left out; follow
+	// Next.
+	MaxBytes int
 }
 
 // Page is one page of a query's results.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -40,7 +39,7 @@ func (a *api) postEvent(w http.ResponseWriter, r *http.Request, _ *iam.User) {
 		return
 	}
 	limit := a.bodyLimit()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := a.readBody(w, r)
 	release()
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -57,9 +58,17 @@ const (
 	// DefaultMaxConcurrentBodies is how many request bodies (POST /logs,
 	// POST /events) are read at once; others wait for a turn, at most
 	// BodyWait, then are answered 503.
-	DefaultMaxConcurrentBodies = 16
-	// BodyWait is the longest a request body waits for its turn.
+	DefaultMaxConcurrentBodies = 4
+	// BodyWait is the longest a request body waits for its turn, and a
+	// page of GET /logs for its own.
 	BodyWait = 10 * time.Second
+	// DefaultMaxPageBytes is the byte budget of one page of GET /logs:
+	// the headers and payloads of its entries (auditlog.Query.MaxBytes).
+	DefaultMaxPageBytes = 4 << 20
+	// DefaultMaxConcurrentPages is how many pages of GET /logs are read
+	// and written at once; others wait for a turn, at most BodyWait,
+	// then are answered 503.
+	DefaultMaxConcurrentPages = 8
 )
 
 // Config configures the API. Store and Auth are required.
@@ -87,6 +96,12 @@ type Config struct {
 	// (default DefaultMaxConcurrentBodies): with MaxEventSize, what
 	// bodies can hold of memory.
 	MaxConcurrentBodies int
+	// MaxPageBytes is the byte budget of a page of GET /logs (default
+	// DefaultMaxPageBytes), MaxConcurrentPages how many are served at
+	// once (default DefaultMaxConcurrentPages): together what pages can
+	// hold of memory, whatever the entries' sizes.
+	MaxPageBytes       int
+	MaxConcurrentPages int
 	// Health reports the state of the parts beside the store (the bus:
 	// "queue", as OIH names it) for GET /healthcheck. It is called on
 	// every healthcheck and should answer fast; nil reports the store
@@ -180,6 +195,7 @@ func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
 
 type api struct {
 	bodies    chan struct{} // a token per body being read
+	pages     chan struct{} // a token per page of GET /logs being served
 	cfg       Config
 	log       *slog.Logger
 	metrics   *metrics
@@ -212,6 +228,12 @@ func New(cfg Config) http.Handler {
 	if len(cfg.IDKey) == 0 {
 		cfg.IDKey = make([]byte, 32)
 		rand.Read(cfg.IDKey)
+	}
+	if cfg.MaxPageBytes <= 0 {
+		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if cfg.MaxConcurrentPages <= 0 {
+		cfg.MaxConcurrentPages = DefaultMaxConcurrentPages
 	}
 	if cfg.MaxConcurrentBodies <= 0 {
 		cfg.MaxConcurrentBodies = DefaultMaxConcurrentBodies
@@ -252,7 +274,8 @@ func New(cfg Config) http.Handler {
 		cfg.StreamHeartbeat = DefaultStreamHeartbeat
 	}
 	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache),
-		bodies: make(chan struct{}, cfg.MaxConcurrentBodies)}
+		bodies: make(chan struct{}, cfg.MaxConcurrentBodies),
+		pages:  make(chan struct{}, cfg.MaxConcurrentPages)}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
@@ -369,10 +392,24 @@ func (a *api) authorize(perm string, next func(http.ResponseWriter, *http.Reques
 	}
 }
 
-// bodyLimit is the most bytes of a request body read: room for a
-// pretty-printed event of MaxEventSize (the encoded event is checked
-// after).
-func (a *api) bodyLimit() int64 { return int64(a.cfg.MaxEventSize)*4 + 4096 }
+// bodyLimit is the most bytes of a request body read: room for an event
+// of MaxEventSize pretty-printed to twice its size (the encoded event is
+// checked after).
+func (a *api) bodyLimit() int64 { return int64(a.cfg.MaxEventSize)*2 + 4096 }
+
+// readBody reads r's body, at most bodyLimit bytes, into a buffer sized
+// by its Content-Length when it has one.
+func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := a.bodyLimit()
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		// net/http ends the body at its Content-Length.
+		b := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(body, b)
+		return b, err
+	}
+	return io.ReadAll(body)
+}
 
 // acquireBody waits for a turn to read r's body (MaxConcurrentBodies at
 // once), at most BodyWait: past it, or when the request ends, it answers
@@ -383,16 +420,22 @@ func (a *api) acquireBody(w http.ResponseWriter, r *http.Request) (release func(
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
 		return nil, false
 	}
+	return acquire(w, r, a.bodies, "too many request bodies are being read; retry")
+}
+
+// acquire waits for a token of sem, at most BodyWait: past it, or when
+// the request ends, it answers 503 with busy and returns false.
+func acquire(w http.ResponseWriter, r *http.Request, sem chan struct{}, busy string) (release func(), ok bool) {
 	t := time.NewTimer(BodyWait)
 	defer t.Stop()
 	select {
-	case a.bodies <- struct{}{}:
-		return func() { <-a.bodies }, true
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
 	case <-t.C:
 	case <-r.Context().Done():
 	}
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusServiceUnavailable, "too many request bodies are being read; retry", "")
+	writeError(w, http.StatusServiceUnavailable, busy, "")
 	return nil, false
 }
 

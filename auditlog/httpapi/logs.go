@@ -1,11 +1,11 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"slices"
@@ -45,6 +45,12 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.writePage(w, req, auditlog.Page{})
 		return
 	}
+	release, ok := acquire(w, r, a.pages, "too many pages are being read; retry")
+	if !ok {
+		return
+	}
+	defer release()
+	q.MaxBytes = a.cfg.MaxPageBytes
 	page, err := a.cfg.Store.Query(r.Context(), q)
 	if err != nil {
 		if errors.Is(err, auditlog.ErrInvalidQuery) {
@@ -60,40 +66,49 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	a.writePage(w, req, page)
 }
 
+// writePage writes the page as it renders it, entry by entry, so that
+// the answer is never held whole beside the page.
 func (a *api) writePage(w http.ResponseWriter, req listRequest, page auditlog.Page) {
-	type meta struct {
-		Page       int   `json:"page"`
-		PerPage    int   `json:"perPage"`
-		Total      int64 `json:"total"`
-		TotalPages int64 `json:"totalPages"`
+	b := make([]byte, 0, 512)
+	b = append(b, `{"data":[`...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(b)
+	for i, e := range page.Entries {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(renderEntry(e))
 	}
-	resp := struct {
-		Data       []json.RawMessage `json:"data"`
-		Meta       meta              `json:"meta"`
-		NextCursor string            `json:"nextCursor,omitempty"`
-	}{
-		Data: make([]json.RawMessage, 0, len(page.Entries)),
-		Meta: meta{
-			Page:       req.page,
-			PerPage:    req.pageSize,
-			Total:      page.Total,
-			TotalPages: (page.Total + int64(req.pageSize) - 1) / int64(req.pageSize),
-		},
+	b = append(b[:0], `],"meta":{"page":`...)
+	b = strconv.AppendInt(b, int64(req.page), 10)
+	b = append(b, `,"perPage":`...)
+	b = strconv.AppendInt(b, int64(req.pageSize), 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendInt(b, page.Total, 10)
+	b = append(b, `,"totalPages":`...)
+	b = strconv.AppendInt(b, (page.Total+int64(req.pageSize)-1)/int64(req.pageSize), 10)
+	if page.Next != nil && len(page.Entries) < req.pageSize {
+		b = append(b, `,"cut":true`...)
 	}
-	for _, e := range page.Entries {
-		resp.Data = append(resp.Data, renderEntry(e))
-	}
+	b = append(b, '}')
 	if page.Next != nil {
-		resp.NextCursor = cursor{
+		b = append(b, `,"nextCursor":`...)
+		b = appendString(b, cursor{
 			order:     req.query.Order,
 			seq:       page.Next.Seq,
 			filters:   filtersDigest(req.filters),
 			page:      req.page + 1,
 			createdAt: page.Next.CreatedAt,
-		}.encode()
+		}.encode())
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, resp)
+	b = append(b, "}\n"...)
+	bw.Write(b)
+	bw.Flush()
 }
 
 // appendISOTime appends t as JavaScript's toISOString writes it (what
@@ -207,7 +222,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	// Room for a pretty-printed body; the encoded event is checked below.
 	limit := a.bodyLimit()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := a.readBody(w, r)
 	release()
 	if err != nil {
 		var mbe *http.MaxBytesError
