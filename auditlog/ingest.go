@@ -269,6 +269,9 @@ func (in *Ingester) commit(entries []Entry) error {
 	if err != nil {
 		return err
 	}
+	if n < len(entries) {
+		in.checkConflicts(entries)
+	}
 	err = in.anonymiseLate(entries)
 	if err != nil {
 		in.cfg.Logger.Error("audit store: anonymising late entries failed; deliveries will be retried", "error", err)

@@ -1,12 +1,18 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/event"
 )
 
 // Hostile input is refused at the door with the same 400 on both stores,
@@ -213,6 +219,47 @@ func TestPostedIDsCannotTakeAnotherEntrysID(t *testing.T) {
 		}
 		if l := e.list("admin", ""); l.Meta.Total != 3 {
 			t.Errorf("%d entries, want 3", l.Meta.Total)
+		}
+	})
+}
+
+// A bus event under an id already stored for another event is a
+// conflict: not stored, counted in events_conflict_total (and logged);
+// a redelivery of the stored event is a silent duplicate.
+func TestAnotherEventUnderAKnownIDIsACountedConflict(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store auditlog.Store) {
+		e := newEnvOn(t, store)
+		const id = "0190f0e4-0000-7000-8000-0000000000c1"
+		posted := newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"flowId": "f1"}, "id", id)
+		if r := e.do(http.MethodPost, "/logs", "admin", posted); r.status != http.StatusCreated {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		reg := prometheus.NewRegistry()
+		m := auditlog.NewMetrics(reg)
+		in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, Metrics: m, FlushInterval: time.Millisecond})
+		defer in.Close()
+		handle := func(body string) {
+			ev, err := event.Decode([]byte(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Handle(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The same event again (as the admin posted it): a duplicate.
+		handle(`{"headers":{"name":"flowrepo.flow.created","serviceName":"flow-repository","createdAt":1700000000000,"id":"` + id + `"},"payload":{ "flowId" : "f1" }}`)
+		if got := testutil.ToFloat64(m.Conflicts); got != 0 {
+			t.Errorf("a redelivery counted as %v conflicts", got)
+		}
+		// Another event under that id.
+		handle(`{"headers":{"name":"flowrepo.flow.deleted","serviceName":"flow-repository","createdAt":1700000000001,"id":"` + id + `"},"payload":{"flowId":"f1"}}`)
+		if got := testutil.ToFloat64(m.Conflicts); got != 1 {
+			t.Errorf("conflicts %v, want 1", got)
+		}
+		l := e.list("admin", "")
+		if l.Meta.Total != 1 || l.Data[0].Headers.Name != "flowrepo.flow.created" {
+			t.Errorf("stored %+v, want the first event only", l.Data)
 		}
 	})
 }

@@ -190,7 +190,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		feed.Notify()
 		integ.Kick()
 	}
-	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, log)
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, signer.IDKey(), log)
 	if err != nil {
 		return err
 	}
@@ -352,7 +352,7 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service; onCommit is called after each commit
 // that stored new entries.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
 		return nil, nil, err
@@ -367,6 +367,9 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		bus.WithPrefetch(2*o.batchSize),
 		bus.WithLogger(log),
 		bus.WithTracerProvider(o.tracer),
+		// Ids of events without one: keyed by the log's secret and the
+		// delivery, not the body's hash anyone can compute.
+		bus.WithIDKey(idKey),
 	)
 	if err != nil {
 		transport.Close(ctx)
