@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/event"
@@ -162,7 +163,7 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	b = append(b, `,"id":`...)
 	b = appendString(b, e.ID)
 	var extra map[string]json.RawMessage
-	if len(e.Headers) > 0 && json.Unmarshal(e.Headers, &extra) == nil {
+	if len(e.Headers) > 0 && json.Unmarshal(validUTF8(e.Headers), &extra) == nil {
 		keys := make([]string, 0, len(extra))
 		for k := range extra {
 			switch k {
@@ -180,7 +181,7 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 		}
 	}
 	b = append(b, `},"payload":`...)
-	if p := bytes.TrimSpace(e.Payload); len(p) > 0 && p[0] == '{' {
+	if p := bytes.TrimSpace(validUTF8(e.Payload)); len(p) > 0 && p[0] == '{' {
 		b = append(b, p...)
 	} else {
 		b = append(b, "{}"...)
@@ -190,6 +191,25 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	b = append(b, `,"unknown":`...)
 	b = strconv.AppendBool(b, e.Unknown)
 	return append(b, '}')
+}
+
+// validUTF8 returns doc as it is when it is valid UTF-8, else re-encoded
+// with every invalid byte replaced by U+FFFD (what encoding/json
+// decodes it as): entries stored before invalid UTF-8 was refused at the
+// door must not make a whole page invalid JSON for strict clients.
+func validUTF8(doc json.RawMessage) json.RawMessage {
+	if utf8.Valid(doc) {
+		return doc
+	}
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return json.RawMessage("{}")
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage("{}")
+	}
+	return out
 }
 
 // postLog answers POST /logs: it stores one event in OIH's shape,
