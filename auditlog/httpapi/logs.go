@@ -343,7 +343,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 func attribute(ev *event.Event, u *iam.User) string {
 	var p map[string]json.RawMessage
 	if err := json.Unmarshal(ev.Payload, &p); err != nil {
-		return "" // Validate answers for a payload that is no object
+		return "payload is not a JSON object that names you" // never stored unattributed
 	}
 	user, tenant := ev.Reserved()
 	if _, ok := p["user"]; ok && user != u.Sub {
