@@ -216,12 +216,12 @@ func validUTF8(doc json.RawMessage) json.RawMessage {
 // {headers:{name, serviceName, createdAt}, payload}, and answers 201 with
 // the stored entry.
 //
-//   - Attribution comes from the token. A caller who is neither an admin
-//     nor holds PushAnyPermission writes as themselves: serviceName
-//     becomes their username (their IAM id when they have none), payload
-//     user their IAM id and payload tenant their tenant, when absent; a
-//     payload naming another user or tenant is refused with 403, never
-//     stored rewritten.
+//   - Attribution comes from the token. A caller who is not an admin
+//     writes as themselves: serviceName becomes their username (their IAM
+//     id when they have none), whatever the body says. Unless they hold
+//     PushAnyPermission, payload user becomes their IAM id and payload
+//     tenant their tenant, when absent; a payload naming another user or
+//     tenant is refused with 403, never stored rewritten.
 //   - Such a caller's entries live in an id space of their own: the
 //     stored id is derived, under the server's IDKey, from the caller's
 //     IAM id and the headers.id they gave (a new id when they gave
@@ -271,9 +271,10 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	if givenID == event.DerivedID(body) {
 		givenID = "" // Decode derived it: the caller gave none
 	}
-	trusted := u.Admin() || u.Can(a.cfg.PushAnyPermission)
-	if !trusted {
+	if !u.Admin() || ev.Headers.ServiceName == "" {
 		ev.Headers.ServiceName = identity
+	}
+	if !u.Admin() && !u.Can(a.cfg.PushAnyPermission) {
 		if msg := attribute(ev, u); msg != "" {
 			details, _ := json.Marshal([]string{a.cfg.PushAnyPermission})
 			writeError(w, http.StatusForbidden, msg+"; posting for another user or tenant needs the permission "+a.cfg.PushAnyPermission, string(details))
@@ -283,13 +284,8 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 			givenID = event.NewID()
 		}
 		ev.Headers.ID = event.KeyedID(a.cfg.IDKey, []byte("post"), []byte(u.Sub), []byte(givenID))
-	} else {
-		if ev.Headers.ServiceName == "" {
-			ev.Headers.ServiceName = identity
-		}
-		if givenID == "" {
-			ev.Headers.ID = event.NewID()
-		}
+	} else if givenID == "" {
+		ev.Headers.ID = event.NewID()
 	}
 	createdAtGiven := !ev.Headers.CreatedAt.IsZero()
 	if !createdAtGiven {

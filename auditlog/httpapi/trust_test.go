@@ -169,6 +169,9 @@ func TestPostIsAttributedFromTheToken(t *testing.T) {
 		if r.status != http.StatusCreated {
 			t.Fatalf("logs.push.any: %d %s", r.status, r.body)
 		}
+		if sn := r.json(t)["headers"].(map[string]any)["serviceName"]; sn != "flow-repository-any" {
+			t.Errorf("serviceName %v under logs.push.any, want the caller's username", sn)
+		}
 		if l := e.list("carol", ""); len(l.Data) != 1 {
 			t.Errorf("carol sees %d entries, want the one posted for her", len(l.Data))
 		}
