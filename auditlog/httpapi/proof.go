@@ -100,14 +100,16 @@ func (a *api) proof(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	q := auditlog.Query{ID: id, Limit: 1, Scope: scopeOf(u)}
 	var page auditlog.Page
 	if q.Scope == nil || q.Scope.User != "" || q.Scope.Tenant != "" {
-		if page, err = a.cfg.Store.Query(r.Context(), q); err != nil {
+		page, err = a.cfg.Store.Query(r.Context(), q)
+		if err != nil && !errors.Is(err, auditlog.ErrInvalidQuery) {
 			a.internalError(w, r, "read the entry", err)
 			return
 		}
+		// An id no entry can have (NUL, invalid UTF-8) has none.
 	}
 	if len(page.Entries) == 0 {
 		// The same answer whether the id exists or not.
-		writeError(w, http.StatusNotFound, "no entry with id "+id, "")
+		writeError(w, http.StatusNotFound, "no entry with id "+strconv.QuoteToASCII(id), "")
 		return
 	}
 	e := page.Entries[0]

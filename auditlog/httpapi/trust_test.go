@@ -55,6 +55,20 @@ func TestBadInputIsThe400OnEveryStore(t *testing.T) {
 				}
 			}
 		}
+		// Read routes answer an id or filter no entry can hold as they
+		// answer one that matches nothing.
+		for path, want := range map[string]int{
+			"/logs/a%00b/proof":               http.StatusNotFound,
+			"/logs/%FF/proof":                 http.StatusNotFound,
+			"/logs/stream?filter[user]=%00":   http.StatusBadRequest,
+			"/logs/stream?filter[tenant]=%FF": http.StatusBadRequest,
+		} {
+			for _, token := range []string{"admin", "alice"} {
+				if r := e.do(http.MethodGet, path, token, nil); r.status != want {
+					t.Errorf("GET %s as %s: %d %s, want %d", path, token, r.status, r.body, want)
+				}
+			}
+		}
 		if l := e.list("admin", ""); l.Meta.Total != 0 {
 			t.Errorf("%d hostile entries stored", l.Meta.Total)
 		}
