@@ -2,7 +2,9 @@ package auditlog
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -45,8 +47,9 @@ func checkpointBody(origin string, size int64, root tlog.Hash, prev int64) strin
 
 // Signer signs the log's checkpoints.
 type Signer struct {
-	s    note.Signer
-	vkey string
+	s     note.Signer
+	vkey  string
+	idKey []byte
 }
 
 // NewSigner returns a signer of checkpoints for the private key skey, in
@@ -61,8 +64,16 @@ func NewSigner(skey string) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{s: s, vkey: vkey}, nil
+	mac := hmac.New(sha256.New, []byte(strings.TrimSpace(skey)))
+	mac.Write([]byte("herald event id key v1"))
+	return &Signer{s: s, vkey: vkey, idKey: mac.Sum(nil)}, nil
 }
+
+// IDKey is a secret derived from the signing key: the key of the ids
+// herald derives for events (POSTed by non-admins, or without an id of
+// their own), so that no third party can compute them in advance.
+// Replicas that share the signing key derive the same ids.
+func (s *Signer) IDKey() []byte { return append([]byte(nil), s.idKey...) }
 
 // verifierKey derives the verifier key of a note private key.
 func verifierKey(skey string) (string, error) {

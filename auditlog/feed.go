@@ -22,9 +22,17 @@ type FeedConfig struct {
 	// ErrFollowerTooSlow, so a slow reader never holds the others or the
 	// ingest back; it may follow again from its position.
 	Buffer int
-	// PageSize is the most entries one store read takes (default 500).
-	PageSize int
-	Logger   *slog.Logger
+	// BufferBytes bounds the same by the entries' headers and payloads
+	// (default 16 MiB): a follower whose waiting entries hold more is
+	// dropped the same way, so that followers hold at most Buffer
+	// entries and BufferBytes bytes each, whatever the entries' sizes.
+	BufferBytes int
+	// PageSize is the most entries one store read takes (default 500),
+	// PageBytes the most bytes of headers and payloads (default 4 MiB;
+	// Query.MaxBytes).
+	PageSize  int
+	PageBytes int
+	Logger    *slog.Logger
 }
 
 // Feed hands stored entries to followers as they are stored, in seq
@@ -74,6 +82,12 @@ func NewFeed(cfg FeedConfig) *Feed {
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 500
 	}
+	if cfg.BufferBytes <= 0 {
+		cfg.BufferBytes = 16 << 20
+	}
+	if cfg.PageBytes <= 0 {
+		cfg.PageBytes = 4 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -117,6 +131,7 @@ func (f *Feed) Head(ctx context.Context) (int64, error) {
 // two. Close it when done.
 func (f *Feed) Follow(q Query, after int64) (*Follower, error) {
 	q.Order, q.Limit, q.Offset, q.After, q.AfterSeq, q.SkipTotal = BySeq, f.cfg.PageSize, 0, nil, 0, true
+	q.MaxBytes = f.cfg.PageBytes
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -255,7 +270,7 @@ func (f *Feed) readFrom(ctx context.Context, from int64) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		p, err := f.cfg.Store.Query(ctx, Query{Order: BySeq, AfterSeq: from, Limit: f.cfg.PageSize, SkipTotal: true})
+		p, err := f.cfg.Store.Query(ctx, Query{Order: BySeq, AfterSeq: from, Limit: f.cfg.PageSize, MaxBytes: f.cfg.PageBytes, SkipTotal: true})
 		if err != nil {
 			return err
 		}
@@ -264,7 +279,7 @@ func (f *Feed) readFrom(ctx context.Context, from int64) error {
 		}
 		f.dispatch(p.Entries)
 		from = p.Entries[len(p.Entries)-1].Seq
-		if len(p.Entries) < f.cfg.PageSize {
+		if p.Next == nil {
 			return nil
 		}
 	}
@@ -296,7 +311,7 @@ func (f *Feed) offer(subs map[*Follower]struct{}, e Entry) {
 			continue
 		}
 		s.offered = e.Seq
-		if s.q.Matches(e) && !s.push(e, f.cfg.Buffer) {
+		if s.q.Matches(e) && !s.push(e, f.cfg.Buffer, f.cfg.BufferBytes) {
 			f.remove(s)
 		}
 	}
@@ -318,6 +333,7 @@ type Follower struct {
 
 	mu    sync.Mutex
 	queue []Entry
+	bytes int // of the headers and payloads in queue
 	err   error
 }
 
@@ -334,7 +350,7 @@ func (s *Follower) Next(ctx context.Context) ([]Entry, error) {
 	}
 	s.mu.Lock()
 	queue, err := s.queue, s.err
-	s.queue = nil
+	s.queue, s.bytes = nil, 0
 	s.mu.Unlock()
 	out := queue[:0]
 	for _, e := range queue {
@@ -365,7 +381,7 @@ func (s *Follower) catchUp(ctx context.Context) ([]Entry, error) {
 		if len(es) > 0 {
 			s.last = es[len(es)-1].Seq
 		}
-		if len(es) == q.Limit {
+		if p.Next != nil { // a full page, or one cut at its byte budget
 			return es, nil
 		}
 	}
@@ -398,15 +414,17 @@ func (s *Follower) Close() {
 
 // push queues e, or ends the follower when its queue is full; it reports
 // whether the follower is still on.
-func (s *Follower) push(e Entry, limit int) bool {
+func (s *Follower) push(e Entry, limit, limitBytes int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) >= limit {
+	size := len(e.Headers) + len(e.Payload)
+	if len(s.queue) >= limit || (len(s.queue) > 0 && s.bytes+size > limitBytes) {
 		s.err = ErrFollowerTooSlow
-		s.queue = nil
+		s.queue, s.bytes = nil, 0
 		s.signal()
 		return false
 	}
+	s.bytes += size
 	s.queue = append(s.queue, e)
 	s.signal()
 	return true

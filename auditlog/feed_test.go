@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,59 @@ func TestAnEntryStoredWhileAFollowerJoinsIsNotMissed(t *testing.T) {
 	}
 	if got[2].ID != "e000005" {
 		t.Errorf("third entry %s, want e000005", got[2].ID)
+	}
+}
+
+// A follower's waiting entries are bounded in bytes too: one that lets
+// large entries pile up is dropped, however few they are; and reading
+// the store in pages cut at their byte budget, a follower catching up
+// and the feed's reader both still get every entry, once.
+func TestFollowersAreBoundedInBytes(t *testing.T) {
+	store := openFeedStore(t)
+	ctx := context.Background()
+	big := func(from, n int) []auditlog.Entry {
+		es := feedEntries(from, n)
+		for i := range es {
+			es[i].Payload = json.RawMessage(fmt.Sprintf(`{"tenant":%q,"blob":%q}`, es[i].Tenant, strings.Repeat("x", 1<<10)))
+		}
+		return es
+	}
+	if _, err := store.Append(ctx, big(0, 20)); err != nil {
+		t.Fatal(err)
+	}
+	// Pages of about 3 entries: catching up, then live.
+	paged := auditlog.NewFeed(auditlog.FeedConfig{Store: store, PageBytes: 3 << 10, Poll: time.Hour})
+	defer paged.Close()
+	f, _ := paged.Follow(auditlog.Query{}, 0)
+	defer f.Close()
+	got, err := collect(t, f, 20, 10*time.Second)
+	if err != nil || len(got) != 20 || got[19].ID != "e000019" {
+		t.Fatalf("catching up: %d entries, %v", len(got), err)
+	}
+	if _, err := store.Append(ctx, big(20, 12)); err != nil {
+		t.Fatal(err)
+	}
+	paged.Notify()
+	live, err := collect(t, f, 12, 10*time.Second)
+	if err != nil || live[0].ID != "e000020" || live[11].ID != "e000031" {
+		t.Fatalf("live: %d entries, %v", len(live), err)
+	}
+
+	// 12 KiB handed on at once to a follower allowed 10 KiB.
+	small := auditlog.NewFeed(auditlog.FeedConfig{Store: store, BufferBytes: 10 << 10, Poll: time.Hour})
+	defer small.Close()
+	slow, _ := small.Follow(auditlog.Query{}, 32) // from the head
+	defer slow.Close()
+	for range 2 { // joins, then reads the store once more: live
+		if _, err := slow.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Append(ctx, big(32, 12)); err != nil {
+		t.Fatal(err)
+	}
+	small.Notify()
+	if _, err := collect(t, slow, 12, 10*time.Second); !errors.Is(err, auditlog.ErrFollowerTooSlow) {
+		t.Fatalf("a follower holding 12 KiB: %v, want ErrFollowerTooSlow", err)
 	}
 }

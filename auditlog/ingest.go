@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/event"
@@ -25,6 +27,11 @@ const UserDeleted = "iam.user.deleted"
 // be nil). Content the stores would not keep alike fails with an error
 // wrapping ErrInvalidEntry.
 func EntryFromEvent(ev *event.Event, receivedAt time.Time, cat *catalog.Catalog) (Entry, error) {
+	for _, f := range []struct{ name, v string }{{"headers.id", ev.Headers.ID}, {"headers.serviceName", ev.Headers.ServiceName}} {
+		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
+			return Entry{}, fmt.Errorf("%w: %w: %s holds NUL or invalid UTF-8", ErrInvalidEntry, ErrContent, f.name)
+		}
+	}
 	e := Entry{
 		ID:          ev.Headers.ID,
 		Name:        ev.Headers.Name,
@@ -261,6 +268,9 @@ func (in *Ingester) commit(entries []Entry) error {
 	n, err := in.append(entries)
 	if err != nil {
 		return err
+	}
+	if n < len(entries) {
+		in.checkConflicts(entries)
 	}
 	err = in.anonymiseLate(entries)
 	if err != nil {

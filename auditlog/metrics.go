@@ -15,6 +15,9 @@ type Metrics struct {
 	StoreTime  *prometheus.HistogramVec
 	Failures   prometheus.Counter
 	Anonymised prometheus.Counter
+	// Conflicts counts deliveries of an event other than the one stored
+	// under its id: not stored, logged.
+	Conflicts prometheus.Counter
 }
 
 // NewMetrics creates the ingest metrics and registers them with reg.
@@ -51,9 +54,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "herald", Subsystem: "auditlog", Name: "entries_anonymised_total",
 			Help: "Entries anonymised after iam.user.deleted.",
 		}),
+		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "herald", Subsystem: "auditlog", Name: "events_conflict_total",
+			Help: "Deliveries of an event other than the one stored under its id (another name, serviceName, createdAt, headers or payload): not stored, and logged.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Ingested, m.Duplicates, m.BatchSize, m.Lag, m.StoreTime, m.Failures, m.Anonymised)
+		reg.MustRegister(m.Ingested, m.Duplicates, m.BatchSize, m.Lag, m.StoreTime, m.Failures, m.Anonymised, m.Conflicts)
 	}
 	return m
 }

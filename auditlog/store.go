@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
+	"github.com/heraldhq/herald/event"
 )
 
 // Entry is one stored event.
@@ -122,6 +125,14 @@ type Query struct {
 	// SkipTotal leaves Page.Total 0: a reader that wants only the entries
 	// saves the count.
 	SkipTotal bool
+	// MaxBytes, when above 0, ends a page early once the headers and
+	// payloads of its entries reach MaxBytes bytes (the entry that
+	// reaches it included: a page holds at least one entry), with Next
+	// set to continue after it: what a page can hold of memory is then
+	// bounded by the budget, not by Limit times the largest entry.
+	// Offset paging does not see what a page cut short left out; follow
+	// Next.
+	MaxBytes int
 }
 
 // Page is one page of a query's results.
@@ -271,12 +282,34 @@ func (q Query) Validate() error {
 	if q.Order < NewestFirst || q.Order > BySeqDesc {
 		return fmt.Errorf("%w: unknown order %d", ErrInvalidQuery, q.Order)
 	}
-	for k := range q.Payload {
+	for k, v := range q.Payload {
 		if !ValidPayloadKey(k) {
 			return fmt.Errorf("%w: payload key %q: want 1 to %d letters, digits, '_' or '-'", ErrInvalidQuery, k, MaxPayloadKeyLength)
 		}
+		if !storableText(v) {
+			return fmt.Errorf("%w: payload filter %s holds NUL or invalid UTF-8", ErrInvalidQuery, k)
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"id", q.ID}, {"service", q.Service}, {"name", q.Name}, {"tenant", q.Tenant}, {"user", q.User}} {
+		if !storableText(f.v) {
+			return fmt.Errorf("%w: %s holds NUL or invalid UTF-8", ErrInvalidQuery, f.name)
+		}
+	}
+	if sc := q.Scope; sc != nil && (!storableText(sc.User) || !storableText(sc.Tenant)) {
+		return fmt.Errorf("%w: scope holds NUL or invalid UTF-8", ErrInvalidQuery)
+	}
+	for _, t := range []time.Time{q.From, q.To} {
+		if !t.IsZero() && (t.Before(event.MinTime) || t.After(event.MaxTime)) {
+			return fmt.Errorf("%w: from or to outside years 1 to 9999", ErrInvalidQuery)
+		}
 	}
 	return nil
+}
+
+// storableText reports whether s is text both stores hold alike: valid
+// UTF-8 without NUL (PostgreSQL takes neither).
+func storableText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // CreatedRange returns the bounds a store compares createdAt with: From

@@ -254,6 +254,13 @@ func (b *Bus) process(d driver.Delivery) {
 		}
 		return
 	}
+	if key := b.opts.idKey; len(key) > 0 && ev.Headers.ID == event.DerivedID(d.Body()) {
+		var identity string
+		if id, ok := d.(driver.Identified); ok {
+			identity = id.Identity()
+		}
+		ev.Headers.ID = event.KeyedID(key, []byte("bus"), []byte(identity), d.Body())
+	}
 	var matched [4]Handler // most deliveries match one or two
 	hs := matched[:0]
 	if subs := b.subs.Load(); subs != nil {

@@ -27,6 +27,8 @@ type options struct {
 	retry       RetryPolicy
 	// tracerProvider, when set, has the bus trace (see WithTracerProvider).
 	tracerProvider trace.TracerProvider
+	// idKey keys the ids derived for events without one (WithIDKey).
+	idKey []byte
 }
 
 func defaultOptions() options {
@@ -37,6 +39,17 @@ func defaultOptions() options {
 		maxSize:     event.DefaultMaxSize,
 		retry:       DefaultRetryPolicy(),
 	}
+}
+
+// WithIDKey has the bus derive the id of a consumed event that has none
+// from key, the delivery's identity (driver.Identified) and the body,
+// instead of from the body alone (event.DerivedID): nobody without key
+// can compute it in advance, redeliveries and retries of one publish
+// keep it, and distinct publishes of one body get distinct ids where the
+// broker tells them apart (NATS always; AMQP by message-id or timestamp).
+// Give every consumer of a queue the same key.
+func WithIDKey(key []byte) Option {
+	return func(o *options) { o.idKey = append([]byte(nil), key...) }
 }
 
 // WithService sets the service name (required). It is the serviceName of

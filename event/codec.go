@@ -191,9 +191,9 @@ func decodeTime(v json.RawMessage) (time.Time, error) {
 		}
 		return ParseTime(s)
 	}
-	var f float64
-	if err := json.Unmarshal(v, &f); err != nil {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return time.Time{}, errors.New("neither a number nor a string")
 	}
-	return MillisToTime(int64(f)), nil
+	return floatMillisToTime(f)
 }

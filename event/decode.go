@@ -175,7 +175,8 @@ func plainTime(v []byte) (time.Time, bool) {
 		if err != nil {
 			return time.Time{}, false
 		}
-		return MillisToTime(int64(f)), true
+		t, err := floatMillisToTime(f)
+		return t, err == nil
 	}
 	return time.Time{}, false
 }

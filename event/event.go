@@ -11,10 +11,13 @@ package event
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -142,16 +145,16 @@ func (e *Event) User() string { u, _ := e.Reserved(); return u }
 // is returned.
 func (e *Event) Tenant() string { _, t := e.Reserved(); return t }
 
-// Reserved returns User and Tenant with one reading of the payload.
+// Reserved returns User and Tenant with one reading of the payload. The
+// keys are matched exactly: "USER" or "Tenant" are ordinary keys (a
+// struct would match them case-insensitively, and the last one written
+// would decide who sees the entry).
 func (e *Event) Reserved() (user, tenant string) {
-	var p struct {
-		User   json.RawMessage `json:"user"`
-		Tenant json.RawMessage `json:"tenant"`
-	}
+	var p map[string]json.RawMessage
 	if len(e.Payload) == 0 || json.Unmarshal(e.Payload, &p) != nil {
 		return "", ""
 	}
-	return reservedValue(p.User), reservedValue(p.Tenant)
+	return reservedValue(p["user"]), reservedValue(p["tenant"])
 }
 
 // reservedValue reads a reserved field: a string, or the id of an object.
@@ -163,15 +166,15 @@ func reservedValue(v json.RawMessage) string {
 	if json.Unmarshal(v, &s) == nil {
 		return s
 	}
-	var obj struct {
-		MongoID string `json:"_id"`
-		ID      string `json:"id"`
-	}
+	var obj map[string]json.RawMessage
 	if json.Unmarshal(v, &obj) == nil {
-		if obj.MongoID != "" {
-			return obj.MongoID
+		var id string
+		if json.Unmarshal(obj["_id"], &id) == nil && id != "" {
+			return id
 		}
-		return obj.ID
+		if json.Unmarshal(obj["id"], &id) == nil {
+			return id
+		}
 	}
 	return ""
 }
@@ -205,22 +208,77 @@ func DerivedID(body []byte) string {
 	return u.String()
 }
 
+// KeyedID returns a UUID (version 8) built from the HMAC-SHA256 under key
+// of parts (each length-prefixed, so no two lists of parts give the same
+// input): an id nobody without key can compute in advance, the same for
+// the same parts.
+func KeyedID(key []byte, parts ...[]byte) string {
+	mac := hmac.New(sha256.New, key)
+	var n [8]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		mac.Write(n[:])
+		mac.Write(p)
+	}
+	var u uuid.UUID
+	copy(u[:], mac.Sum(nil))
+	u[6] = (u[6] & 0x0f) | 0x80 // version 8: custom
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 9562 variant
+	return u.String()
+}
+
 // MillisToTime converts milliseconds since the epoch to a UTC time.
 func MillisToTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
+// The range of times an event may carry: years 1 to 9999, what RFC 3339
+// can write and both audit stores hold alike. MinTimeMillis and
+// MaxTimeMillis are its bounds in milliseconds since the epoch.
+var (
+	MinTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
+)
+
+const (
+	MinTimeMillis = -62135596800000
+	MaxTimeMillis = 253402300799999
+)
+
+// ErrTimeRange is wrapped by the errors for a time outside MinTime to
+// MaxTime, or a number that is no time (NaN, infinite).
+var ErrTimeRange = errors.New("time outside years 1 to 9999")
+
+// floatMillisToTime converts a number of milliseconds, as JSON carries
+// it, checking the range.
+func floatMillisToTime(f float64) (time.Time, error) {
+	if math.IsNaN(f) || f < MinTimeMillis || f >= MaxTimeMillis+1 {
+		return time.Time{}, fmt.Errorf("%w: %v milliseconds since the epoch (allowed: %d to %d)", ErrTimeRange, f, int64(MinTimeMillis), int64(MaxTimeMillis))
+	}
+	return MillisToTime(int64(f)), nil
+}
+
+// checkRange refuses a time outside MinTime to MaxTime.
+func checkRange(t time.Time) (time.Time, error) {
+	if t.Before(MinTime) || t.After(MaxTime) {
+		return time.Time{}, fmt.Errorf("%w: %s", ErrTimeRange, t.UTC().Format(time.RFC3339Nano))
+	}
+	return t, nil
+}
+
 // ParseTime reads a timestamp as OIH services write it: milliseconds since
-// the epoch (a number or a numeric string) or an RFC 3339 string.
+// the epoch (a number or a numeric string) or an RFC 3339 string, within
+// years 1 to 9999 (MinTime to MaxTime; ErrTimeRange beyond, and for NaN
+// or an infinity).
 func ParseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return time.Time{}, errors.New("empty timestamp")
 	}
-	if ms, err := strconv.ParseFloat(s, 64); err == nil {
-		return MillisToTime(int64(ms)), nil
+	if f, err := strconv.ParseFloat(s, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		return floatMillisToTime(f)
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("timestamp %q is neither milliseconds since the epoch nor RFC 3339", s)
 	}
-	return t, nil
+	return checkRange(t)
 }

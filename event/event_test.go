@@ -131,6 +131,11 @@ func TestReservedFields(t *testing.T) {
 		{`{"user":5,"tenant":null}`, "", ""},
 		{`{"tenant":{"_id":"t9","name":"Acme"}}`, "", "t9"},
 		{`{"tenant":{"id":"t8"}}`, "", "t8"},
+		// The keys are exact: case variants are ordinary keys, wherever
+		// they come.
+		{`{"user":"uA","USER":"uB","tenant":"tA","TENANT":"tB","Tenant":"tC"}`, "uA", "tA"},
+		{`{"USER":"uB","Tenant":"tC"}`, "", ""},
+		{`{"tenant":{"ID":"t7","_ID":"t6"}}`, "", ""},
 	}
 	for _, c := range cases {
 		ev := &Event{Payload: json.RawMessage(c.payload)}
@@ -206,5 +211,26 @@ func TestOIHSamplesDecodeAndRoundTrip(t *testing.T) {
 			t.Fatalf("%s: %v", s, err)
 		}
 		assertRoundTrip(t, ev)
+	}
+}
+
+func TestTimesOutsideYears1To9999AreRefused(t *testing.T) {
+	for _, s := range []string{"1e300", "-1e300", "1e19", "NaN", "Inf", "-9999999999999999", "253402300800000", "-62135596800001", "10000-01-01T00:00:00Z"} {
+		if _, err := ParseTime(s); err == nil {
+			t.Errorf("ParseTime(%q) accepted", s)
+		}
+		body := `{"headers":{"name":"a.b","createdAt":` + s + `},"payload":{}}`
+		if _, err := Decode([]byte(body)); err == nil && s != "NaN" && s != "Inf" && !strings.Contains(s, "T") {
+			t.Errorf("Decode with createdAt %s accepted", s)
+		}
+		quoted := `{"headers":{"name":"a.b","createdAt":"` + s + `"},"payload":{}}`
+		if _, err := Decode([]byte(quoted)); err == nil {
+			t.Errorf("Decode with createdAt %q accepted", s)
+		}
+	}
+	for _, s := range []string{"-62135596800000", "253402300799999", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"} {
+		if _, err := ParseTime(s); err != nil {
+			t.Errorf("ParseTime(%q): %v", s, err)
+		}
 	}
 }

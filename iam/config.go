@@ -29,8 +29,8 @@ const (
 )
 
 const (
-	// headerAuthType is the request header that chooses the
-	// introspection type, and that basic introspection sends to IAM.
+	// headerAuthType is the header basic introspection sends to IAM
+	// (iam-utils does). A client's x-auth-type is never read.
 	headerAuthType        = "x-auth-type"
 	defaultMaxCachedUsers = 10000
 )
@@ -50,8 +50,9 @@ const (
 // Config configures an Introspector. The zero value of each field means
 // iam-utils' default.
 type Config struct {
-	// Type is the introspection type used when a request has no
-	// x-auth-type header: "basic" (default) or "oidc". Any other value
+	// Type is the introspection type of every request: "basic"
+	// (default) or "oidc". Unlike iam-utils, a request's x-auth-type
+	// header does not change it. Any other value
 	// posts to the OIDC endpoint with basic-style headers and a JSON
 	// body, as iam-utils does.
 	Type string

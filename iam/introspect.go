@@ -60,9 +60,11 @@ func NewIntrospector(cfg Config) (*Introspector, error) {
 }
 
 // Authenticate reads the bearer token of r, answers from the cache when it
-// holds the token, and introspects it otherwise, with the type of r's
-// x-auth-type header if it has one. Failures are *Error values with
-// iam-utils' status and message.
+// holds the token, and introspects it otherwise, with the configured type
+// (Config.Type). A client's x-auth-type header is ignored: the caller
+// must not choose where its token is sent, nor which IAM answer decides
+// its permissions. Failures are *Error values with iam-utils' status and
+// message.
 func (in *Introspector) Authenticate(ctx context.Context, r *http.Request) (*User, error) {
 	token, err := BearerToken(r)
 	if err != nil {
@@ -73,12 +75,12 @@ func (in *Introspector) Authenticate(ctx context.Context, r *http.Request) (*Use
 			return u, nil
 		}
 	}
-	return in.Introspect(ctx, token, r.Header.Get(headerAuthType))
+	return in.Introspect(ctx, token, "")
 }
 
 // Introspect asks IAM who token belongs to. authType chooses the
 // introspection type ("basic" or "oidc", any case); "" means the
-// configured one. A successful answer is cached when the cache is on.
+// configured one. Never pass a value a client chose. A successful answer is cached when the cache is on.
 func (in *Introspector) Introspect(ctx context.Context, token, authType string) (*User, error) {
 	if authType == "" {
 		authType = in.cfg.Type

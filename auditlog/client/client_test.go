@@ -30,6 +30,9 @@ import (
 const (
 	adminToken  = "admin-token"
 	pusherToken = "pusher-token" // logs.push only
+	// anyToken is a service's that records what its users did: logs.push
+	// and logs.push.any.
+	anyToken = "any-token"
 )
 
 // tokenUsers authenticates bearer tokens as fixed identities, as OIH's
@@ -76,6 +79,7 @@ func newServer(t *testing.T, oihShape bool) *server {
 		Auth: tokenUsers{
 			adminToken:  {Sub: "admin-1", Permissions: []string{iam.PermissionAll}, IsAdmin: true},
 			pusherToken: {Sub: "svc-1", Username: "flow-repository", Permissions: []string{httpapi.DefaultPushPermission}},
+			anyToken:    {Sub: "svc-2", Username: "flow-repository", Permissions: []string{httpapi.DefaultPushPermission, httpapi.DefaultPushAnyPermission}},
 		},
 		Version: "test",
 		Health: func(context.Context) map[string]httpapi.Check {
@@ -563,14 +567,22 @@ func TestPostStoresAnEventOnce(t *testing.T) {
 		t.Errorf("%d entries stored, want 1", len(ids))
 	}
 
-	// A service's own token writes as itself, whatever the event says.
+	// A service's own token writes as itself, whatever the event says;
+	// naming a user needs logs.push.any.
 	svc, err := client.New(s.url, client.WithToken(pusherToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, created, err = svc.Post(ctx, fixtureEvent(5))
-	if err != nil || !created || e.ServiceName != "flow-repository" {
-		t.Errorf("a service's post: %+v, created %t, %v; want it stored as flow-repository", e, created, err)
+	if _, _, err := svc.Post(ctx, fixtureEvent(5)); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("a post naming user u1 without logs.push.any: %v, want ErrForbidden", err)
+	}
+	anySvc, err := client.New(s.url, client.WithToken(anyToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, created, err = anySvc.Post(ctx, fixtureEvent(5))
+	if err != nil || !created || e.ServiceName != "flow-repository" || e.User != "u1" {
+		t.Errorf("a service's post: %+v, created %t, %v; want it stored as flow-repository for u1", e, created, err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -35,8 +34,13 @@ const publishTimeout = 30 * time.Second
 // event it maps to once the catalogue accepts it. It answers 202 with the
 // event as published, in OIH's wire form.
 func (a *api) postEvent(w http.ResponseWriter, r *http.Request, _ *iam.User) {
-	limit := int64(a.cfg.MaxEventSize)*4 + 4096
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	release, ok := a.acquireBody(w, r)
+	if !ok {
+		return
+	}
+	limit := a.bodyLimit()
+	body, err := a.readBody(w, r)
+	release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -21,10 +21,12 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -45,6 +47,28 @@ import (
 const (
 	DefaultReadPermission = "logs.read"
 	DefaultPushPermission = "logs.push"
+	// DefaultPushAnyPermission lets a caller who is not an admin POST
+	// entries for other users and tenants (a service account that
+	// records what its users did). It is herald's, not OIH's.
+	DefaultPushAnyPermission = "logs.push.any"
+)
+
+// Limits of the API's memory, whatever its callers send.
+const (
+	// DefaultMaxConcurrentBodies is how many request bodies (POST /logs,
+	// POST /events) are read at once; others wait for a turn, at most
+	// BodyWait, then are answered 503.
+	DefaultMaxConcurrentBodies = 4
+	// BodyWait is the longest a request body waits for its turn, and a
+	// page of GET /logs for its own.
+	BodyWait = 10 * time.Second
+	// DefaultMaxPageBytes is the byte budget of one page of GET /logs:
+	// the headers and payloads of its entries (auditlog.Query.MaxBytes).
+	DefaultMaxPageBytes = 4 << 20
+	// DefaultMaxConcurrentPages is how many pages of GET /logs are read
+	// and written at once; others wait for a turn, at most BodyWait,
+	// then are answered 503.
+	DefaultMaxConcurrentPages = 8
 )
 
 // Config configures the API. Store and Auth are required.
@@ -59,6 +83,25 @@ type Config struct {
 	// PushPermission for POST /logs (default logs.push).
 	ReadPermission string
 	PushPermission string
+	// PushAnyPermission lets a non-admin POST entries naming another
+	// user or tenant, and under the ids they choose (default
+	// logs.push.any). Without it a non-admin writes as themselves.
+	PushAnyPermission string
+	// IDKey keys the ids of non-admins' POSTed entries (their own id
+	// space; see postLog). Give every replica the same key
+	// (auditlog.Signer.IDKey); nil: a random key, so retries of a POST
+	// are recognised only until the server restarts.
+	IDKey []byte
+	// MaxConcurrentBodies bounds the request bodies read at once
+	// (default DefaultMaxConcurrentBodies): with MaxEventSize, what
+	// bodies can hold of memory.
+	MaxConcurrentBodies int
+	// MaxPageBytes is the byte budget of a page of GET /logs (default
+	// DefaultMaxPageBytes), MaxConcurrentPages how many are served at
+	// once (default DefaultMaxConcurrentPages): together what pages can
+	// hold of memory, whatever the entries' sizes.
+	MaxPageBytes       int
+	MaxConcurrentPages int
 	// Health reports the state of the parts beside the store (the bus:
 	// "queue", as OIH names it) for GET /healthcheck. It is called on
 	// every healthcheck and should answer fast; nil reports the store
@@ -151,6 +194,8 @@ var openAPIDocument []byte
 func OpenAPI() []byte { return append([]byte(nil), openAPIDocument...) }
 
 type api struct {
+	bodies    chan struct{} // a token per body being read
+	pages     chan struct{} // a token per page of GET /logs being served
 	cfg       Config
 	log       *slog.Logger
 	metrics   *metrics
@@ -176,6 +221,22 @@ func New(cfg Config) http.Handler {
 	}
 	if cfg.PushPermission == "" {
 		cfg.PushPermission = DefaultPushPermission
+	}
+	if cfg.PushAnyPermission == "" {
+		cfg.PushAnyPermission = DefaultPushAnyPermission
+	}
+	if len(cfg.IDKey) == 0 {
+		cfg.IDKey = make([]byte, 32)
+		rand.Read(cfg.IDKey)
+	}
+	if cfg.MaxPageBytes <= 0 {
+		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if cfg.MaxConcurrentPages <= 0 {
+		cfg.MaxConcurrentPages = DefaultMaxConcurrentPages
+	}
+	if cfg.MaxConcurrentBodies <= 0 {
+		cfg.MaxConcurrentBodies = DefaultMaxConcurrentBodies
 	}
 	if cfg.EventsPermission == "" {
 		cfg.EventsPermission = DefaultEventsPermission
@@ -212,7 +273,9 @@ func New(cfg Config) http.Handler {
 	if cfg.StreamHeartbeat <= 0 {
 		cfg.StreamHeartbeat = DefaultStreamHeartbeat
 	}
-	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache)}
+	a := &api{cfg: cfg, log: cfg.Logger, metrics: m, feed: cfg.Feed, heartbeat: cfg.StreamHeartbeat, renders: new(renderCache),
+		bodies: make(chan struct{}, cfg.MaxConcurrentBodies),
+		pages:  make(chan struct{}, cfg.MaxConcurrentPages)}
 
 	mux := http.NewServeMux()
 	handle := func(pattern string, h http.HandlerFunc) {
@@ -242,7 +305,20 @@ func New(cfg Config) http.Handler {
 			console.ServeHTTP(&routeErrorWriter{ResponseWriter: w, path: r.URL.Path, method: r.Method}, r)
 		}))
 	}
-	return cors(routeErrors(mux))
+	return cors(checkQuery(routeErrors(mux)))
+}
+
+// checkQuery refuses, for every route, a query string with more than
+// MaxQueryParams parameters or one net/url cannot read whole: r.URL.Query
+// would silently drop what it cannot read.
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := queryValues(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // routeErrors answers the requests mux has no route for in the API's
@@ -314,6 +390,53 @@ func (a *api) authorize(perm string, next func(http.ResponseWriter, *http.Reques
 		}
 		next(w, r, u)
 	}
+}
+
+// bodyLimit is the most bytes of a request body read: room for an event
+// of MaxEventSize pretty-printed to twice its size (the encoded event is
+// checked after).
+func (a *api) bodyLimit() int64 { return int64(a.cfg.MaxEventSize)*2 + 4096 }
+
+// readBody reads r's body, at most bodyLimit bytes, into a buffer sized
+// by its Content-Length when it has one.
+func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := a.bodyLimit()
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		// net/http ends the body at its Content-Length.
+		b := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(body, b)
+		return b, err
+	}
+	return io.ReadAll(body)
+}
+
+// acquireBody waits for a turn to read r's body (MaxConcurrentBodies at
+// once), at most BodyWait: past it, or when the request ends, it answers
+// 503 and returns false. The body of a request too large by its
+// Content-Length is refused first, with 413, without a turn.
+func (a *api) acquireBody(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	if limit := a.bodyLimit(); r.ContentLength > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
+		return nil, false
+	}
+	return acquire(w, r, a.bodies, "too many request bodies are being read; retry")
+}
+
+// acquire waits for a token of sem, at most BodyWait: past it, or when
+// the request ends, it answers 503 with busy and returns false.
+func acquire(w http.ResponseWriter, r *http.Request, sem chan struct{}, busy string) (release func(), ok bool) {
+	t := time.NewTimer(BodyWait)
+	defer t.Stop()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, busy, "")
+	return nil, false
 }
 
 // writeError answers OIH's error shape: {"errors":[{"message","code"}]}.

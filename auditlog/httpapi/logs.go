@@ -1,16 +1,17 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/event"
@@ -45,6 +46,12 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.writePage(w, req, auditlog.Page{})
 		return
 	}
+	release, ok := acquire(w, r, a.pages, "too many pages are being read; retry")
+	if !ok {
+		return
+	}
+	defer release()
+	q.MaxBytes = a.cfg.MaxPageBytes
 	page, err := a.cfg.Store.Query(r.Context(), q)
 	if err != nil {
 		if errors.Is(err, auditlog.ErrInvalidQuery) {
@@ -60,40 +67,49 @@ func (a *api) listLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	a.writePage(w, req, page)
 }
 
+// writePage writes the page as it renders it, entry by entry, so that
+// the answer is never held whole beside the page.
 func (a *api) writePage(w http.ResponseWriter, req listRequest, page auditlog.Page) {
-	type meta struct {
-		Page       int   `json:"page"`
-		PerPage    int   `json:"perPage"`
-		Total      int64 `json:"total"`
-		TotalPages int64 `json:"totalPages"`
+	b := make([]byte, 0, 512)
+	b = append(b, `{"data":[`...)
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(b)
+	for i, e := range page.Entries {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(renderEntry(e))
 	}
-	resp := struct {
-		Data       []json.RawMessage `json:"data"`
-		Meta       meta              `json:"meta"`
-		NextCursor string            `json:"nextCursor,omitempty"`
-	}{
-		Data: make([]json.RawMessage, 0, len(page.Entries)),
-		Meta: meta{
-			Page:       req.page,
-			PerPage:    req.pageSize,
-			Total:      page.Total,
-			TotalPages: (page.Total + int64(req.pageSize) - 1) / int64(req.pageSize),
-		},
+	b = append(b[:0], `],"meta":{"page":`...)
+	b = strconv.AppendInt(b, int64(req.page), 10)
+	b = append(b, `,"perPage":`...)
+	b = strconv.AppendInt(b, int64(req.pageSize), 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendInt(b, page.Total, 10)
+	b = append(b, `,"totalPages":`...)
+	b = strconv.AppendInt(b, (page.Total+int64(req.pageSize)-1)/int64(req.pageSize), 10)
+	if page.Next != nil && len(page.Entries) < req.pageSize {
+		b = append(b, `,"cut":true`...)
 	}
-	for _, e := range page.Entries {
-		resp.Data = append(resp.Data, renderEntry(e))
-	}
+	b = append(b, '}')
 	if page.Next != nil {
-		resp.NextCursor = cursor{
+		b = append(b, `,"nextCursor":`...)
+		b = appendString(b, cursor{
 			order:     req.query.Order,
 			seq:       page.Next.Seq,
 			filters:   filtersDigest(req.filters),
 			page:      req.page + 1,
 			createdAt: page.Next.CreatedAt,
-		}.encode()
+		}.encode())
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, resp)
+	b = append(b, "}\n"...)
+	bw.Write(b)
+	bw.Flush()
 }
 
 // appendISOTime appends t as JavaScript's toISOString writes it (what
@@ -147,7 +163,7 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	b = append(b, `,"id":`...)
 	b = appendString(b, e.ID)
 	var extra map[string]json.RawMessage
-	if len(e.Headers) > 0 && json.Unmarshal(e.Headers, &extra) == nil {
+	if len(e.Headers) > 0 && json.Unmarshal(validUTF8(e.Headers), &extra) == nil {
 		keys := make([]string, 0, len(extra))
 		for k := range extra {
 			switch k {
@@ -165,7 +181,7 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 		}
 	}
 	b = append(b, `},"payload":`...)
-	if p := bytes.TrimSpace(e.Payload); len(p) > 0 && p[0] == '{' {
+	if p := bytes.TrimSpace(validUTF8(e.Payload)); len(p) > 0 && p[0] == '{' {
 		b = append(b, p...)
 	} else {
 		b = append(b, "{}"...)
@@ -177,25 +193,57 @@ func renderEntry(e auditlog.Entry) json.RawMessage {
 	return append(b, '}')
 }
 
+// validUTF8 returns doc as it is when it is valid UTF-8, else re-encoded
+// with every invalid byte replaced by U+FFFD (what encoding/json
+// decodes it as): entries stored before invalid UTF-8 was refused at the
+// door must not make a whole page invalid JSON for strict clients.
+func validUTF8(doc json.RawMessage) json.RawMessage {
+	if utf8.Valid(doc) {
+		return doc
+	}
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return json.RawMessage("{}")
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage("{}")
+	}
+	return out
+}
+
 // postLog answers POST /logs: it stores one event in OIH's shape,
 // {headers:{name, serviceName, createdAt}, payload}, and answers 201 with
 // the stored entry.
 //
-//   - A caller who is not an admin writes as themselves: serviceName
-//     becomes their username (their IAM id when they have none), whatever
-//     the body says, so nobody can forge another service's entries. An
-//     admin's serviceName is kept (their own name fills it when absent).
+//   - Attribution comes from the token. A caller who is not an admin
+//     writes as themselves: serviceName becomes their username (their IAM
+//     id when they have none), whatever the body says. Unless they hold
+//     PushAnyPermission, payload user becomes their IAM id and payload
+//     tenant their tenant, when absent; a payload naming another user or
+//     tenant is refused with 403, never stored rewritten.
+//   - Such a caller's entries live in an id space of their own: the
+//     stored id is derived, under the server's IDKey, from the caller's
+//     IAM id and the headers.id they gave (a new id when they gave
+//     none). A POST can therefore never take the id of an event the bus
+//     will deliver, nor of anyone else's entry. An admin's (or
+//     PushAnyPermission holder's) headers.id is stored as given, a new
+//     one when absent.
 //   - A missing createdAt is the receive time, as OIH's model defaults
 //     it; a given one is kept.
-//   - Storing is idempotent by headers.id (derived from the body when
-//     absent, so a retried identical POST is recognised): posting an id
-//     already stored answers 200 with the entry as first stored, unchanged,
-//     or 409 when that entry was written by someone else and is not
-//     visible to the caller, or differs in name, createdAt or payload.
+//   - Storing is idempotent by headers.id: posting an id already stored
+//     answers 200 with the entry as first stored, unchanged, or 409 when
+//     the entry stored under it differs in name, createdAt or payload,
+//     with one text whatever the reason.
 func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
+	release, ok := a.acquireBody(w, r)
+	if !ok {
+		return
+	}
 	// Room for a pretty-printed body; the encoded event is checked below.
-	limit := int64(a.cfg.MaxEventSize)*4 + 4096
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	limit := a.bodyLimit()
+	body, err := a.readBody(w, r)
+	release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -219,8 +267,25 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	if identity == "" {
 		identity = u.Sub
 	}
+	givenID := ev.Headers.ID
+	if givenID == event.DerivedID(body) {
+		givenID = "" // Decode derived it: the caller gave none
+	}
 	if !u.Admin() || ev.Headers.ServiceName == "" {
 		ev.Headers.ServiceName = identity
+	}
+	if !u.Admin() && !u.Can(a.cfg.PushAnyPermission) {
+		if msg := attribute(ev, u); msg != "" {
+			details, _ := json.Marshal([]string{a.cfg.PushAnyPermission})
+			writeError(w, http.StatusForbidden, msg+"; posting for another user or tenant needs the permission "+a.cfg.PushAnyPermission, string(details))
+			return
+		}
+		if givenID == "" {
+			givenID = event.NewID()
+		}
+		ev.Headers.ID = event.KeyedID(a.cfg.IDKey, []byte("post"), []byte(u.Sub), []byte(givenID))
+	} else if givenID == "" {
+		ev.Headers.ID = event.NewID()
 	}
 	createdAtGiven := !ev.Headers.CreatedAt.IsZero()
 	if !createdAtGiven {
@@ -256,17 +321,66 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		return
 	}
 	// Already stored: the same event again is answered with what is
-	// stored; another event under the same id is a conflict.
+	// stored; another event under the same id is a conflict. A
+	// non-admin's id space holds only their own entries; an admin sees
+	// everything: the answer tells nobody of an entry they cannot see.
 	sameTime := !createdAtGiven || stored.CreatedAt.UnixMilli() == entry.CreatedAt.UnixMilli()
-	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored, with another name, createdAt or payload", entry.ID), "")
-		return
-	}
-	if !u.Admin() && stored.ServiceName != identity && !visible(u, stored) {
-		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored", entry.ID), "")
+	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) ||
+		(!u.Admin() && !visible(u, stored)) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored with another name, createdAt or payload", entry.ID), "")
 		return
 	}
 	writeJSON(w, http.StatusOK, renderEntry(stored))
+}
+
+// attribute makes ev's payload name u as its user and tenant: absent
+// keys are added; present ones must already name u. It returns why not
+// when they name someone else ("" when attributed).
+func attribute(ev *event.Event, u *iam.User) string {
+	var p map[string]json.RawMessage
+	if err := json.Unmarshal(ev.Payload, &p); err != nil {
+		return "payload is not a JSON object that names you" // never stored unattributed
+	}
+	user, tenant := ev.Reserved()
+	if _, ok := p["user"]; ok && user != u.Sub {
+		return fmt.Sprintf("payload.user must be your IAM id %q", u.Sub)
+	}
+	if _, ok := p["tenant"]; ok && tenant != u.Tenant {
+		if u.Tenant == "" {
+			return "payload.tenant must be absent: you belong to no tenant"
+		}
+		return fmt.Sprintf("payload.tenant must be your tenant %q", u.Tenant)
+	}
+	var add []byte
+	if _, ok := p["user"]; !ok {
+		add = appendMember(add, "user", u.Sub)
+	}
+	if _, ok := p["tenant"]; !ok && u.Tenant != "" {
+		add = appendMember(add, "tenant", u.Tenant)
+	}
+	if len(add) > 0 {
+		rest := bytes.TrimSpace(ev.Payload)
+		if len(rest) == 0 {
+			rest = []byte("{}")
+		}
+		rest = bytes.TrimSpace(rest[1:]) // after '{'
+		out := append([]byte{'{'}, add...)
+		if rest[0] == '}' {
+			out = append(out[:len(out)-1], '}') // drop the last comma
+		} else {
+			out = append(out, rest...)
+		}
+		ev.Payload = out
+	}
+	return ""
+}
+
+// appendMember appends "key":"value", (with its comma).
+func appendMember(b []byte, key, value string) []byte {
+	b = appendString(b, key)
+	b = append(b, ':')
+	b = appendString(b, value)
+	return append(b, ',')
 }
 
 // samePayload reports whether a posted payload is the one stored: the

@@ -132,7 +132,7 @@ func TestResponsesFollowTheOpenAPIDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := e.list("admin", "page[size]=2")
-	ev := `{"headers":{"name":"flowrepo.flow.created","serviceName":"flow-repository","createdAt":1700000000000},"payload":{"id":"f","user":"alice","tenant":"tenant-a"}}`
+	ev := `{"headers":{"name":"flowrepo.flow.created","serviceName":"flow-repository","createdAt":1700000000000,"id":"retry-1"},"payload":{"id":"f","user":"alice","tenant":"tenant-a"}}`
 
 	exchanges := []exchange{
 		{name: "list", method: "GET", path: "/logs", token: "admin", validRequest: true, status: 200},

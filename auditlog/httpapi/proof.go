@@ -100,14 +100,16 @@ func (a *api) proof(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	q := auditlog.Query{ID: id, Limit: 1, Scope: scopeOf(u)}
 	var page auditlog.Page
 	if q.Scope == nil || q.Scope.User != "" || q.Scope.Tenant != "" {
-		if page, err = a.cfg.Store.Query(r.Context(), q); err != nil {
+		page, err = a.cfg.Store.Query(r.Context(), q)
+		if err != nil && !errors.Is(err, auditlog.ErrInvalidQuery) {
 			a.internalError(w, r, "read the entry", err)
 			return
 		}
+		// An id no entry can have (NUL, invalid UTF-8) has none.
 	}
 	if len(page.Entries) == 0 {
 		// The same answer whether the id exists or not.
-		writeError(w, http.StatusNotFound, "no entry with id "+id, "")
+		writeError(w, http.StatusNotFound, "no entry with id "+strconv.QuoteToASCII(id), "")
 		return
 	}
 	e := page.Entries[0]
@@ -193,9 +195,11 @@ func (a *api) checkpoints(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	extend := longAnswer(w, DefaultTimeouts.Write)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	for {
+		extend()
 		cps, err := a.cfg.Store.Checkpoints(r.Context(), after, exportPage)
 		if err != nil {
 			a.log.ErrorContext(r.Context(), "stream checkpoints", "error", err)
@@ -301,9 +305,11 @@ func (a *api) export(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
+	extend := longAnswer(w, DefaultTimeouts.Write)
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
 	for limit != 0 {
+		extend()
 		page := exportPage
 		if limit > 0 {
 			page = int(min(limit, exportPage))

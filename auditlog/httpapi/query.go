@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi/wire"
@@ -19,6 +20,44 @@ import (
 
 // maxOffset bounds page[number] × page[size]: deeper pages take a cursor.
 const maxOffset = 10_000_000
+
+// Limits on a query string: MaxQueryParams parameters in all (above it,
+// net/url would drop every parameter silently), MaxPayloadFilters
+// filter[<payload key>] parameters (each is a condition over the payload
+// index; thousands of them cost seconds of the database's time).
+const (
+	MaxQueryParams    = 100
+	MaxPayloadFilters = 16
+)
+
+// queryValues parses r's query string, refusing one with more than
+// MaxQueryParams parameters or one net/url cannot read whole (it would
+// drop the parameters it cannot read, filters included).
+func queryValues(raw string) (url.Values, error) {
+	if raw == "" {
+		return url.Values{}, nil
+	}
+	if n := strings.Count(raw, "&") + 1; n > MaxQueryParams {
+		return nil, badf("the query has %d parameters; at most %d are read", n, MaxQueryParams)
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, badf("malformed query string: %v", err)
+	}
+	return v, nil
+}
+
+// validText refuses a parameter value no entry can hold: invalid UTF-8
+// or NUL (the stores hold neither).
+func validText(param, v string) error {
+	if !utf8.ValidString(v) {
+		return badf("%s is not valid UTF-8", param)
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return badf("%s holds a NUL character", param)
+	}
+	return nil
+}
 
 // listRequest is a parsed GET /logs query.
 type listRequest struct {
@@ -59,6 +98,9 @@ func parseList(values url.Values) (listRequest, error) {
 			return req, badf("%s is given %d times; give it once", key, len(vs))
 		}
 		v := vs[0]
+		if err := validText(key, v); err != nil {
+			return req, err
+		}
 		switch {
 		case key == "page[size]":
 			n, err := strconv.Atoi(v)
@@ -165,6 +207,9 @@ func addFilter(q *auditlog.Query, param, value string) error {
 	default:
 		if q.Payload == nil {
 			q.Payload = map[string]string{}
+		}
+		if len(q.Payload) >= MaxPayloadFilters {
+			return badf("at most %d payload filters (filter[<key>] other than service, name, tenant, user) are allowed", MaxPayloadFilters)
 		}
 		q.Payload[key] = value
 	}

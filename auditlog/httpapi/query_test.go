@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi/wire"
@@ -156,6 +157,28 @@ func TestCursorIsTiedToItsQuery(t *testing.T) {
 	}
 	if _, err := parseList(mustQuery(t, "filter[name]=a&page[number]=2&cursor="+c)); err == nil {
 		t.Error("cursor accepted with page[number]")
+	}
+}
+
+// An entry stored with invalid UTF-8 (before it was refused at the
+// door) is served as valid UTF-8, so a page stays valid JSON for strict
+// clients.
+func TestRenderEntryIsValidUTF8(t *testing.T) {
+	e := auditlog.Entry{
+		ID: "x\xff", Name: "a.b", ServiceName: "s\xfe",
+		Headers: json.RawMessage("{\"trace\":\"t\xff\"}"),
+		Payload: json.RawMessage("{\"user\":\"u\xc3\",\"k\xff\":1}"),
+	}
+	b := renderEntry(e)
+	if !utf8.Valid(b) {
+		t.Fatalf("rendered entry is not valid UTF-8: %q", b)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if p := got["payload"].(map[string]any); p["user"] != "u\ufffd" {
+		t.Errorf("payload %v, want the invalid byte replaced by U+FFFD", p)
 	}
 }
 

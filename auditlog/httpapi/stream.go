@@ -92,6 +92,7 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	longAnswer(w, 0)                 // the read deadline; sseWriter sets the write deadline
 	w.WriteHeader(http.StatusOK)
 	s := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: 2 * a.heartbeat}
 	fmt.Fprintf(&s.buf, "retry: %d\nid: %d\nevent: ready\ndata: {\"position\":%d}\n\n", streamRetry, after, after)

@@ -194,9 +194,10 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 		batch.Queue(countSQL, countArgs...).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Total) })
 	}
 	query, args := sqlstore.PageSQL(dialect{}, q, sqlstore.HoldsAll)
+	var cut bool
 	batch.Queue(query, args...).Query(func(rows pgx.Rows) error {
 		var err error
-		page.Entries, err = sqlstore.ScanEntries(dialect{}, rows)
+		page.Entries, cut, err = sqlstore.ScanPage(dialect{}, rows, q.MaxBytes)
 		return err
 	})
 	batch.Queue(`COMMIT`)
@@ -205,7 +206,7 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 	if err := s.pool.SendBatch(ctx, &batch).Close(); err != nil {
 		return auditlog.Page{}, fmt.Errorf("query: %w", err)
 	}
-	sqlstore.Finish(q, &page)
+	sqlstore.Finish(q, &page, cut)
 	return page, nil
 }
 

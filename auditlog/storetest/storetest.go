@@ -35,9 +35,11 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"FiltersSelectMatchingEntries", testFilters},
 		{"InvalidPayloadKeyIsRefused", testInvalidPayloadKey},
 		{"NegativeLimitOrOffsetIsRefused", testNegativePaging},
+		{"TextNoStoreHoldsIsRefused", testUnstorableQueryText},
 		{"OrderIsNewestFirstWithSeqTieBreak", testOrder},
 		{"LimitAndOffsetSelectAPage", testLimitOffset},
 		{"CursorPagingWalksTheSetOnce", testCursorPaging},
+		{"PageByteBudgetCutsPagesAndNextContinues", testPageByteBudget},
 		{"TotalCountsTheFilteredScopedSet", testTotal},
 		{"ScopeShowsOwnAndTenantEntries", testScope},
 		{"TenantlessUserSeesOnlyOwnEntries", testTenantlessScope},
@@ -391,6 +393,30 @@ func testInvalidPayloadKey(t *testing.T, s auditlog.Store) {
 	}
 }
 
+// testUnstorableQueryText: a filter value with NUL or invalid UTF-8, or
+// a time outside years 1 to 9999, is ErrInvalidQuery on every store
+// (PostgreSQL would fail otherwise, SQLite answer).
+func testUnstorableQueryText(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, filterData()...)
+	for _, v := range []string{"a\x00", "\xff", "\xed\xa0\x80", "\x00"} {
+		for name, q := range map[string]auditlog.Query{
+			"id": {ID: v}, "service": {Service: v}, "name": {Name: v}, "tenant": {Tenant: v}, "user": {User: v},
+			"payload": {Payload: map[string]string{"flowId": v}},
+			"scope":   {Scope: &auditlog.Scope{User: "u", Tenant: v}},
+		} {
+			if _, err := s.Query(ctx(t), q); !errors.Is(err, auditlog.ErrInvalidQuery) {
+				t.Errorf("%s %q: error %v, want ErrInvalidQuery", name, v, err)
+			}
+		}
+	}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []auditlog.Query{{From: far}, {To: far}, {From: time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)}} {
+		if _, err := s.Query(ctx(t), q); !errors.Is(err, auditlog.ErrInvalidQuery) {
+			t.Errorf("from %s to %s: error %v, want ErrInvalidQuery", q.From, q.To, err)
+		}
+	}
+}
+
 func testNegativePaging(t *testing.T, s auditlog.Store) {
 	for _, q := range []auditlog.Query{{Limit: -1}, {Offset: -1}} {
 		if _, err := s.Query(ctx(t), q); !errors.Is(err, auditlog.ErrInvalidQuery) {
@@ -485,6 +511,51 @@ func reverse(s string) string {
 	r := []byte(s)
 	slices.Reverse(r)
 	return string(r)
+}
+
+// testPageByteBudget: a page stops at Query.MaxBytes of headers and
+// payloads (holding at least one entry), and following Next walks the
+// whole set once, with or without the scope's merged form.
+func testPageByteBudget(t *testing.T, s auditlog.Store) {
+	data := pagingData()
+	mustAppend(t, s, data...)
+	size := len(data[0].Payload) // every payload is about this size
+	for name, q := range map[string]auditlog.Query{
+		"all":     {},
+		"scope":   {Scope: &auditlog.Scope{User: "u2", Tenant: "t0"}},
+		"payload": {Payload: map[string]string{"parity": "0"}},
+	} {
+		whole := mustQuery(t, s, q)
+		for _, budget := range []int{1, size * 3, size * 10} {
+			q := q
+			q.Limit, q.MaxBytes = 1000, budget
+			var walked []string
+			for pages := 0; ; pages++ {
+				if pages > len(whole.Entries)+1 {
+					t.Fatalf("%s, budget %d: paging does not end", name, budget)
+				}
+				p := mustQuery(t, s, q)
+				if len(p.Entries) == 0 && len(whole.Entries) > 0 {
+					t.Fatalf("%s, budget %d: an empty page", name, budget)
+				}
+				var bytes int
+				for _, e := range p.Entries[:max(len(p.Entries)-1, 0)] {
+					bytes += len(e.Headers) + len(e.Payload)
+				}
+				if bytes >= budget {
+					t.Errorf("%s, budget %d: page of %d entries holds %d bytes before its last", name, budget, len(p.Entries), bytes)
+				}
+				walked = append(walked, ids(p.Entries)...)
+				if p.Next == nil {
+					break
+				}
+				q.After = p.Next
+			}
+			if !slices.Equal(walked, ids(whole.Entries)) {
+				t.Errorf("%s, budget %d: walked %v, want %v", name, budget, walked, ids(whole.Entries))
+			}
+		}
+	}
 }
 
 func testCursorPaging(t *testing.T, s auditlog.Store) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -436,6 +437,16 @@ type delivery struct {
 }
 
 func (d *delivery) Body() []byte { return d.d.Body }
+
+// Identity is what AMQP keeps of a publish through redeliveries and
+// herald's retries: the message-id and timestamp properties. A publisher
+// that sets neither sends messages that only their bodies tell apart.
+func (d *delivery) Identity() string {
+	if d.d.MessageId == "" && d.d.Timestamp.IsZero() {
+		return ""
+	}
+	return "amqp:" + d.d.MessageId + "/" + strconv.FormatInt(d.d.Timestamp.UnixNano(), 10)
+}
 
 // Header returns a message header that holds a string ("" otherwise).
 // Retries and dead letters copy the message's headers, so a retried

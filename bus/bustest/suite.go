@@ -61,6 +61,7 @@ var cases = []struct {
 	{"LastAttemptIsDeadLettered", (*suite).deadLetter},
 	{"PanicIsRetriedLikeAnError", (*suite).panics},
 	{"UndecodableMessageIsDeadLettered", (*suite).undecodable},
+	{"IDLessEventsGetKeyedIDsPerPublish", (*suite).keyedIDs},
 	{"TwoHandlersShareOneAck", (*suite).twoHandlers},
 	{"OrderPerPublisher", (*suite).order},
 	{"AsyncPublishesAreConfirmedAndArriveInOrder", (*suite).asyncOrder},
@@ -568,6 +569,68 @@ func (s *suite) undecodable(t *testing.T) {
 	defer col.mu.Unlock()
 	if len(col.events) != 1 {
 		t.Errorf("handler ran %d times, want once (for the valid event only)", len(col.events))
+	}
+}
+
+// keyedIDs: with WithIDKey, an event published without an id gets one
+// nobody can compute from its body alone (not event.DerivedID); every
+// attempt of one publish has the same id (a retry dedupes), and two
+// publishes of the same body that the broker tells apart (here: by their
+// message ids) get two.
+func (s *suite) keyedIDs(t *testing.T) {
+	p := s.prefix("keyed")
+	svc := s.service("keyed")
+	key := []byte("a server secret of " + s.run)
+	sub := s.newBus(t, svc, bus.WithIDKey(key), bus.WithRetry(fastRetry))
+	col := newCollector()
+	var mu sync.Mutex
+	failed := false
+	col.fail = func(ev *event.Event, attempt int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !failed {
+			failed = true
+			return errors.New("fails once")
+		}
+		return nil
+	}
+	subscribe(t, sub, p+".idless", col.handle)
+
+	raw := s.transport(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+		defer cancel()
+		raw.Close(ctx)
+	})
+	body := []byte(`{"headers":{"name":"` + p + `.idless","serviceName":"node-publisher","createdAt":1700000000000},"payload":{"run":"` + s.run + `"}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	for i := range 2 {
+		m := driver.Message{ID: fmt.Sprintf("%s-idless-%d", s.run, i), Name: p + ".idless", Body: body}
+		if err := driver.PublishSync(ctx, raw, m); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	eventually(t, s.retryWait(2), func() error {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		if len(col.events) < 3 {
+			return fmt.Errorf("%d deliveries handled, want 3 (two publishes, one retried)", len(col.events))
+		}
+		return nil
+	})
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.attempts) != 2 {
+		t.Fatalf("ids %v, want two: one per publish", col.attempts)
+	}
+	for id, attempts := range col.attempts {
+		if id == event.DerivedID(body) {
+			t.Errorf("id %s is the body's hash, computable by anyone", id)
+		}
+		if len(attempts) == 2 && !slices.Equal(attempts, []int{1, 2}) {
+			t.Errorf("id %s: attempts %v, want the retry under the first attempt's id", id, attempts)
+		}
 	}
 }
 

@@ -54,6 +54,17 @@ type Delivery interface {
 	DeadLetter(ctx context.Context, cause error) error
 }
 
+// Identified is implemented by deliveries that can say which published
+// message they carry: the same text for every redelivery and retry of
+// one publish, another for another publish, as far as the broker tells
+// them apart. The bus keys the ids it derives for events without one by
+// it (and the body), so redeliveries dedupe and distinct publishes of
+// one body do not merge.
+type Identified interface {
+	// Identity is "" when the delivery knows nothing beyond its body.
+	Identity() string
+}
+
 // QueueSpec names the queue a consumer reads.
 type QueueSpec struct {
 	// Name is the durable queue, shared by every consumer with this name

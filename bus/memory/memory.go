@@ -57,10 +57,12 @@ type Broker struct {
 	queues  map[string]*queue   // durable queues by name
 	temps   map[*queue]struct{} // temporary queues
 	tempSeq int
-	conns   map[*conn]struct{}
-	dead    map[string][]deadLetter
-	deadSeq int
-	retries map[*retry]struct{} // retries waiting for their delay
+	// publishes counts the publishes (message.publish).
+	publishes uint64
+	conns     map[*conn]struct{}
+	dead      map[string][]deadLetter
+	deadSeq   int
+	retries   map[*retry]struct{} // retries waiting for their delay
 	// recorded are the bindings SetBindings recorded, by queue.
 	recorded map[string][]string
 }
@@ -135,6 +137,8 @@ type message struct {
 	m            driver.Message
 	attempt      int
 	firstFailure time.Time
+	// publish numbers the publish the message came from (Identity).
+	publish uint64
 }
 
 type retry struct {
@@ -242,6 +246,7 @@ func (c *conn) Publish(ctx context.Context, m driver.Message, confirm func(error
 	// nobody writes.
 	m.Body = bytes.Clone(m.Body)
 	m.Headers = maps.Clone(m.Headers)
+	b.publishes++
 	for _, q := range b.queues {
 		b.enqueue(q, m)
 	}
@@ -255,7 +260,7 @@ func (c *conn) Publish(ctx context.Context, m driver.Message, confirm func(error
 
 func (b *Broker) enqueue(q *queue, m driver.Message) {
 	if q.matches(m.Name) {
-		q.ready = append(q.ready, &message{m: m, attempt: 1})
+		q.ready = append(q.ready, &message{m: m, attempt: 1, publish: b.publishes})
 		b.dispatch(q)
 	}
 }
@@ -528,6 +533,9 @@ type delivery struct {
 
 func (d *delivery) Body() []byte { return d.m.m.Body }
 
+// Identity is the number of the publish the message came from.
+func (d *delivery) Identity() string { return "memory:" + strconv.FormatUint(d.m.publish, 10) }
+
 // Header returns a header of the message as it was published; a retry
 // keeps them.
 func (d *delivery) Header(key string) string { return d.m.m.Headers[key] }
@@ -579,7 +587,7 @@ func (d *delivery) Retry(_ context.Context, delay time.Duration, _ error) error 
 	if b.closed {
 		return nil
 	}
-	m := &message{m: d.m.m, attempt: d.m.attempt + 1, firstFailure: d.m.firstFailure}
+	m := &message{m: d.m.m, attempt: d.m.attempt + 1, firstFailure: d.m.firstFailure, publish: d.m.publish}
 	if m.firstFailure.IsZero() {
 		m.firstFailure = time.Now()
 	}

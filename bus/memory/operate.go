@@ -36,7 +36,8 @@ func (c *conn) ReplayDeadLetters(ctx context.Context, queue string, ids []string
 		if len(ids) > 0 && !slices.Contains(ids, d.dl.ID) {
 			return false
 		}
-		q.ready = append(q.ready, &message{m: d.m, attempt: 1})
+		b.publishes++ // a replay is delivered as a new publish
+		q.ready = append(q.ready, &message{m: d.m, attempt: 1, publish: b.publishes})
 		dl := d.dl
 		dl.Body = bytes.Clone(dl.Body)
 		out = append(out, dl)

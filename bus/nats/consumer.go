@@ -603,6 +603,17 @@ type delivery struct {
 
 func (d *delivery) Body() []byte { return d.msg.Data() }
 
+// Identity is the message's stream and stream sequence: a Nak-ed retry
+// and a redelivery are the same stored message, another publish is
+// another one.
+func (d *delivery) Identity() string {
+	md, err := d.msg.Metadata()
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("nats:%s/%d", md.Stream, md.Sequence.Stream)
+}
+
 // Header returns a NATS header of the message as published (a retry is
 // the same stored message, a dead letter copies them). The key is used as
 // it is: NATS headers are case-sensitive and the bus writes lower case.

@@ -42,6 +42,7 @@ func (o serveOptions) loadSigner() (*auditlog.Signer, string, error) {
 // recording of reads to the API's configuration.
 func withIntegrity(cfg httpapi.Config, signer *auditlog.Signer, ingester *auditlog.Ingester, auditReads bool) httpapi.Config {
 	cfg.VerifierKey = signer.VerifierKey()
+	cfg.IDKey = signer.IDKey()
 	if auditReads {
 		cfg.RecordRead = ingester.Record
 	}

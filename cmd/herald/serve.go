@@ -190,7 +190,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		feed.Notify()
 		integ.Kick()
 	}
-	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, log)
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, signer.IDKey(), log)
 	if err != nil {
 		return err
 	}
@@ -222,11 +222,13 @@ func auditAPI(store auditlog.Store, auth iam.Authenticator, reg *prometheus.Regi
 		// Empty unless set: the API's defaults are OIH's permissions.
 		ReadPermission: os.Getenv("LOG_READ_PERMISSION"),
 		PushPermission: os.Getenv("LOG_PUSH_PERMISSION"),
-		Catalog:        catalog.Default(),
-		Registerer:     reg,
-		Gatherer:       reg,
-		Logger:         log,
-		Version:        buildVersion(),
+		// logs.push.any unless set: POST for other users and tenants.
+		PushAnyPermission: os.Getenv("LOG_PUSH_ANY_PERMISSION"),
+		Catalog:           catalog.Default(),
+		Registerer:        reg,
+		Gatherer:          reg,
+		Logger:            log,
+		Version:           buildVersion(),
 		Health: func(ctx context.Context) map[string]httpapi.Check {
 			queue := busCheck(b.Status())
 			if watch != nil {
@@ -350,7 +352,7 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service; onCommit is called after each commit
 // that stored new entries.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
 		return nil, nil, err
@@ -365,6 +367,9 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		bus.WithPrefetch(2*o.batchSize),
 		bus.WithLogger(log),
 		bus.WithTracerProvider(o.tracer),
+		// Ids of events without one: keyed by the log's secret and the
+		// delivery, not the body's hash anyone can compute.
+		bus.WithIDKey(idKey),
 	)
 	if err != nil {
 		transport.Close(ctx)
@@ -418,7 +423,7 @@ func followBindings(ctx context.Context, t driver.Transport, patterns []string, 
 // requests finish; onShutdown ends the ones that would not (the live
 // streams).
 func serveHTTP(ctx context.Context, ln net.Listener, api http.Handler, onShutdown func(), log *slog.Logger) error {
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpapi.NewServer(api, httpapi.DefaultTimeouts)
 	srv.RegisterOnShutdown(onShutdown)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()

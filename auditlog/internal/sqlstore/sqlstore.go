@@ -195,18 +195,23 @@ func (s *Store) query(ctx context.Context, tx Tx, q auditlog.Query) (auditlog.Pa
 	if err != nil {
 		return page, err
 	}
-	if page.Entries, err = ScanEntries(s.d, rows); err != nil {
+	var cut bool
+	if page.Entries, cut, err = ScanPage(s.d, rows, q.MaxBytes); err != nil {
 		return page, err
 	}
-	Finish(q, &page)
+	Finish(q, &page, cut)
 	return page, nil
 }
 
 // Finish cuts a page read with one entry more than q.Limit (PageSQL's) to
-// the limit, and sets the cursor of the next page when there is one.
-func Finish(q auditlog.Query, page *auditlog.Page) {
+// the limit, and sets the cursor of the next page when there is one: also
+// when ScanPage cut the page at its byte budget (cut).
+func Finish(q auditlog.Query, page *auditlog.Page, cut bool) {
 	if q.Limit > 0 && len(page.Entries) > q.Limit {
 		page.Entries = page.Entries[:q.Limit]
+		cut = true
+	}
+	if cut && len(page.Entries) > 0 {
 		last := page.Entries[len(page.Entries)-1]
 		page.Next = &auditlog.Cursor{CreatedAt: last.CreatedAt, Seq: last.Seq}
 	}
@@ -338,8 +343,16 @@ const columns = `seq, id, name, service_name, created_at, received_at, "user", t
 
 // ScanEntries reads entries selected as columns, and closes rows.
 func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
+	out, _, err := ScanPage(d, rows, 0)
+	return out, err
+}
+
+// ScanPage reads rows as ScanEntries does, but stops once the headers and
+// payloads read reach maxBytes (above 0), reporting that it cut the page
+// short when rows were left unread.
+func ScanPage(d Dialect, rows Rows, maxBytes int) (out []auditlog.Entry, cut bool, err error) {
 	defer rows.Close()
-	var out []auditlog.Entry
+	size := 0
 	created, received := d.TimeDest(), d.TimeDest()
 	for rows.Next() {
 		var e auditlog.Entry
@@ -347,7 +360,7 @@ func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
 		var leaf sql.NullInt64
 		if err := rows.Scan(&e.Seq, &e.ID, &e.Name, &e.ServiceName, created.Dest(), received.Dest(), &e.User, &e.Tenant, &headers, &payload, &e.Unknown,
 			&leaf, &e.LeafHash, &e.Seed, &salts, &erased, &e.ContentHash); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		e.LeafIndex = auditlog.NotIntegrated
 		if leaf.Valid {
@@ -355,12 +368,12 @@ func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
 		}
 		if len(salts) > 0 {
 			if err := json.Unmarshal(salts, &e.Salts); err != nil {
-				return nil, fmt.Errorf("entry %s: salts: %w", e.ID, err)
+				return nil, false, fmt.Errorf("entry %s: salts: %w", e.ID, err)
 			}
 		}
 		if len(erased) > 0 {
 			if err := json.Unmarshal(erased, &e.Erased); err != nil {
-				return nil, fmt.Errorf("entry %s: erased: %w", e.ID, err)
+				return nil, false, fmt.Errorf("entry %s: erased: %w", e.ID, err)
 			}
 		}
 		e.CreatedAt, e.ReceivedAt = created.Time(), received.Time()
@@ -369,8 +382,12 @@ func ScanEntries(d Dialect, rows Rows) ([]auditlog.Entry, error) {
 		}
 		e.Payload = payload
 		out = append(out, e)
+		if size += len(headers) + len(payload); maxBytes > 0 && size >= maxBytes {
+			cut = rows.Next() // an entry is left: the page ends here
+			break
+		}
 	}
-	return out, rows.Err()
+	return out, cut, rows.Err()
 }
 
 // Row is an entry ready to append.
