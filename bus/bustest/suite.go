@@ -611,7 +611,7 @@ func (s *suite) keyedIDs(t *testing.T) {
 			t.Fatalf("publish: %v", err)
 		}
 	}
-	eventually(t, s.retryWait(2), func() error {
+	testkit.Eventually(t, s.retryWait(2), func() error {
 		col.mu.Lock()
 		defer col.mu.Unlock()
 		if len(col.events) < 3 {
