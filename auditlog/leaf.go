@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"slices"
-	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -142,15 +140,16 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	if e.Seed != nil && (e.Salts != nil || e.Erased != nil) {
 		return out, errors.New("an entry holds both a seed and stored salts or kept commitments")
 	}
+	if e.Seed != nil && len(e.Seed) != SeedSize {
+		return out, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
+	}
 	doc, err := document(e)
 	if err != nil {
 		return out, err
 	}
-	items, err := contentItems(e, doc)
-	if err != nil {
-		return out, err
-	}
-	return hashItems(e, items)
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	return c.contentHash(e, doc)
 }
 
 // document parses the entry's content document {"headers":…,"payload":…}.
@@ -177,12 +176,6 @@ func document(e Entry) (*node, error) {
 		return nil, err
 	}
 	return &node{kind: KindObject, keys: []string{"headers", "payload"}, kids: []*node{h, p}}, nil
-}
-
-// item is one node of the content document, with its pointer.
-type item struct {
-	pointer string
-	n       *node
 }
 
 // salter derives the salts of one entry's scalars.
@@ -238,75 +231,6 @@ func appendCommit(h hash.Hash, dst, salt []byte, pointer string, k Kind, value [
 	h.Write(l[4:])
 	h.Write(value)
 	return h.Sum(dst)
-}
-
-// contentItems returns the nodes of doc, the root included, sorted by
-// pointer.
-func contentItems(e Entry, doc *node) ([]item, error) {
-	items := make([]item, 0, 16)
-	seen := 0
-	doc.walk("", func(p string, n *node) error {
-		items = append(items, item{p, n})
-		if _, ok := e.Erased[p]; ok && n.kind.scalar() {
-			seen++
-		}
-		return nil
-	})
-	if seen != len(e.Erased) {
-		return nil, errors.New("an erased field is missing from the content")
-	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
-	return items, nil
-}
-
-// hashItems is the content hash of the sorted items: SHA-256 of the tag
-// and each item, containers with their member count, scalars with their
-// commitment (kept, for erased ones). It hashes as it goes, with one
-// hash for the commitments, rather than building the items' bytes.
-func hashItems(e Entry, items []item) ([sha256.Size]byte, error) {
-	var out [sha256.Size]byte
-	s, err := newSalter(e)
-	if err != nil {
-		return out, err
-	}
-	h, ch := sha256.New(), sha256.New()
-	h.Write([]byte(contentTag))
-	var buf [4 + 1 + sha256.Size]byte
-	var saltBuf, commitBuf [sha256.Size]byte
-	for _, it := range items {
-		p, n := it.pointer, it.n
-		binary.BigEndian.PutUint32(buf[:4], uint32(len(p)))
-		h.Write(buf[:4])
-		h.Write([]byte(p))
-		switch c, erased := e.Erased[p]; {
-		case !n.kind.scalar():
-			buf[0] = byte(n.kind)
-			binary.BigEndian.PutUint32(buf[1:5], uint32(len(n.kids)))
-			h.Write(buf[:5])
-		case erased:
-			if len(c.Hash) != sha256.Size || !c.Kind.scalar() || !c.Kind.valid() {
-				return out, fmt.Errorf("kept commitment of %q is malformed", p)
-			}
-			buf[0] = byte(c.Kind)
-			h.Write(buf[:1])
-			h.Write(c.Hash)
-		default:
-			salt, err := s.salt(p, saltBuf[:])
-			if err != nil {
-				return out, err
-			}
-			buf[0] = byte(n.kind)
-			h.Write(buf[:1])
-			h.Write(appendCommit(ch, commitBuf[:0], salt, p, n.kind, n.value))
-		}
-	}
-	if s.mac == nil && s.used != len(s.salts) {
-		// Salts are stored for exactly the fields that remain: one more
-		// is an edit, never an erasure's.
-		return out, errors.New("a stored salt names no field of the content")
-	}
-	h.Sum(out[:0])
-	return out, nil
 }
 
 // Salts returns the salt of every scalar of an entry's content that is not
