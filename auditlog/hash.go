@@ -3,6 +3,7 @@ package auditlog
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,7 +22,9 @@ import (
 type contentHasher struct {
 	content, commit hash.Hash // the content hash, each commitment
 	inner, outer    hash.Hash // HMAC-SHA256(seed, pointer)
-	ipad, opad      [sha256.BlockSize]byte
+	// innerState and outerState are inner and outer keyed with the
+	// entry's seed.
+	innerState, outerState []byte
 	// pointers holds every item's JSON pointer, one after another.
 	pointers []byte
 	items    []contentItem
@@ -162,27 +165,51 @@ func appendPointerToken(b []byte, key string) []byte {
 }
 
 // key sets the HMAC key, a seed of SeedSize bytes (shorter than a block,
-// so used as it is, padded with zeros).
+// so used as it is, padded with zeros): the inner and outer states after
+// their padded keys are kept, so that each salt hashes only its pointer
+// and the inner hash, as crypto/hmac does.
 func (c *contentHasher) key(seed []byte) {
-	for i := range c.ipad {
+	var pad [sha256.BlockSize]byte
+	for i := range pad {
 		var k byte
 		if i < len(seed) {
 			k = seed[i]
 		}
-		c.ipad[i], c.opad[i] = k^0x36, k^0x5c
+		pad[i] = k ^ 0x36
 	}
+	c.innerState = keyedState(c.inner, pad[:], c.innerState[:0])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	c.outerState = keyedState(c.outer, pad[:], c.outerState[:0])
+}
+
+// keyedState is the state of h after the block pad, appended to dst.
+func keyedState(h hash.Hash, pad, dst []byte) []byte {
+	h.Reset()
+	h.Write(pad)
+	st, err := h.(encoding.BinaryAppender).AppendBinary(dst)
+	if err != nil {
+		panic(err) // SHA-256 always encodes its state
+	}
+	return st
 }
 
 // saltOf is HMAC-SHA256(seed, pointer), for the seed of the last key
 // call, valid until the next call.
 func (c *contentHasher) saltOf(pointer []byte) []byte {
-	c.inner.Reset()
-	c.inner.Write(c.ipad[:])
+	restore(c.inner, c.innerState)
 	c.inner.Write(pointer)
-	c.outer.Reset()
-	c.outer.Write(c.opad[:])
+	restore(c.outer, c.outerState)
 	c.outer.Write(c.inner.Sum(c.sum[:0]))
 	return c.outer.Sum(c.salt[:0])
+}
+
+// restore sets h to a state keyedState returned.
+func restore(h hash.Hash, state []byte) {
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		panic(err) // a state SHA-256 encoded
+	}
 }
 
 // commitment is SHA-256(salt ‖ u32(len p) ‖ p ‖ kind ‖ value) (commit),
