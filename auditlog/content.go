@@ -57,10 +57,14 @@ type node struct {
 
 // parseDocument parses one JSON value, refusing what ErrContent names.
 func parseDocument(b []byte) (*node, error) {
-	// Room for the members of most documents' objects and arrays.
-	var keys [16]string
-	var kids [16]*node
-	p := parser{b: b, keys: keys[:0], kids: kids[:0]}
+	var p parser
+	return p.parse(b)
+}
+
+// parse parses one JSON value, as parseDocument; a parser parses one
+// document after another, reusing its space.
+func (p *parser) parse(b []byte) (*node, error) {
+	p.b, p.i = b, 0
 	p.space()
 	n, err := p.value(0)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // contentHasher computes content hashes (ContentHash) without allocating
@@ -25,6 +27,8 @@ type contentHasher struct {
 	// innerState and outerState are inner and outer keyed with the
 	// entry's seed.
 	innerState, outerState []byte
+	// parser parses the content document, its stacks reused.
+	parser parser
 	// pointers holds every item's JSON pointer, one after another.
 	pointers []byte
 	items    []contentItem
@@ -32,6 +36,7 @@ type contentHasher struct {
 	// argument escapes from.
 	buf                  [4 + 1 + sha256.Size]byte
 	lenKind              [5]byte
+	pad                  [sha256.BlockSize]byte
 	sum, salt, committed [sha256.Size]byte
 }
 
@@ -53,10 +58,15 @@ var hashers = sync.Pool{New: func() any {
 // document has grown it.
 func (c *contentHasher) release() {
 	clear(c.items)
-	if cap(c.pointers) > 1<<16 || cap(c.items) > 1<<12 {
+	keys, kids := c.parser.keys[:cap(c.parser.keys)], c.parser.kids[:cap(c.parser.kids)]
+	clear(keys)
+	clear(kids)
+	if cap(c.pointers) > 1<<16 || cap(c.items) > 1<<12 || cap(keys) > 1<<12 || cap(kids) > 1<<12 {
 		return
 	}
 	c.pointers, c.items = c.pointers[:0], c.items[:0]
+	// The nodes handed out stay with the document parsed.
+	c.parser = parser{keys: keys[:0], kids: kids[:0]}
 	hashers.Put(c)
 }
 
@@ -127,7 +137,7 @@ func (c *contentHasher) contentHash(e Entry, doc *node) ([sha256.Size]byte, erro
 		// is an edit, never an erasure's.
 		return out, errors.New("a stored salt names no field of the content")
 	}
-	h.Sum(out[:0])
+	copy(out[:], h.Sum(c.sum[:0]))
 	return out, nil
 }
 
@@ -169,7 +179,7 @@ func appendPointerToken(b []byte, key string) []byte {
 // their padded keys are kept, so that each salt hashes only its pointer
 // and the inner hash, as crypto/hmac does.
 func (c *contentHasher) key(seed []byte) {
-	var pad [sha256.BlockSize]byte
+	pad := c.pad[:]
 	for i := range pad {
 		var k byte
 		if i < len(seed) {
@@ -177,11 +187,11 @@ func (c *contentHasher) key(seed []byte) {
 		}
 		pad[i] = k ^ 0x36
 	}
-	c.innerState = keyedState(c.inner, pad[:], c.innerState[:0])
+	c.innerState = keyedState(c.inner, pad, c.innerState[:0])
 	for i := range pad {
 		pad[i] ^= 0x36 ^ 0x5c
 	}
-	c.outerState = keyedState(c.outer, pad[:], c.outerState[:0])
+	c.outerState = keyedState(c.outer, pad, c.outerState[:0])
 }
 
 // keyedState is the state of h after the block pad, appended to dst.
@@ -226,4 +236,18 @@ func (c *contentHasher) commitment(salt, pointer []byte, k Kind, value []byte) [
 	h.Write(l[4:])
 	h.Write(value)
 	return h.Sum(c.committed[:0])
+}
+
+// leafHash is SHA-256(0x00 ‖ LeafData(e, contentHash)), tlog.RecordHash
+// of the leaf's data, built in c's buffer.
+func (c *contentHasher) leafHash(e Entry, contentHash [sha256.Size]byte) tlog.Hash {
+	c.pointers = append(c.pointers[:0], 0)
+	c.pointers = appendLeafData(c.pointers, e, contentHash)
+	h := c.content
+	h.Reset()
+	h.Write(c.pointers)
+	var out tlog.Hash
+	copy(out[:], h.Sum(c.sum[:0]))
+	c.pointers = c.pointers[:0]
+	return out
 }

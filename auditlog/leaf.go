@@ -77,15 +77,19 @@ var ErrPruned = errors.New("entry content pruned")
 // ErrInvalidEntry and ErrContent. The stores seal every entry they
 // append.
 func Seal(e *Entry) error {
+	// The seed and the leaf hash share one allocation.
+	var buf []byte
 	if e.Seed == nil && e.Salts == nil && e.ContentHash == nil {
-		e.Seed = make([]byte, SeedSize)
+		buf = make([]byte, SeedSize+sha256.Size)
+		e.Seed = buf[:SeedSize:SeedSize]
 		rand.Read(e.Seed) // never fails (crypto/rand)
+		buf = buf[SeedSize:SeedSize]
 	}
 	h, err := LeafHash(*e)
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", e.ID, err)
 	}
-	e.LeafHash = h[:]
+	e.LeafHash = append(buf, h[:]...)
 	return nil
 }
 
@@ -98,15 +102,22 @@ func LeafHash(e Entry) (tlog.Hash, error) {
 	if err != nil {
 		return tlog.Hash{}, err
 	}
-	return tlog.RecordHash(LeafData(e, ch)), nil
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	return c.leafHash(e, ch), nil
 }
 
 // LeafData is the leaf's data: the tag, the envelope and the content
 // hash. The leaf hash is SHA-256(0x00 ‖ LeafData) (tlog.RecordHash).
 func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
 	b := make([]byte, 0, len(leafTag)+12+len(e.ID)+len(e.Name)+len(e.ServiceName)+17+sha256.Size)
+	return appendLeafData(b, e, contentHash)
+}
+
+// appendLeafData appends LeafData(e, contentHash) to b.
+func appendLeafData(b []byte, e Entry, contentHash [sha256.Size]byte) []byte {
 	b = append(b, leafTag...)
-	for _, s := range []string{e.ID, e.Name, e.ServiceName} {
+	for _, s := range [...]string{e.ID, e.Name, e.ServiceName} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
@@ -143,22 +154,22 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	if e.Seed != nil && len(e.Seed) != SeedSize {
 		return out, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
 	}
-	doc, err := document(e)
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	doc, err := document(e, &c.parser)
 	if err != nil {
 		return out, err
 	}
-	c := hashers.Get().(*contentHasher)
-	defer c.release()
 	return c.contentHash(e, doc)
 }
 
 // document parses the entry's content document {"headers":…,"payload":…}.
-func document(e Entry) (*node, error) {
+func document(e Entry, p *parser) (*node, error) {
 	part := func(name string, raw []byte) (*node, error) {
 		if len(bytes.TrimSpace(raw)) == 0 {
-			return &node{kind: KindObject}, nil
+			return p.node(KindObject), nil
 		}
-		n, err := parseDocument(raw)
+		n, err := p.parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -171,11 +182,13 @@ func document(e Entry) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := part("payload", e.Payload)
+	pl, err := part("payload", e.Payload)
 	if err != nil {
 		return nil, err
 	}
-	return &node{kind: KindObject, keys: []string{"headers", "payload"}, kids: []*node{h, p}}, nil
+	doc := p.node(KindObject)
+	doc.keys, doc.kids = []string{"headers", "payload"}, []*node{h, pl}
+	return doc, nil
 }
 
 // salter derives the salts of one entry's scalars.
@@ -240,7 +253,7 @@ func Salts(e Entry) (map[string][]byte, error) {
 	if e.ContentHash != nil {
 		return nil, ErrPruned
 	}
-	doc, err := document(e)
+	doc, err := document(e, &parser{})
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +295,7 @@ func Erase(e *Entry, pointers []string, replacement string) error {
 	if e.ContentHash != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, ErrPruned)
 	}
-	doc, err := document(*e)
+	doc, err := document(*e, &parser{})
 	if err != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
 	}
