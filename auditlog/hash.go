@@ -73,7 +73,7 @@ func (c *contentHasher) release() {
 // contentHash is the hash of e's content document doc: SHA-256 of the tag
 // and each node sorted by pointer, containers with their member count,
 // scalars with their commitment (kept, for erased ones).
-func (c *contentHasher) contentHash(e Entry, doc *node) ([sha256.Size]byte, error) {
+func (c *contentHasher) contentHash(e *Entry, doc *node) ([sha256.Size]byte, error) {
 	var out [sha256.Size]byte
 	c.collect(0, 0, doc)
 	items := c.items
@@ -240,7 +240,7 @@ func (c *contentHasher) commitment(salt, pointer []byte, k Kind, value []byte) [
 
 // leafHash is SHA-256(0x00 ‖ LeafData(e, contentHash)), tlog.RecordHash
 // of the leaf's data, built in c's buffer.
-func (c *contentHasher) leafHash(e Entry, contentHash [sha256.Size]byte) tlog.Hash {
+func (c *contentHasher) leafHash(e *Entry, contentHash [sha256.Size]byte) tlog.Hash {
 	c.pointers = append(c.pointers[:0], 0)
 	c.pointers = appendLeafData(c.pointers, e, contentHash)
 	h := c.content

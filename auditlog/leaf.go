@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -82,10 +83,10 @@ func Seal(e *Entry) error {
 	if e.Seed == nil && e.Salts == nil && e.ContentHash == nil {
 		buf = make([]byte, SeedSize+sha256.Size)
 		e.Seed = buf[:SeedSize:SeedSize]
-		rand.Read(e.Seed) // never fails (crypto/rand)
+		readSeed(e.Seed)
 		buf = buf[SeedSize:SeedSize]
 	}
-	h, err := LeafHash(*e)
+	h, err := leafHash(e)
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", e.ID, err)
 	}
@@ -93,17 +94,49 @@ func Seal(e *Entry) error {
 	return nil
 }
 
+// seeds hands out random bytes for seeds, read from crypto/rand many
+// seeds at a time: one read per entry was a system call on every
+// delivery's goroutine (and the stack it grew). Each byte is handed out
+// once and cleared from the buffer as it is.
+var seeds = sync.Pool{New: func() any { return new(seedBuffer) }}
+
+type seedBuffer struct {
+	b    [128 * SeedSize]byte
+	next int // the first byte not handed out; len(b) when all are
+}
+
+// readSeed fills seed with random bytes from crypto/rand.
+func readSeed(seed []byte) {
+	sb := seeds.Get().(*seedBuffer)
+	if sb.next == 0 || sb.next+len(seed) > len(sb.b) {
+		rand.Read(sb.b[:]) // never fails (crypto/rand)
+		sb.next = 0
+	}
+	n := copy(seed, sb.b[sb.next:])
+	clear(sb.b[sb.next : sb.next+n])
+	sb.next += n
+	if sb.next == len(sb.b) {
+		sb.next = 0
+	}
+	seeds.Put(sb)
+}
+
 // LeafHash recomputes an entry's leaf hash from what is stored of it: its
 // envelope, and its content with its seed or salts and the commitments of
 // erased fields, or, once pruned, its kept content hash. It never reads
 // e.LeafHash.
-func LeafHash(e Entry) (tlog.Hash, error) {
-	ch, err := ContentHash(e)
+func LeafHash(e Entry) (tlog.Hash, error) { return leafHash(&e) }
+
+// leafHash is LeafHash. Entries go by pointer on the sealing path, which
+// runs on every delivery's goroutine: copies of the large struct in each
+// frame grew those goroutines' stacks.
+func leafHash(e *Entry) (tlog.Hash, error) {
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	ch, err := c.entryContentHash(e)
 	if err != nil {
 		return tlog.Hash{}, err
 	}
-	c := hashers.Get().(*contentHasher)
-	defer c.release()
 	return c.leafHash(e, ch), nil
 }
 
@@ -111,11 +144,11 @@ func LeafHash(e Entry) (tlog.Hash, error) {
 // hash. The leaf hash is SHA-256(0x00 ‖ LeafData) (tlog.RecordHash).
 func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
 	b := make([]byte, 0, len(leafTag)+12+len(e.ID)+len(e.Name)+len(e.ServiceName)+17+sha256.Size)
-	return appendLeafData(b, e, contentHash)
+	return appendLeafData(b, &e, contentHash)
 }
 
 // appendLeafData appends LeafData(e, contentHash) to b.
-func appendLeafData(b []byte, e Entry, contentHash [sha256.Size]byte) []byte {
+func appendLeafData(b []byte, e *Entry, contentHash [sha256.Size]byte) []byte {
 	b = append(b, leafTag...)
 	for _, s := range [...]string{e.ID, e.Name, e.ServiceName} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
@@ -135,6 +168,13 @@ func appendLeafData(b []byte, e Entry, contentHash [sha256.Size]byte) []byte {
 // ContentHash is the hash of an entry's content: its kept ContentHash once
 // pruned, else recomputed from its headers and payload.
 func ContentHash(e Entry) ([sha256.Size]byte, error) {
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	return c.entryContentHash(&e)
+}
+
+// entryContentHash is ContentHash.
+func (c *contentHasher) entryContentHash(e *Entry) ([sha256.Size]byte, error) {
 	var out [sha256.Size]byte
 	if e.ContentHash != nil {
 		// A pruned entry keeps nothing of its content: anything there
@@ -154,8 +194,6 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	if e.Seed != nil && len(e.Seed) != SeedSize {
 		return out, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
 	}
-	c := hashers.Get().(*contentHasher)
-	defer c.release()
 	doc, err := document(e, &c.parser)
 	if err != nil {
 		return out, err
@@ -164,7 +202,7 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 }
 
 // document parses the entry's content document {"headers":…,"payload":…}.
-func document(e Entry, p *parser) (*node, error) {
+func document(e *Entry, p *parser) (*node, error) {
 	part := func(name string, raw []byte) (*node, error) {
 		if len(bytes.TrimSpace(raw)) == 0 {
 			return p.node(KindObject), nil
@@ -253,7 +291,7 @@ func Salts(e Entry) (map[string][]byte, error) {
 	if e.ContentHash != nil {
 		return nil, ErrPruned
 	}
-	doc, err := document(e, &parser{})
+	doc, err := document(&e, &parser{})
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +333,7 @@ func Erase(e *Entry, pointers []string, replacement string) error {
 	if e.ContentHash != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, ErrPruned)
 	}
-	doc, err := document(*e, &parser{})
+	doc, err := document(e, &parser{})
 	if err != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
 	}

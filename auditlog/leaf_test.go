@@ -85,3 +85,21 @@ func BenchmarkSeal(b *testing.B) {
 		}
 	}
 }
+
+// Every sealed entry gets a seed of its own: seeds are read from
+// crypto/rand many at a time, and none may be handed out twice.
+func TestSealGivesEverySeedOnce(t *testing.T) {
+	seen := map[string]bool{}
+	zero := make([]byte, SeedSize)
+	for i := range 1000 {
+		e := goldenEntry()
+		e.Seed = nil
+		if err := Seal(&e); err != nil {
+			t.Fatal(err)
+		}
+		if len(e.Seed) != SeedSize || bytes.Equal(e.Seed, zero) || seen[string(e.Seed)] {
+			t.Fatalf("entry %d: seed %x is empty or was handed out before", i, e.Seed)
+		}
+		seen[string(e.Seed)] = true
+	}
+}
