@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -56,7 +57,14 @@ type node struct {
 
 // parseDocument parses one JSON value, refusing what ErrContent names.
 func parseDocument(b []byte) (*node, error) {
-	p := parser{b: b}
+	var p parser
+	return p.parse(b)
+}
+
+// parse parses one JSON value, as parseDocument; a parser parses one
+// document after another, reusing its space.
+func (p *parser) parse(b []byte) (*node, error) {
+	p.b, p.i = b, 0
 	p.space()
 	n, err := p.value(0)
 	if err != nil {
@@ -76,7 +84,28 @@ const maxDepth = 10000
 type parser struct {
 	b []byte
 	i int
+	// slab hands out nodes, many per allocation; keys and kids hold the
+	// members of the objects and arrays being read, copied out to each
+	// node at its end (one allocation each, not one per doubling).
+	slab []node
+	keys []string
+	kids []*node
 }
+
+// node returns a new node of kind k.
+func (p *parser) node(k Kind) *node {
+	if len(p.slab) == cap(p.slab) {
+		p.slab = make([]node, 0, min(max(2*cap(p.slab), 8), 64))
+	}
+	p.slab = p.slab[:len(p.slab)+1]
+	n := &p.slab[len(p.slab)-1]
+	n.kind = k
+	return n
+}
+
+// smallObject is the most members an object's duplicate keys are found
+// among by comparing with each, without a map.
+const smallObject = 16
 
 func (p *parser) fail(what string) error {
 	return fmt.Errorf("%w: %w: %s at byte %d", ErrInvalidEntry, ErrContent, what, p.i)
@@ -110,7 +139,9 @@ func (p *parser) value(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &node{kind: KindString, value: s}, nil
+		n := p.node(KindString)
+		n.value = s
+		return n, nil
 	case c == 't':
 		return p.word("true", KindBool)
 	case c == 'f':
@@ -128,7 +159,7 @@ func (p *parser) word(w string, k Kind) (*node, error) {
 		return nil, p.fail("invalid literal")
 	}
 	p.i += len(w)
-	n := &node{kind: k}
+	n := p.node(k)
 	if k == KindBool {
 		n.value = []byte(w)
 	}
@@ -137,13 +168,15 @@ func (p *parser) word(w string, k Kind) (*node, error) {
 
 func (p *parser) object(depth int) (*node, error) {
 	p.i++ // {
-	n := &node{kind: KindObject}
+	n := p.node(KindObject)
 	p.space()
 	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
 		return n, nil
 	}
-	seen := map[string]struct{}{}
+	base, kbase := len(p.keys), len(p.kids)
+	defer func() { p.keys, p.kids = p.keys[:base], p.kids[:kbase] }()
+	var seen map[string]struct{}
 	for {
 		p.space()
 		if p.i >= len(p.b) || p.b[p.i] != '"' {
@@ -153,11 +186,31 @@ func (p *parser) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := string(k)
-		if _, dup := seen[key]; dup {
-			return nil, p.fail(fmt.Sprintf("duplicate key %q", key))
+		keys := p.keys[base:]
+		dup := false
+		if seen == nil && len(keys) < smallObject {
+			for _, x := range keys {
+				if x == string(k) {
+					dup = true
+					break
+				}
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[string]struct{}, 2*smallObject)
+				for _, k := range keys {
+					seen[k] = struct{}{}
+				}
+			}
+			_, dup = seen[string(k)]
 		}
-		seen[key] = struct{}{}
+		if dup {
+			return nil, p.fail(fmt.Sprintf("duplicate key %q", k))
+		}
+		key := string(k)
+		if seen != nil {
+			seen[key] = struct{}{}
+		}
 		p.space()
 		if p.i >= len(p.b) || p.b[p.i] != ':' {
 			return nil, p.fail("want ':'")
@@ -168,8 +221,8 @@ func (p *parser) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.keys = append(n.keys, key)
-		n.kids = append(n.kids, v)
+		p.keys = append(p.keys, key)
+		p.kids = append(p.kids, v)
 		p.space()
 		if p.i < len(p.b) && p.b[p.i] == ',' {
 			p.i++
@@ -177,6 +230,8 @@ func (p *parser) object(depth int) (*node, error) {
 		}
 		if p.i < len(p.b) && p.b[p.i] == '}' {
 			p.i++
+			n.keys = slices.Clone(p.keys[base:])
+			n.kids = slices.Clone(p.kids[kbase:])
 			return n, nil
 		}
 		return nil, p.fail("want ',' or '}'")
@@ -185,19 +240,21 @@ func (p *parser) object(depth int) (*node, error) {
 
 func (p *parser) array(depth int) (*node, error) {
 	p.i++ // [
-	n := &node{kind: KindArray}
+	n := p.node(KindArray)
 	p.space()
 	if p.i < len(p.b) && p.b[p.i] == ']' {
 		p.i++
 		return n, nil
 	}
+	base := len(p.kids)
+	defer func() { p.kids = p.kids[:base] }()
 	for {
 		p.space()
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		n.kids = append(n.kids, v)
+		p.kids = append(p.kids, v)
 		p.space()
 		if p.i < len(p.b) && p.b[p.i] == ',' {
 			p.i++
@@ -205,6 +262,7 @@ func (p *parser) array(depth int) (*node, error) {
 		}
 		if p.i < len(p.b) && p.b[p.i] == ']' {
 			p.i++
+			n.kids = slices.Clone(p.kids[base:])
 			return n, nil
 		}
 		return nil, p.fail("want ',' or ']'")
@@ -363,7 +421,9 @@ func (p *parser) number() (*node, error) {
 	if !ok {
 		return nil, p.fail("number out of the range both stores hold")
 	}
-	return &node{kind: KindNumber, value: v, numText: text}, nil
+	n := p.node(KindNumber)
+	n.value, n.numText = v, text
+	return n, nil
 }
 
 // canonicalNumber is the canonical decimal form of a valid JSON number:

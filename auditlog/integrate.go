@@ -15,9 +15,10 @@ type IntegratorConfig struct {
 	// Interval is how often the integrator looks for entries other
 	// processes appended (default 500ms); Kick makes it look at once.
 	Interval time.Duration
-	// MinGap is the least time between two integrations (default 250ms):
+	// MinGap is the least time between the end of an integration that
+	// placed entries and the next one a kick starts (default 250ms):
 	// batches that commit within it share one integration and one
-	// checkpoint.
+	// checkpoint, and a kick after a quieter spell integrates at once.
 	MinGap time.Duration
 	// MaxLeaves is the most entries one integration places (default
 	// 10,000).
@@ -97,39 +98,54 @@ func (in *Integration) run(ctx context.Context) {
 }
 
 // serve integrates while it holds the role, until ctx ends or an
-// integration fails.
+// integration fails. A kick is served at once when the last integration
+// that placed entries ended MinGap ago or more, else when that is so: a
+// batch committed after a quiet spell is in a checkpoint without
+// waiting, and busy ingest still gets one integration per MinGap.
 func (in *Integration) serve(ctx context.Context, ig Integrator) error {
 	tick := time.NewTicker(in.cfg.Interval)
 	defer tick.Stop()
+	var last time.Time // the end of the last integration that placed entries
 	for {
-		if err := in.integrate(ctx, ig); err != nil {
+		placed, err := in.integrate(ctx, ig)
+		if err != nil {
 			return err
+		}
+		if placed {
+			last = time.Now()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		case <-in.kick:
-			sleep(ctx, in.cfg.MinGap)
+			if wait := in.cfg.MinGap - time.Since(last); wait > 0 {
+				sleep(ctx, wait)
+			}
 		}
 	}
 }
 
-// integrate places every committed entry, MaxLeaves at a time.
-func (in *Integration) integrate(ctx context.Context, ig Integrator) error {
+// integrate places every committed entry, MaxLeaves at a time, and
+// reports whether there were any.
+func (in *Integration) integrate(ctx context.Context, ig Integrator) (bool, error) {
+	placed := false
 	for {
 		cp, n, err := ig.Integrate(ctx, in.cfg.MaxLeaves, in.cfg.Signer.Sign)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return placed, nil
 			}
-			return err
+			return placed, err
 		}
-		if n > 0 && in.cfg.Integrated != nil {
-			in.cfg.Integrated(cp, n)
+		if n > 0 {
+			placed = true
+			if in.cfg.Integrated != nil {
+				in.cfg.Integrated(cp, n)
+			}
 		}
 		if n < in.cfg.MaxLeaves {
-			return nil
+			return placed, nil
 		}
 	}
 }

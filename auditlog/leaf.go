@@ -10,8 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"slices"
-	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -79,36 +78,79 @@ var ErrPruned = errors.New("entry content pruned")
 // ErrInvalidEntry and ErrContent. The stores seal every entry they
 // append.
 func Seal(e *Entry) error {
+	// The seed and the leaf hash share one allocation.
+	var buf []byte
 	if e.Seed == nil && e.Salts == nil && e.ContentHash == nil {
-		e.Seed = make([]byte, SeedSize)
-		rand.Read(e.Seed) // never fails (crypto/rand)
+		buf = make([]byte, SeedSize+sha256.Size)
+		e.Seed = buf[:SeedSize:SeedSize]
+		readSeed(e.Seed)
+		buf = buf[SeedSize:SeedSize]
 	}
-	h, err := LeafHash(*e)
+	h, err := leafHash(e)
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", e.ID, err)
 	}
-	e.LeafHash = h[:]
+	e.LeafHash = append(buf, h[:]...)
 	return nil
+}
+
+// seeds hands out random bytes for seeds, read from crypto/rand many
+// seeds at a time: one read per entry was a system call on every
+// delivery's goroutine (and the stack it grew). Each byte is handed out
+// once and cleared from the buffer as it is.
+var seeds = sync.Pool{New: func() any { return new(seedBuffer) }}
+
+type seedBuffer struct {
+	b    [128 * SeedSize]byte
+	next int // the first byte not handed out; len(b) when all are
+}
+
+// readSeed fills seed with random bytes from crypto/rand.
+func readSeed(seed []byte) {
+	sb := seeds.Get().(*seedBuffer)
+	if sb.next == 0 || sb.next+len(seed) > len(sb.b) {
+		rand.Read(sb.b[:]) // never fails (crypto/rand)
+		sb.next = 0
+	}
+	n := copy(seed, sb.b[sb.next:])
+	clear(sb.b[sb.next : sb.next+n])
+	sb.next += n
+	if sb.next == len(sb.b) {
+		sb.next = 0
+	}
+	seeds.Put(sb)
 }
 
 // LeafHash recomputes an entry's leaf hash from what is stored of it: its
 // envelope, and its content with its seed or salts and the commitments of
 // erased fields, or, once pruned, its kept content hash. It never reads
 // e.LeafHash.
-func LeafHash(e Entry) (tlog.Hash, error) {
-	ch, err := ContentHash(e)
+func LeafHash(e Entry) (tlog.Hash, error) { return leafHash(&e) }
+
+// leafHash is LeafHash. Entries go by pointer on the sealing path, which
+// runs on every delivery's goroutine: copies of the large struct in each
+// frame grew those goroutines' stacks.
+func leafHash(e *Entry) (tlog.Hash, error) {
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	ch, err := c.entryContentHash(e)
 	if err != nil {
 		return tlog.Hash{}, err
 	}
-	return tlog.RecordHash(LeafData(e, ch)), nil
+	return c.leafHash(e, ch), nil
 }
 
 // LeafData is the leaf's data: the tag, the envelope and the content
 // hash. The leaf hash is SHA-256(0x00 ‖ LeafData) (tlog.RecordHash).
 func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
 	b := make([]byte, 0, len(leafTag)+12+len(e.ID)+len(e.Name)+len(e.ServiceName)+17+sha256.Size)
+	return appendLeafData(b, &e, contentHash)
+}
+
+// appendLeafData appends LeafData(e, contentHash) to b.
+func appendLeafData(b []byte, e *Entry, contentHash [sha256.Size]byte) []byte {
 	b = append(b, leafTag...)
-	for _, s := range []string{e.ID, e.Name, e.ServiceName} {
+	for _, s := range [...]string{e.ID, e.Name, e.ServiceName} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
 	}
@@ -126,6 +168,13 @@ func LeafData(e Entry, contentHash [sha256.Size]byte) []byte {
 // ContentHash is the hash of an entry's content: its kept ContentHash once
 // pruned, else recomputed from its headers and payload.
 func ContentHash(e Entry) ([sha256.Size]byte, error) {
+	c := hashers.Get().(*contentHasher)
+	defer c.release()
+	return c.entryContentHash(&e)
+}
+
+// entryContentHash is ContentHash.
+func (c *contentHasher) entryContentHash(e *Entry) ([sha256.Size]byte, error) {
 	var out [sha256.Size]byte
 	if e.ContentHash != nil {
 		// A pruned entry keeps nothing of its content: anything there
@@ -142,24 +191,23 @@ func ContentHash(e Entry) ([sha256.Size]byte, error) {
 	if e.Seed != nil && (e.Salts != nil || e.Erased != nil) {
 		return out, errors.New("an entry holds both a seed and stored salts or kept commitments")
 	}
-	doc, err := document(e)
+	if e.Seed != nil && len(e.Seed) != SeedSize {
+		return out, fmt.Errorf("seed has %d bytes, want %d", len(e.Seed), SeedSize)
+	}
+	doc, err := document(e, &c.parser)
 	if err != nil {
 		return out, err
 	}
-	items, err := contentItems(e, doc)
-	if err != nil {
-		return out, err
-	}
-	return hashItems(e, items)
+	return c.contentHash(e, doc)
 }
 
 // document parses the entry's content document {"headers":…,"payload":…}.
-func document(e Entry) (*node, error) {
+func document(e *Entry, p *parser) (*node, error) {
 	part := func(name string, raw []byte) (*node, error) {
 		if len(bytes.TrimSpace(raw)) == 0 {
-			return &node{kind: KindObject}, nil
+			return p.node(KindObject), nil
 		}
-		n, err := parseDocument(raw)
+		n, err := p.parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -172,17 +220,13 @@ func document(e Entry) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := part("payload", e.Payload)
+	pl, err := part("payload", e.Payload)
 	if err != nil {
 		return nil, err
 	}
-	return &node{kind: KindObject, keys: []string{"headers", "payload"}, kids: []*node{h, p}}, nil
-}
-
-// item is one node of the content document, with its pointer.
-type item struct {
-	pointer string
-	n       *node
+	doc := p.node(KindObject)
+	doc.keys, doc.kids = []string{"headers", "payload"}, []*node{h, pl}
+	return doc, nil
 }
 
 // salter derives the salts of one entry's scalars.
@@ -240,75 +284,6 @@ func appendCommit(h hash.Hash, dst, salt []byte, pointer string, k Kind, value [
 	return h.Sum(dst)
 }
 
-// contentItems returns the nodes of doc, the root included, sorted by
-// pointer.
-func contentItems(e Entry, doc *node) ([]item, error) {
-	items := make([]item, 0, 16)
-	seen := 0
-	doc.walk("", func(p string, n *node) error {
-		items = append(items, item{p, n})
-		if _, ok := e.Erased[p]; ok && n.kind.scalar() {
-			seen++
-		}
-		return nil
-	})
-	if seen != len(e.Erased) {
-		return nil, errors.New("an erased field is missing from the content")
-	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.pointer, b.pointer) })
-	return items, nil
-}
-
-// hashItems is the content hash of the sorted items: SHA-256 of the tag
-// and each item, containers with their member count, scalars with their
-// commitment (kept, for erased ones). It hashes as it goes, with one
-// hash for the commitments, rather than building the items' bytes.
-func hashItems(e Entry, items []item) ([sha256.Size]byte, error) {
-	var out [sha256.Size]byte
-	s, err := newSalter(e)
-	if err != nil {
-		return out, err
-	}
-	h, ch := sha256.New(), sha256.New()
-	h.Write([]byte(contentTag))
-	var buf [4 + 1 + sha256.Size]byte
-	var saltBuf, commitBuf [sha256.Size]byte
-	for _, it := range items {
-		p, n := it.pointer, it.n
-		binary.BigEndian.PutUint32(buf[:4], uint32(len(p)))
-		h.Write(buf[:4])
-		h.Write([]byte(p))
-		switch c, erased := e.Erased[p]; {
-		case !n.kind.scalar():
-			buf[0] = byte(n.kind)
-			binary.BigEndian.PutUint32(buf[1:5], uint32(len(n.kids)))
-			h.Write(buf[:5])
-		case erased:
-			if len(c.Hash) != sha256.Size || !c.Kind.scalar() || !c.Kind.valid() {
-				return out, fmt.Errorf("kept commitment of %q is malformed", p)
-			}
-			buf[0] = byte(c.Kind)
-			h.Write(buf[:1])
-			h.Write(c.Hash)
-		default:
-			salt, err := s.salt(p, saltBuf[:])
-			if err != nil {
-				return out, err
-			}
-			buf[0] = byte(n.kind)
-			h.Write(buf[:1])
-			h.Write(appendCommit(ch, commitBuf[:0], salt, p, n.kind, n.value))
-		}
-	}
-	if s.mac == nil && s.used != len(s.salts) {
-		// Salts are stored for exactly the fields that remain: one more
-		// is an edit, never an erasure's.
-		return out, errors.New("a stored salt names no field of the content")
-	}
-	h.Sum(out[:0])
-	return out, nil
-}
-
 // Salts returns the salt of every scalar of an entry's content that is not
 // erased: what a reader needs, with the content and the kept commitments
 // of erased fields, to recompute the entry's leaf hash without the seed.
@@ -316,7 +291,7 @@ func Salts(e Entry) (map[string][]byte, error) {
 	if e.ContentHash != nil {
 		return nil, ErrPruned
 	}
-	doc, err := document(e)
+	doc, err := document(&e, &parser{})
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +333,7 @@ func Erase(e *Entry, pointers []string, replacement string) error {
 	if e.ContentHash != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, ErrPruned)
 	}
-	doc, err := document(*e)
+	doc, err := document(e, &parser{})
 	if err != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
 	}
