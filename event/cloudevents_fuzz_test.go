@@ -17,6 +17,7 @@ func FuzzDecodeCloudEvent(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"a","data_base64":"AAAA"}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"a","time":"not a time","data":[1]}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"a","Type":"b","data":{"\u0000":"\ud800"}}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"s","type":"a","data":{"user":"\u0007\u007f","tenant":"t\u2028"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := event.DecodeCloudEvent(body)
 		if err != nil {
