@@ -106,6 +106,13 @@ type ingestReq struct {
 	now bool
 }
 
+// permanentError is a refusal no retry changes; the bus (bus.IsPermanent)
+// dead-letters it at once.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error   { return e.error }
+func (e permanentError) Permanent() bool { return true }
+
 // ErrIngesterClosed is returned by Handle after Close.
 var ErrIngesterClosed = errors.New("auditlog: ingester closed")
 
@@ -136,9 +143,15 @@ func NewIngester(cfg IngestConfig) *Ingester {
 // Handle stores one event and returns once it is committed; a
 // iam.user.deleted event then anonymises that user's entries. An error
 // has the bus retry the delivery; storing is idempotent by event id.
+// Content the store refuses whatever the attempt (ErrInvalidEntry: a
+// duplicate key, a NUL, a number no store holds) fails with an error whose
+// Permanent method returns true, which the bus dead-letters at once.
 func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 	entry, err := EntryFromEvent(ev, in.cfg.Now(), in.cfg.Catalog)
 	if err != nil {
+		if errors.Is(err, ErrInvalidEntry) {
+			return permanentError{err}
+		}
 		return err
 	}
 	if err := in.store(ctx, entry, false); err != nil {

@@ -309,3 +309,27 @@ func TestARefusedEntryFailsOnlyItsOwnDelivery(t *testing.T) {
 		t.Errorf("stored %d entries (error %v), want the %d valid ones", p.Total, err, n-1)
 	}
 }
+
+// Content no store keeps is refused for good: the bus dead-letters it at
+// once instead of retrying the same bytes. A store that fails is not.
+func TestRefusedContentIsAPermanentError(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond})
+	defer in.Close()
+	for _, payload := range []string{`{"x":"\u0000"}`, `{"user":"a","user":"b"}`, `{"n":1e999999}`} {
+		ev := &event.Event{Headers: event.Headers{Name: "flowrepo.flow.created", ID: "e-" + payload}, Payload: json.RawMessage(payload)}
+		err := in.Handle(ctx, ev)
+		if err == nil || !errors.Is(err, auditlog.ErrInvalidEntry) || !bus.IsPermanent(err) {
+			t.Errorf("%s: %v (permanent %v), want a permanent ErrInvalidEntry", payload, err, bus.IsPermanent(err))
+		}
+	}
+	store.Close()
+	ev, _ := event.New("flowrepo.flow.created", json.RawMessage(`{"x":1}`))
+	if err := in.Handle(ctx, ev); err == nil || bus.IsPermanent(err) {
+		t.Errorf("a closed store: %v (permanent %v), want an error to retry", err, bus.IsPermanent(err))
+	}
+}

@@ -2,7 +2,9 @@
 // with AMQP topic wildcards, over a transport (bus/amqp, bus/nats,
 // bus/memory). Delivery is at-least-once: a handler's error or panic
 // retries the delivery after a backoff, and after the last attempt the
-// delivery is dead-lettered with the error, never dropped.
+// delivery is dead-lettered with the error, never dropped. A message that
+// is over the event-size limit or is no event, and an error marked
+// Permanent, are dead-lettered at once, with the reason.
 //
 // This package is what a service reads. What a transport implements is in
 // bus/driver.
@@ -15,6 +17,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -246,7 +249,30 @@ func (b *Bus) process(d driver.Delivery) {
 	}()
 	ctx := context.Background()
 	log := b.opts.logger
+	// A body over the event-size limit is refused before it is decoded,
+	// as Publish refuses it: what a handler sees is bounded by the limit,
+	// whatever the broker lets through.
+	if err := event.CheckSize(len(d.Body()), b.opts.maxSize); err != nil {
+		log.Warn("dead-lettering oversized message", "service", b.service, "bytes", len(d.Body()), "error", err)
+		if derr := d.DeadLetter(ctx, fmt.Errorf("refused: %w", err)); derr != nil {
+			log.Error("dead-letter failed", "service", b.service, "error", derr)
+		}
+		return
+	}
+	// JSON is UTF-8 (RFC 8259); a decoder would pass invalid bytes on to
+	// handlers and stores, or quietly replace them.
+	if !utf8.Valid(d.Body()) {
+		log.Warn("dead-lettering a message that is not UTF-8", "service", b.service, "bytes", len(d.Body()))
+		if derr := d.DeadLetter(ctx, errors.New("refused: the message is not valid UTF-8")); derr != nil {
+			log.Error("dead-letter failed", "service", b.service, "error", derr)
+		}
+		return
+	}
 	ev, err := event.Decode(d.Body())
+	if err == nil {
+		// Publish never sends such a name; no binding pattern matches it.
+		err = event.ValidateName(ev.Headers.Name)
+	}
 	if err != nil {
 		log.Warn("dead-lettering undecodable message", "service", b.service, "error", err)
 		if derr := d.DeadLetter(ctx, fmt.Errorf("decode: %w", err)); derr != nil {
@@ -310,6 +336,13 @@ func (b *Bus) settle(ctx context.Context, d driver.Delivery, ev *event.Event, he
 		return OutcomeAck
 	}
 	attempt := d.Attempt()
+	if IsPermanent(herr) {
+		log.Error("dead-lettering a delivery its handler refused for good", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
+		if err := d.DeadLetter(ctx, herr); err != nil {
+			log.Error("dead-letter failed", "service", b.service, "id", ev.Headers.ID, "error", err)
+		}
+		return OutcomeDeadLetter
+	}
 	if attempt >= b.opts.retry.MaxAttempts {
 		log.Error("dead-lettering after last attempt", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
 		if err := d.DeadLetter(ctx, herr); err != nil {
@@ -395,6 +428,30 @@ var ErrNotConfirmed = errors.New("bus: publish not confirmed yet")
 // ErrNoHandler is the error a delivery that matches no handler of the bus
 // is retried and finally dead-lettered with.
 var ErrNoHandler = errors.New("no handler")
+
+// Permanent marks err as a refusal that no retry changes (content the
+// handler will never accept): the delivery is dead-lettered at once with
+// err as its reason, instead of after the last attempt. Permanent(nil) is
+// nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error   { return e.error }
+func (e permanentError) Permanent() bool { return true }
+
+// IsPermanent reports whether err, or an error it wraps, has a method
+// Permanent() bool that returns true: an error from Permanent, or from a
+// package that marks its refusals so without importing bus.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
 
 type attemptKey struct{}
 

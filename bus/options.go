@@ -92,8 +92,11 @@ func WithPrefetch(n int) Option { return func(o *options) { o.prefetch = n } }
 // service's real queue (herald tail).
 func WithTemporaryQueue() Option { return func(o *options) { o.temporary = true } }
 
-// WithMaxEventSize sets the largest encoded event Publish accepts (default
-// event.DefaultMaxSize, 1 MiB).
+// WithMaxEventSize sets the largest encoded event Publish accepts and a
+// delivery may be (default event.DefaultMaxSize, 1 MiB): a larger delivery
+// is dead-lettered unread, with the reason, so a subscriber holds at most
+// prefetch × this many bytes of deliveries besides what the broker's own
+// message-size limit lets into the client library's buffers.
 func WithMaxEventSize(n int) Option { return func(o *options) { o.maxSize = n } }
 
 // WithTracerProvider has the bus trace its publishes and deliveries with

@@ -46,7 +46,8 @@ func On[T Typed](ctx context.Context, b *Bus, handler func(context.Context, T) e
 	return b.Subscribe(ctx, pattern, func(ctx context.Context, ev *event.Event) error {
 		var v T
 		if err := json.Unmarshal(ev.Payload, &v); err != nil {
-			return fmt.Errorf("decode %s into %T: %w", ev.Headers.Name, v, err)
+			// The same bytes every time: no retry decodes them.
+			return Permanent(fmt.Errorf("decode %s into %T: %w", ev.Headers.Name, v, err))
 		}
 		if s, ok := any(&v).(nameSetter); ok {
 			s.SetEventName(ev.Headers.Name)

@@ -71,10 +71,12 @@ func TestTypedPublishIsCheckedByTheCatalogue(t *testing.T) {
 	}
 }
 
-func TestPayloadThatDoesNotFitTheTypeFailsTheDelivery(t *testing.T) {
+// The same bytes never decode: the delivery is dead-lettered at once, not
+// after retries an hour apart.
+func TestPayloadThatDoesNotFitTheTypeIsDeadLetteredAtOnce(t *testing.T) {
 	br := newBroker(t)
 	pub := newBus(t, br.Connect(), bus.WithService("accounts"), bus.WithoutValidation())
-	sub := newBus(t, br.Connect(), bus.WithService("s"), bus.WithRetry(bus.RetryPolicy{MaxAttempts: 1}))
+	sub := newBus(t, br.Connect(), bus.WithService("s"), bus.WithRetry(bus.RetryPolicy{MaxAttempts: 5, InitialDelay: time.Hour}))
 	called := make(chan struct{}, 1)
 	if err := bus.On(context.Background(), sub, func(context.Context, oih.IAMUserCreated) error {
 		called <- struct{}{}
@@ -93,8 +95,8 @@ func TestPayloadThatDoesNotFitTheTypeFailsTheDelivery(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(dls) == 1 {
-			if !strings.Contains(dls[0].Error, "decode iam.user.created into oih.IAMUserCreated") {
-				t.Errorf("dead letter says %q, want the decode error", dls[0].Error)
+			if !strings.Contains(dls[0].Error, "decode iam.user.created into oih.IAMUserCreated") || dls[0].Attempts != 1 {
+				t.Errorf("dead letter says %q after %d attempts, want the decode error after 1", dls[0].Error, dls[0].Attempts)
 			}
 			break
 		}

@@ -112,10 +112,10 @@ func (e *Event) CloudEvent() (*CloudEvent, error) {
 	ext := make(map[string]json.RawMessage, len(e.Headers.Extra)+2)
 	user, tenant := e.Reserved()
 	if user != "" {
-		ext[CloudEventsUser] = json.RawMessage(strconv.Quote(user))
+		ext[CloudEventsUser] = jsonQuote(user)
 	}
 	if tenant != "" {
-		ext[CloudEventsTenant] = json.RawMessage(strconv.Quote(tenant))
+		ext[CloudEventsTenant] = jsonQuote(tenant)
 	}
 	var rest map[string]json.RawMessage
 	for k, v := range e.Headers.Extra {
@@ -146,7 +146,7 @@ func (e *Event) CloudEvent() (*CloudEvent, error) {
 		if err != nil {
 			return nil, err
 		}
-		ext[CloudEventsHeaders] = json.RawMessage(strconv.Quote(string(obj)))
+		ext[CloudEventsHeaders] = jsonQuote(string(obj))
 	}
 	if len(ext) > 0 {
 		c.Extensions = ext
@@ -190,10 +190,10 @@ func (c *CloudEvent) Event() (*Event, error) {
 		return nil
 	}
 	if c.Subject != "" {
-		extra["subject"] = json.RawMessage(strconv.Quote(c.Subject))
+		extra["subject"] = jsonQuote(c.Subject)
 	}
 	if c.DataSchema != "" {
-		extra["dataschema"] = json.RawMessage(strconv.Quote(c.DataSchema))
+		extra["dataschema"] = jsonQuote(c.DataSchema)
 	}
 	user, tenant := e.Reserved()
 	for k, v := range c.Extensions {
@@ -358,6 +358,15 @@ func (c *CloudEvent) UnmarshalJSON(body []byte) error {
 		c.Extensions[k] = v
 	}
 	return nil
+}
+
+// jsonQuote returns s as a JSON string, as encoding/json writes it
+// (invalid UTF-8 becomes U+FFFD). strconv.Quote is Go's syntax, not JSON's:
+// it writes \x escapes no JSON reader takes.
+func jsonQuote(s string) json.RawMessage {
+	var b bytes.Buffer
+	writeString(&b, s)
+	return b.Bytes()
 }
 
 // jsonString returns v's string when v is a JSON string.

@@ -235,3 +235,27 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidatePattern feeds arbitrary patterns to ValidatePattern, which
+// reads the patterns of configuration files and API callers: it must
+// never panic, and a pattern it accepts matches names as the reference
+// does and, without wildcards, matches itself.
+func FuzzValidatePattern(f *testing.F) {
+	for _, p := range []string{"#", "iam.#", "a.*.b", "a..b", "user*", "a.b.", ".a", "#.#.*", strings.Repeat("a.", 200) + "a", "é.a"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePattern(p) != nil {
+			return
+		}
+		if !HasWildcard(p) && !Match(p, p) {
+			t.Fatalf("valid pattern %q without wildcards does not match itself", p)
+		}
+		if strings.Count(p, ".") <= 12 {
+			name := strings.NewReplacer("*", "x", "#", "y").Replace(p)
+			if got, want := Match(p, name), referenceMatch(p, name); got != want {
+				t.Fatalf("Match(%q, %q) = %v, reference says %v", p, name, got, want)
+			}
+		}
+	})
+}

@@ -60,8 +60,7 @@ var cases = []struct {
 	{"HandlerErrorIsRetriedWithAttemptCount", (*suite).retry},
 	{"LastAttemptIsDeadLettered", (*suite).deadLetter},
 	{"PanicIsRetriedLikeAnError", (*suite).panics},
-	{"UndecodableMessageIsDeadLettered", (*suite).undecodable},
-	{"IDLessEventsGetKeyedIDsPerPublish", (*suite).keyedIDs},
+	{"HostileMessagesAreDeadLetteredWithTheirReason", (*suite).hostile},
 	{"TwoHandlersShareOneAck", (*suite).twoHandlers},
 	{"OrderPerPublisher", (*suite).order},
 	{"AsyncPublishesAreConfirmedAndArriveInOrder", (*suite).asyncOrder},
@@ -526,13 +525,35 @@ func (s *suite) panics(t *testing.T) {
 	}
 }
 
-func (s *suite) undecodable(t *testing.T) {
-	p := s.prefix("garbage")
-	svc := s.service("garbage")
-	pub := s.newBus(t, s.service("garbage-pub"))
-	sub := s.newBus(t, svc)
+// hostileMaxSize is the event-size limit of the hostile case's
+// subscriber: above the 100k-deep nesting (200 kB), below NATS's default
+// max_payload (1 MiB), so that every transport carries the oversized body
+// to the subscriber, which must refuse it.
+const hostileMaxSize = 256 << 10
+
+// hostile sends what a hostile or broken publisher can put on the bus,
+// through the transport (no validation on the way): each message is
+// dead-lettered on its first delivery with the reason, never handed to a
+// handler, never acked and dropped, never blocking the queue; events after
+// them are handled.
+func (s *suite) hostile(t *testing.T) {
+	p := s.prefix("hostile")
+	svc := s.service("hostile")
+	pub := s.newBus(t, s.service("hostile-pub"))
+	// Retries are slow and many: a refusal that waited for them would not
+	// be seen within the test's time.
+	sub := s.newBus(t, svc, bus.WithMaxEventSize(hostileMaxSize),
+		bus.WithRetry(bus.RetryPolicy{MaxAttempts: 10, InitialDelay: time.Hour, MaxDelay: time.Hour}))
 	col := newCollector()
-	subscribe(t, sub, p+".raw", col.handle)
+	// The handler's catalogue: names under p+".ok" only; anything else it
+	// refuses for good.
+	col.fail = func(ev *event.Event, _ int) error {
+		if !strings.HasPrefix(ev.Headers.Name, p+".ok") {
+			return bus.Permanent(fmt.Errorf("%w %q", catalog.ErrUnknownEvent, ev.Headers.Name))
+		}
+		return nil
+	}
+	subscribe(t, sub, p+".#", col.handle)
 
 	raw := s.transport(t)
 	t.Cleanup(func() {
@@ -542,33 +563,56 @@ func (s *suite) undecodable(t *testing.T) {
 			t.Errorf("close raw transport: %v", err)
 		}
 	})
-	bodies := [][]byte{
-		[]byte("this is not JSON {" + s.run),
-		[]byte(`{"payload":{"no":"headers","run":"` + s.run + `"}}`),
+	envelope := func(name, payload string) []byte {
+		return []byte(`{"headers":{"name":"` + name + `","id":"` + s.run + `-` + fmt.Sprint(rand.Uint32()) + `"},"payload":` + payload + `}`)
+	}
+	deep := strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)
+	hostile := []struct {
+		what, reason string
+		body         []byte
+	}{
+		{"not JSON", "decode", []byte("this is not JSON {" + s.run)},
+		{"no headers", "decode", []byte(`{"payload":{"no":"headers","run":"` + s.run + `"}}`)},
+		{"headers not an object", "decode", []byte(`{"headers":"` + s.run + `","payload":{}}`)},
+		{"an invalid name", "decode", envelope(p+".bad name!", `{}`)},
+		{"invalid UTF-8 in the payload", "UTF-8", envelope(p+".ok", "{\"a\":\"\xff\xfe\"}")},
+		{"invalid UTF-8 in a header", "UTF-8", []byte("{\"headers\":{\"name\":\"" + p + ".ok\",\"x\":\"\xc3\"},\"payload\":{\"run\":\"" + s.run + "\"}}")},
+		{"a payload over the size limit", "too large", envelope(p+".ok", `{"blob":"`+strings.Repeat("x", hostileMaxSize)+`"}`)},
+		{"100k-deep nesting", "depth", envelope(p+".ok", `{"deep":`+deep+`}`)},
+		{"a payload that is not an object", "decode", envelope(p+".ok", `[1,2]`)},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
-	for i, body := range bodies {
-		m := driver.Message{ID: fmt.Sprintf("%s-garbage-%d", s.run, i), Name: p + ".raw", Body: body, CreatedAt: time.Now()}
+	for i, h := range hostile {
+		m := driver.Message{ID: fmt.Sprintf("%s-hostile-%d", s.run, i), Name: p + ".ok", Body: h.body, CreatedAt: time.Now()}
 		if err := driver.PublishSync(ctx, raw, m); err != nil {
-			t.Fatalf("publish garbage through the transport: %v", err)
+			t.Fatalf("publish %s through the transport: %v", h.what, err)
 		}
 	}
-	// The queue is not blocked: an event published after the garbage is
-	// handled.
-	valid := publish(t, pub, p+".raw", nil).Headers.ID
+	// A valid event whose name the handler does not know: refused for
+	// good, so dead-lettered at once rather than after the retries.
+	uncatalogued := publish(t, pub, p+".uncatalogued", map[string]string{"run": s.run})
+	// The queue is not blocked: an event published after them is handled.
+	valid := publish(t, pub, p+".ok", map[string]string{"run": s.run}).Headers.ID
 	testkit.Eventually(t, defaultTimeout, func() error { return col.missing(valid) })
-	for _, body := range bodies {
-		dl := s.waitDeadLetter(t, sub, svc, "", body, defaultTimeout)
-		if dl.Attempts != 1 || dl.Name != p+".raw" || !strings.Contains(dl.Error, "decode") {
-			t.Errorf("dead letter of %q: name %q, error %q, attempts %d; want %q, a decode error, 1", body, dl.Name, dl.Error, dl.Attempts, p+".raw")
+
+	for _, h := range hostile {
+		dl := s.waitDeadLetter(t, sub, svc, "", h.body, defaultTimeout)
+		if dl.Attempts != 1 || !strings.Contains(dl.Error, h.reason) {
+			t.Errorf("dead letter of %s: error %q, attempts %d; want an error naming %q, on attempt 1", h.what, dl.Error, dl.Attempts, h.reason)
 		}
+	}
+	dl := s.waitDeadLetter(t, sub, svc, uncatalogued.Headers.ID, nil, defaultTimeout)
+	if dl.Attempts != 1 || !strings.Contains(dl.Error, "unknown event") || dl.Name != uncatalogued.Headers.Name {
+		t.Errorf("dead letter of the uncatalogued event: name %q, error %q, attempts %d; want %q, unknown event, 1", dl.Name, dl.Error, dl.Attempts, uncatalogued.Headers.Name)
 	}
 	closeBus(t, sub)
 	col.mu.Lock()
 	defer col.mu.Unlock()
-	if len(col.events) != 1 {
-		t.Errorf("handler ran %d times, want once (for the valid event only)", len(col.events))
+	for _, ev := range col.events {
+		if ev.Headers.ID != valid && ev.Headers.ID != uncatalogued.Headers.ID {
+			t.Errorf("a hostile message reached the handler: %s", ev)
+		}
 	}
 }
 

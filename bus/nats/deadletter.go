@@ -133,7 +133,10 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.Dea
 		if dl, ok := ctx.Deadline(); ok {
 			wait = max(min(wait, time.Until(dl)), time.Millisecond)
 		}
-		batch, err := cons.Fetch(int(min(pending-got, 256)), jetstream.FetchMaxWait(wait))
+		// A batch is bounded in bytes too: 256 dead letters of several MiB
+		// each would overrun the subscription's pending limit, and the rest
+		// of the batch would never arrive.
+		batch, err := cons.Fetch(int(min(pending-got, deadLetterBatch(t.nc.MaxPayload()))), jetstream.FetchMaxWait(wait))
 		if err != nil {
 			return nil, fmt.Errorf("read dead letters of %q: %w", queue, err)
 		}
@@ -157,6 +160,13 @@ func (t *Transport) DeadLetters(ctx context.Context, queue string) ([]driver.Dea
 		}
 	}
 	return out, nil
+}
+
+// deadLetterBatch is how many dead letters one fetch of DeadLetters asks
+// for: 256, or as many of the largest messages the server takes as fit in
+// 32 MiB (at least one).
+func deadLetterBatch(maxPayload int64) uint64 {
+	return uint64(min(256, max(1, (32<<20)/max(maxPayload, 1))))
 }
 
 func parseDeadLetter(msg jetstream.Msg) driver.DeadLetter {
