@@ -3,8 +3,6 @@ package httpapi
 import (
 	"bufio"
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,16 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/heraldhq/herald/auditlog"
-	"github.com/heraldhq/herald/auditlog/postgres"
 	"github.com/heraldhq/herald/iam"
 )
 
@@ -45,41 +39,6 @@ func TestIsolationUnderRandomisedQueriesOnSQLite(t *testing.T) {
 
 func TestIsolationUnderRandomisedQueriesOnPostgreSQL(t *testing.T) {
 	runIsolation(t, newPostgresStore(t))
-}
-
-// newPostgresStore opens a PostgreSQL store in a schema of the test's own,
-// dropped when the test ends; it skips without HERALD_TEST_POSTGRES_URL
-// (fails when HERALD_REQUIRE_SERVICES=1).
-func newPostgresStore(t *testing.T) auditlog.Store {
-	t.Helper()
-	base := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if base == "" {
-		msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-		}
-		t.Skip(msg)
-	}
-	var b [6]byte
-	crand.Read(b[:])
-	schema := "herald_isolation_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	s, err := postgres.Open(context.Background(), base, postgres.WithSchema(schema))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // tokenAuth authenticates a bearer token as one of a fixed set of users.

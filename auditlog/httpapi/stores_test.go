@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/postgres"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // forEachStore runs f as a subtest over each store: SQLite always, and
@@ -25,14 +25,7 @@ func forEachStore(t *testing.T, f func(t *testing.T, store auditlog.Store)) {
 // dropped when the test ends.
 func newPostgresStore(t *testing.T) auditlog.Store {
 	t.Helper()
-	url := os.Getenv("HERALD_TEST_POSTGRES_URL")
-	if url == "" {
-		msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
-		if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-		}
-		t.Skip(msg)
-	}
+	url := testkit.Need(t, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 	var b [6]byte
 	rand.Read(b[:])
 	schema := "herald_test_" + hex.EncodeToString(b[:])

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // The crash test: herald serve, the real binary, takes in a story that
@@ -97,7 +98,7 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 
 	sim := exec.Command(heraldBinary(t), "simulate", "--count", fmt.Sprint(killEvents), "--seed", fmt.Sprint(killSeed), "--output", "json")
 	sim.Env = append(cleanEnv(), env...)
-	var simOut, simErr lockedBuffer
+	var simOut, simErr testkit.Buffer
 	sim.Stdout, sim.Stderr = &simOut, &simErr
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
