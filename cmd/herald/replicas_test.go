@@ -175,14 +175,39 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	// Every audited event in, and nothing left for the audit log: the
 	// killed replica's deliveries have come back (on NATS after their
 	// AckWait) and been stored.
+	// A loaded machine (CI runs packages side by side) ingests slower, so
+	// the wait is for progress: it fails when neither the entries stored
+	// nor the queue moved for 90 s (longer than the redelivery wait of the
+	// killed replica's deliveries), or after 10 minutes in all.
 	var status statusReport
-	waitFor(t, 180*time.Second, "every audited event stored and the queue drained", func() bool {
-		if stored() < int64(audited) {
+	var last string
+	progress := time.Now()
+	waitFor(t, 10*time.Minute, "every audited event stored and the queue drained", func() bool {
+		n := stored()
+		if n < int64(audited) {
+			if now := fmt.Sprint(n); now != last {
+				last, progress = now, time.Now()
+			} else if time.Since(progress) > 90*time.Second {
+				t.Fatalf("no progress for 90 s: %d of %d audited events stored", n, audited)
+			}
+			time.Sleep(200 * time.Millisecond)
 			return false
 		}
 		status = replicaStatus(t, env)
 		q := status.Queue
-		return q != nil && q.Messages == 0 && (q.Unacked == nil || *q.Unacked == 0) && q.Retrying == 0
+		if q == nil {
+			return false
+		}
+		unacked := 0
+		if q.Unacked != nil {
+			unacked = *q.Unacked
+		}
+		if now := fmt.Sprint(n, q.Messages, unacked, q.Retrying); now != last {
+			last, progress = now, time.Now()
+		} else if time.Since(progress) > 90*time.Second {
+			t.Fatalf("no progress for 90 s: %d entries, queue %d ready, %d unacknowledged, %d retrying", n, q.Messages, unacked, q.Retrying)
+		}
+		return q.Messages == 0 && unacked == 0 && q.Retrying == 0
 	})
 	got := map[string]int{}
 	rows, err := db.Query(context.Background(), `SELECT name, count(*), count(DISTINCT id) FROM entries GROUP BY name`)
