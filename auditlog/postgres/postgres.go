@@ -209,10 +209,10 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 	return page, nil
 }
 
-// Rewrite edits the entries holding any of terms, in one transaction that
+// Rewrite edits the entries sel selects, in one transaction that
 // holds the append lock.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	return s.sql.Rewrite(ctx, terms, edit)
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	return s.sql.Rewrite(ctx, sel, edit)
 }
 
 // Prune deletes the content of entries received before before, keeping

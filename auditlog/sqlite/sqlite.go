@@ -113,6 +113,9 @@ func dsn(path string, o options, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Freed space is zeroed, so that an erased value does not stay in the
+	// file (docs/privacy.md).
+	q.Add("_pragma", "secure_delete(1)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -311,10 +314,10 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 	return s.sql.Query(ctx, q)
 }
 
-// Rewrite edits the entries holding any of terms, in one write
+// Rewrite edits the entries sel selects, in one write
 // transaction.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	return s.sql.Rewrite(ctx, terms, edit)
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	return s.sql.Rewrite(ctx, sel, edit)
 }
 
 // db starts the shared code's transactions: reads on the read-only pool,

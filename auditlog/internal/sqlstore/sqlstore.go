@@ -229,13 +229,13 @@ func queryInt(ctx context.Context, tx Tx, query string, args ...any) (int64, err
 }
 
 // Rewrite is auditlog.Store's Rewrite.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	for _, t := range terms {
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	for _, t := range sel.Terms {
 		if !auditlog.ValidPayloadKey(t.Key) {
 			return 0, fmt.Errorf("rewrite: %w: payload key %q", auditlog.ErrInvalidQuery, t.Key)
 		}
 	}
-	if len(terms) == 0 {
+	if len(sel.Terms) == 0 && len(sel.Names) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
 	tx, err := s.db.BeginWrite(ctx)
@@ -244,8 +244,25 @@ func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlo
 	}
 	defer tx.Rollback(ctx)
 	b := NewBuilder(s.d)
-	cond := s.d.Holds(b, terms, HoldsAny)
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+cond+` ORDER BY seq`, b.Args()...)
+	var conds []string
+	if len(sel.Terms) > 0 {
+		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
+	}
+	for _, in := range []struct {
+		col  string
+		vals []string
+	}{{"name", sel.Names}, {"id", sel.IDs}} {
+		col, vals := in.col, in.vals
+		if len(vals) == 0 {
+			continue
+		}
+		ph := make([]string, len(vals))
+		for i, v := range vals {
+			ph[i] = b.Arg(v)
+		}
+		conds = append(conds, col+` IN (`+strings.Join(ph, `, `)+`)`)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+strings.Join(conds, ` OR `)+` ORDER BY seq`, b.Args()...)
 	if err != nil {
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}

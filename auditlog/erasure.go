@@ -1,0 +1,649 @@
+package auditlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
+	"github.com/heraldhq/herald/catalog"
+	"github.com/heraldhq/herald/event"
+)
+
+// The events whose payload id and username name a user: where the audit
+// log learns the usernames (e-mail addresses) a deleted user is erased
+// by, when they come from IAM (TrustedIdentitySource).
+const (
+	UserCreated  = "iam.user.created"
+	UserModified = "iam.user.modified"
+	// TenantDeleted is followed, in OIH, by iam.user.deleted for each of
+	// the tenant's accounts; the audit log erases those users then.
+	TenantDeleted = "iam.tenant.deleted"
+	// SubjectErased is the entry the audit log records for each erasure
+	// (ErasureRecord).
+	SubjectErased = "audit-log.subject.erased"
+)
+
+// Redacted replaces erased values in the anonymise mode.
+const Redacted = "XXXXXXXXXX"
+
+// PseudonymPrefix starts every pseudonym (ErasurePseudonymise).
+const PseudonymPrefix = "pseudonym-"
+
+// ErasureMode is what replaces an erased value.
+type ErasureMode string
+
+// Erasure modes.
+const (
+	// ErasureAnonymise replaces every erased value with Redacted, as OIH
+	// does.
+	ErasureAnonymise ErasureMode = "anonymise"
+	// ErasurePseudonymise replaces the values of one user with one
+	// pseudonym, PseudonymPrefix and 20 hex digits of a keyed HMAC of the
+	// user's id: the same for all of their entries, so that an auditor
+	// can still tell that one person did these things, and not
+	// reversible without the erasure key.
+	ErasurePseudonymise ErasureMode = "pseudonymise"
+)
+
+// ParseErasureMode reads a mode's name.
+func ParseErasureMode(s string) (ErasureMode, error) {
+	switch m := ErasureMode(s); m {
+	case ErasureAnonymise, ErasurePseudonymise:
+		return m, nil
+	}
+	return "", fmt.Errorf("erasure mode %q: want %s or %s", s, ErasureAnonymise, ErasurePseudonymise)
+}
+
+// MinErasureKey is the shortest erasure key accepted, in bytes.
+const MinErasureKey = 16
+
+// ErasedValue is one identifier of an erased user, as the store keeps it
+// (ErasureState): a keyed digest, never the value.
+type ErasedValue struct {
+	// Digest is HMAC-SHA256(erasure key, "herald/erasure/v1" NUL value).
+	Digest []byte
+	// Replacement is what replaces the value in entries: Redacted, or the
+	// user's pseudonym.
+	Replacement string
+}
+
+// ErasureState is implemented by stores that keep the identifiers of
+// erased users, so that an entry naming one that is stored after the
+// erasure (redelivered, late in another replica's batch, POSTed) is
+// erased in turn. Both herald stores implement it.
+type ErasureState interface {
+	// RecordErased records values durably; recording a digest again
+	// keeps the first record.
+	RecordErased(ctx context.Context, values []ErasedValue) error
+	// Erased returns, of digests, those recorded, with their
+	// replacements, keyed by string(digest).
+	Erased(ctx context.Context, digests [][]byte) (map[string]string, error)
+}
+
+// Scrubber is implemented by stores that can remove the old bytes of
+// rewritten entries from their files after an erasure (SQLite: a WAL
+// checkpoint that truncates the WAL; secure_delete zeroes freed cells).
+type Scrubber interface {
+	Scrub(ctx context.Context) error
+}
+
+// ErasureConfig configures an Eraser.
+type ErasureConfig struct {
+	Store Store
+	// Catalog says where events hold personal data (x-personal); nil is
+	// catalog.Default().
+	Catalog *catalog.Catalog
+	// Key keys the digests and pseudonyms: at least MinErasureKey bytes,
+	// shared by every replica of the log.
+	Key  []byte
+	Mode ErasureMode // default ErasureAnonymise
+	// Metrics, Logger and OnCommit as in IngestConfig: OnCommit is called
+	// after an erasure record is stored.
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	OnCommit func()
+	// Now is the time of erasure records (default time.Now).
+	Now func() time.Time
+}
+
+// Eraser erases deleted users from the log (GDPR): it records them in the
+// store (ErasureState) and rewrites every entry that names them, before or
+// after the deletion. See docs/privacy.md.
+type Eraser struct {
+	cfg ErasureConfig
+}
+
+// NewEraser checks cfg and returns an Eraser.
+func NewEraser(cfg ErasureConfig) (*Eraser, error) {
+	if len(cfg.Key) < MinErasureKey {
+		return nil, fmt.Errorf("erasure key: %d bytes, want at least %d", len(cfg.Key), MinErasureKey)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ErasureAnonymise
+	}
+	if _, err := ParseErasureMode(string(cfg.Mode)); err != nil {
+		return nil, err
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = catalog.Default()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Eraser{cfg: cfg}, nil
+}
+
+// Mode is the eraser's mode.
+func (x *Eraser) Mode() ErasureMode { return x.cfg.Mode }
+
+func (x *Eraser) mac(domain, value string) []byte {
+	m := hmac.New(sha256.New, x.cfg.Key)
+	m.Write([]byte(domain))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return m.Sum(nil)
+}
+
+// digest is what the store keeps of an erased value.
+func (x *Eraser) digest(value string) []byte { return x.mac("herald/erasure/v1", value) }
+
+// SubjectRef is how the log names an erased user without naming them:
+// "subject-" and 32 hex digits of HMAC-SHA256(key, "herald/subject/v1" NUL
+// id). Whoever holds the key can compute it for an id and find the
+// user's erasure record; nobody else can tell whose it is.
+func (x *Eraser) SubjectRef(userID string) string {
+	return "subject-" + hex.EncodeToString(x.mac("herald/subject/v1", userID)[:16])
+}
+
+// replacement is what replaces userID's values.
+func (x *Eraser) replacement(userID string) string {
+	if x.cfg.Mode == ErasurePseudonymise {
+		return PseudonymPrefix + hex.EncodeToString(x.mac("herald/pseudonym/v1", userID)[:10])
+	}
+	return Redacted
+}
+
+// TrustedIdentitySource reports whether e may teach the audit log a
+// user's identity or have a user erased: an iam.user.created, modified or
+// deleted, or iam.tenant.deleted, whose serviceName is its owning
+// service's (IAM writes "accounts"; the catalogue's service id "iam" is
+// accepted too). A non-admin's POST /logs has their own name as
+// serviceName, so it never is; the bus and an admin's POST may be.
+func TrustedIdentitySource(e Entry, cat *catalog.Catalog) bool {
+	switch e.Name {
+	case UserCreated, UserModified, UserDeleted, TenantDeleted:
+	default:
+		return false
+	}
+	if cat == nil {
+		cat = catalog.Default()
+	}
+	c, ok := cat.Lookup(e.Name)
+	if !ok {
+		return false
+	}
+	return e.ServiceName != "" && (e.ServiceName == c.Service || slices.Contains(c.ServiceNames, e.ServiceName))
+}
+
+// topKeys are the top-level payload keys an entry names a user under when
+// its event is not catalogued: user, id, account and username, as OIH's
+// IAM writes them.
+var topKeys = []string{"user", "id", "account", "username"}
+
+// searchKeys are the payload keys Rewrite looks erased values up by:
+// topKeys and every catalogued top-level personal field.
+func (x *Eraser) searchKeys() []string {
+	keys := append(slices.Clone(topKeys), x.cfg.Catalog.PersonalKeys()...)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// references returns the values by which e may name a user: its user
+// column, its top-level strings under searchKeys, and the string values of
+// its event's catalogued personal fields, nested ones too. An entry names
+// an erased user when one of these is an identifier of theirs; both the
+// erasure (through Rewrite) and the check of later entries (Check) use
+// this one rule, so that order does not matter.
+func (x *Eraser) references(e Entry) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && s != Redacted && !strings.HasPrefix(s, PseudonymPrefix) {
+			out = append(out, s)
+		}
+	}
+	add(e.User)
+	fs, err := jsonobj.Fields(e.Payload)
+	if err == nil {
+		keys := x.searchKeys()
+		for _, f := range fs {
+			if v, ok := jsonobj.String(f.Raw); ok && slices.Contains(keys, f.Key) {
+				add(v)
+			}
+		}
+	}
+	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && len(c.Personal) > 0 {
+		if doc, err := parseDocument(e.Payload); err == nil {
+			doc.walk("", func(p string, n *node) error {
+				if n.kind == KindString && personalAt(c.Personal, p) != "" {
+					add(string(n.value))
+				}
+				return nil
+			})
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// personalAt returns the kind of the personal field at payload pointer p,
+// or "".
+func personalAt(fs []catalog.PersonalField, p string) string {
+	if p == "" {
+		return ""
+	}
+	toks := strings.Split(p[1:], "/")
+	for i, t := range toks {
+		toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+	}
+	for _, f := range fs {
+		if f.Matches(toks) {
+			return f.Kind
+		}
+	}
+	return ""
+}
+
+// redact is the Edit of an erasure of the identifiers in values (value:
+// replacement). An entry that references one of them (references) has
+// every string of its content equal to one replaced, at any depth, its
+// user column too, and, as it concerns that user, every catalogued
+// personal field that is not a user id and every set top-level username
+// (OIH redacts a username whenever it is truthy). Values are replaced
+// through Erase, so the leaf hash and every proof stay valid.
+func (x *Eraser) redact(values map[string]string) Edit {
+	return func(e *Entry) (bool, error) {
+		var hit string
+		for _, v := range x.references(*e) {
+			if r, ok := values[v]; ok {
+				hit = r
+				break
+			}
+		}
+		if hit == "" || e.ContentHash != nil {
+			// Not theirs; or pruned, with no content left to erase.
+			return false, nil
+		}
+		doc, err := document(*e)
+		if err != nil {
+			return false, fmt.Errorf("entry %s: %w", e.ID, err)
+		}
+		var personal []catalog.PersonalField
+		if c, ok := x.cfg.Catalog.Lookup(e.Name); ok {
+			personal = c.Personal
+		}
+		groups := map[string][]string{} // replacement: pointers
+		doc.walk("", func(p string, n *node) error {
+			if !n.kind.scalar() {
+				return nil
+			}
+			v := string(n.value)
+			if n.kind == KindString {
+				if v == Redacted || strings.HasPrefix(v, PseudonymPrefix) {
+					return nil
+				}
+				if r, ok := values[v]; ok {
+					groups[r] = append(groups[r], p)
+					return nil
+				}
+			}
+			pp, inPayload := strings.CutPrefix(p, "/payload")
+			if !inPayload {
+				return nil
+			}
+			if k := personalAt(personal, pp); k != "" && k != catalog.PersonalUserID && isSetNode(n) {
+				groups[hit] = append(groups[hit], p)
+			} else if pp == "/username" && isSetNode(n) {
+				groups[hit] = append(groups[hit], p)
+			}
+			return nil
+		})
+		changed := false
+		for r, ps := range groups {
+			if e.Seed == nil && e.Salts == nil {
+				// Appended before entries had seeds, and not yet sealed:
+				// the integrator seals the redacted content.
+				for _, p := range ps {
+					*doc.find(p) = node{kind: KindString, value: []byte(r)}
+				}
+				var pb bytes.Buffer
+				doc.kids[1].encode(&pb)
+				e.Payload = pb.Bytes()
+				if len(e.Headers) > 0 {
+					var hb bytes.Buffer
+					doc.kids[0].encode(&hb)
+					e.Headers = hb.Bytes()
+				}
+			} else if err := Erase(e, ps, r); err != nil {
+				return false, err
+			}
+			changed = true
+		}
+		if r, ok := values[e.User]; ok && e.User != "" {
+			e.User = r
+			changed = true
+		}
+		return changed, nil
+	}
+}
+
+// isSetNode reports whether a scalar is truthy in JavaScript's sense:
+// not null, false, "" or zero.
+func isSetNode(n *node) bool {
+	switch n.kind {
+	case KindNull:
+		return false
+	case KindBool:
+		return string(n.value) == "true"
+	case KindString:
+		return len(n.value) > 0
+	case KindNumber:
+		return string(n.value) != "0"
+	}
+	return true
+}
+
+// Usernames returns the usernames in the payloads of userID's
+// iam.user.created and iam.user.modified entries (those whose payload id
+// is userID) that came from IAM (TrustedIdentitySource), sorted, without
+// repeats and without erased ones.
+func Usernames(ctx context.Context, s Store, cat *catalog.Catalog, userID string) ([]string, error) {
+	if userID == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, name := range []string{UserCreated, UserModified} {
+		q := Query{Name: name, Payload: map[string]string{"id": userID}, Order: BySeq, Limit: 1000}
+		for {
+			p, err := s.Query(ctx, q)
+			if err != nil {
+				return nil, fmt.Errorf("usernames of %s: %w", userID, err)
+			}
+			for _, e := range p.Entries {
+				if u := usernameOf(e, cat); u != "" {
+					out = append(out, u)
+				}
+			}
+			if p.Next == nil {
+				break
+			}
+			q.After, q.SkipTotal = p.Next, true
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// usernameOf returns the username a trusted user event teaches, or "".
+func usernameOf(e Entry, cat *catalog.Catalog) string {
+	if (e.Name != UserCreated && e.Name != UserModified) || !TrustedIdentitySource(e, cat) {
+		return ""
+	}
+	var p struct {
+		Username json.RawMessage `json:"username"`
+	}
+	if json.Unmarshal(e.Payload, &p) != nil {
+		return ""
+	}
+	var u string
+	if json.Unmarshal(p.Username, &u) != nil || u == "" || u == Redacted || strings.HasPrefix(u, PseudonymPrefix) {
+		return ""
+	}
+	return u
+}
+
+// payloadID returns the string id of e's payload, or "".
+func payloadID(e Entry) string {
+	var p struct {
+		ID json.RawMessage `json:"id"`
+	}
+	var id string
+	if json.Unmarshal(e.Payload, &p) != nil || json.Unmarshal(p.ID, &id) != nil {
+		return ""
+	}
+	return id
+}
+
+// record records values in the store's erasure state, when it keeps one.
+func (x *Eraser) record(ctx context.Context, values map[string]string) error {
+	st, ok := x.cfg.Store.(ErasureState)
+	if !ok || len(values) == 0 {
+		return nil
+	}
+	out := make([]ErasedValue, 0, len(values))
+	for v, r := range values {
+		out = append(out, ErasedValue{Digest: x.digest(v), Replacement: r})
+	}
+	return st.RecordErased(ctx, out)
+}
+
+// rewrite erases values from every stored entry that references one:
+// found by their top-level terms, or by name for the events whose
+// catalogued personal fields are nested, or by id.
+func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []string) (int64, error) {
+	sel := Selection{IDs: ids}
+	for _, k := range x.searchKeys() {
+		for v := range values {
+			sel.Terms = append(sel.Terms, Term{k, v})
+		}
+	}
+	if len(values) > 0 {
+		sel.Names = x.cfg.Catalog.NestedPersonal()
+	}
+	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
+		return 0, nil
+	}
+	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values))
+}
+
+// EraseUser erases userID from the log, for the deletion entry trigger
+// (an iam.user.deleted the caller has checked it may act on): it
+// records the id, learns the user's usernames from IAM's entries,
+// records them, then rewrites every entry that references any of them,
+// in that order, so that an entry committed meanwhile is either seen by
+// the rewrite or, through Check, sees the record. Then it scrubs the
+// store's files and appends the erasure's record (ErasureRecord). It
+// returns the number of entries changed. Running it again changes
+// nothing.
+func (x *Eraser) EraseUser(ctx context.Context, userID string, trigger Entry) (int64, error) {
+	if userID == "" {
+		return 0, nil
+	}
+	r := x.replacement(userID)
+	values := map[string]string{userID: r}
+	if err := x.record(ctx, values); err != nil {
+		return 0, fmt.Errorf("erase a user: record the erasure: %w", err)
+	}
+	names, err := Usernames(ctx, x.cfg.Store, x.cfg.Catalog, userID)
+	if err != nil {
+		return 0, fmt.Errorf("erase a user: %w", err)
+	}
+	learned := map[string]string{}
+	for _, u := range names {
+		values[u], learned[u] = r, r
+	}
+	if err := x.record(ctx, learned); err != nil {
+		return 0, fmt.Errorf("erase a user: record the erasure: %w", err)
+	}
+	n, err := x.rewrite(ctx, values, nil)
+	if err != nil {
+		return 0, fmt.Errorf("erase a user: %w", err)
+	}
+	x.scrub(ctx, n)
+	if err := x.appendRecord(ctx, userID, n, trigger); err != nil {
+		return n, err
+	}
+	if x.cfg.Metrics != nil {
+		x.cfg.Metrics.Anonymised.Add(float64(n))
+	}
+	x.cfg.Logger.Info("erased a deleted user's entries", "subject", x.SubjectRef(userID), "entries", n, "mode", x.cfg.Mode, "trigger", trigger.ID)
+	return n, nil
+}
+
+// scrub has the store remove the old bytes of the n entries rewritten.
+func (x *Eraser) scrub(ctx context.Context, n int64) {
+	s, ok := x.cfg.Store.(Scrubber)
+	if !ok || n == 0 {
+		return
+	}
+	if err := s.Scrub(ctx); err != nil {
+		// The values are erased from every entry; old bytes stay in the
+		// store's files until its next checkpoint.
+		x.cfg.Logger.Warn("erasure: scrubbing the store's files failed; old bytes remain until the next checkpoint", "error", err)
+	}
+}
+
+// ErasureRecord is the payload of the audit-log.subject.erased entry
+// each erasure appends: which user (by SubjectRef, never in clear), how
+// many entries were changed, and which event asked for it.
+type ErasureRecord struct {
+	Subject string      `json:"subject"`
+	Entries int64       `json:"entries"`
+	Trigger string      `json:"trigger"`
+	Mode    ErasureMode `json:"mode"`
+}
+
+// appendRecord appends the erasure's record, with an id derived from the
+// trigger's: a redelivered deletion adds no second record.
+func (x *Eraser) appendRecord(ctx context.Context, userID string, n int64, trigger Entry) error {
+	rec := ErasureRecord{Subject: x.SubjectRef(userID), Entries: n, Trigger: trigger.ID, Mode: x.cfg.Mode}
+	payload, _ := json.Marshal(rec)
+	ev, err := event.New(SubjectErased, payload)
+	if err != nil {
+		return err
+	}
+	ev.Headers.ServiceName = QueueName
+	ev.Headers.ID = "erasure-" + hex.EncodeToString(x.mac("herald/erasure-record/v1", trigger.ID+"\x00"+userID)[:16])
+	now := x.cfg.Now()
+	ev.Headers.CreatedAt = now
+	e, err := EntryFromEvent(ev, now, x.cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	added, err := x.cfg.Store.Append(ctx, []Entry{e})
+	if err != nil {
+		return fmt.Errorf("erase a user: record the erasure in the log: %w", err)
+	}
+	if added > 0 && x.cfg.OnCommit != nil {
+		x.cfg.OnCommit()
+	}
+	return nil
+}
+
+// Check erases, in entries just committed, the values of users erased
+// before (ErasureState): an entry redelivered after a user's deletion, in
+// another replica's batch, or POSTed later. An identity event among them
+// (TrustedIdentitySource) whose user is erased teaches that user's
+// username, which is recorded and erased from the whole log. It returns
+// the number of entries changed.
+func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
+	st, ok := x.cfg.Store.(ErasureState)
+	if !ok {
+		return 0, nil
+	}
+	refs := map[string]string{} // string(digest): value
+	for _, e := range entries {
+		if e.Name == SubjectErased {
+			continue
+		}
+		for _, v := range x.references(e) {
+			refs[string(x.digest(v))] = v
+		}
+	}
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	digests := make([][]byte, 0, len(refs))
+	for d := range refs {
+		digests = append(digests, []byte(d))
+	}
+	found, err := st.Erased(ctx, digests)
+	if err != nil || len(found) == 0 {
+		return 0, err
+	}
+	values := map[string]string{}
+	for d, r := range found {
+		values[refs[d]] = r
+	}
+	var ids []string
+	learned := map[string]string{}
+	for _, e := range entries {
+		hit := false
+		for _, v := range x.references(e) {
+			if _, ok := values[v]; ok {
+				hit = true
+			}
+		}
+		if !hit {
+			continue
+		}
+		ids = append(ids, e.ID)
+		if r, ok := values[payloadID(e)]; ok {
+			if u := usernameOf(e, x.cfg.Catalog); u != "" {
+				if _, known := values[u]; !known {
+					learned[u] = r
+				}
+			}
+		}
+	}
+	if err := x.record(ctx, learned); err != nil {
+		return 0, fmt.Errorf("erase entries of erased users: %w", err)
+	}
+	for u, r := range learned {
+		values[u] = r
+	}
+	var n int64
+	if len(learned) > 0 {
+		// Entries stored before with the newly learned username.
+		if n, err = x.rewrite(ctx, learned, nil); err != nil {
+			return 0, fmt.Errorf("erase entries of erased users: %w", err)
+		}
+	}
+	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values))
+	if err != nil {
+		return n, fmt.Errorf("erase entries of erased users: %w", err)
+	}
+	n += m
+	x.scrub(ctx, n)
+	if x.cfg.Metrics != nil {
+		x.cfg.Metrics.Anonymised.Add(float64(n))
+	}
+	x.cfg.Logger.Info("erased entries of erased users stored after the erasure", "entries", n)
+	return n, nil
+}
+
+// Posted erases what an entry stored through POST /logs calls for: the
+// values of users erased before (Check), and, when an admin posted an
+// iam.user.deleted from IAM (TrustedIdentitySource), that user. A
+// non-admin's POST never erases anyone.
+func (x *Eraser) Posted(ctx context.Context, e Entry, admin bool) error {
+	if _, err := x.Check(ctx, []Entry{e}); err != nil {
+		return err
+	}
+	if !admin || e.Name != UserDeleted || !TrustedIdentitySource(e, x.cfg.Catalog) {
+		return nil
+	}
+	_, err := x.EraseUser(ctx, payloadID(e), e)
+	return err
+}
