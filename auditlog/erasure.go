@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -646,4 +649,37 @@ func (x *Eraser) Posted(ctx context.Context, e Entry, admin bool) error {
 	}
 	_, err := x.EraseUser(ctx, payloadID(e), e)
 	return err
+}
+
+// LoadOrCreateErasureKey reads the erasure key from path (its content,
+// surrounding space trimmed), creating a random one (32 bytes, in hex,
+// mode 0600) when the file does not exist. It reports whether it created
+// it.
+func LoadOrCreateErasureKey(path string) ([]byte, bool, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k := bytes.TrimSpace(b)
+		if len(k) < MinErasureKey {
+			return nil, false, fmt.Errorf("erasure key %s: %d bytes, want at least %d", path, len(k), MinErasureKey)
+		}
+		return k, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, false, fmt.Errorf("erasure key: %w", err)
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw) // never fails (crypto/rand)
+	k := []byte(hex.EncodeToString(raw))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("create erasure key: %w", err)
+	}
+	if _, err := f.Write(append(k, '\n')); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("write erasure key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, false, fmt.Errorf("write erasure key: %w", err)
+	}
+	return k, true, nil
 }

@@ -110,6 +110,10 @@ type Config struct {
 	// durably, before the answer is written: an Ingester's Record, which
 	// group-commits concurrent reads. Nil records no read.
 	RecordRead func(ctx context.Context, ev *event.Event) error
+	// Erase, when set, is called with each entry POST /logs stored, and
+	// whether an admin posted it, before the answer is written: the
+	// audit log's erasure of deleted users (auditlog.Eraser.Posted).
+	Erase func(ctx context.Context, e auditlog.Entry, admin bool) error
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's

@@ -241,6 +241,12 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		a.internalError(w, r, "store the event", err)
 		return
 	}
+	if n == 1 && a.cfg.Erase != nil {
+		if err := a.cfg.Erase(r.Context(), entry, u.Admin()); err != nil {
+			a.internalError(w, r, "erase deleted users' values", err)
+			return
+		}
+	}
 	stored, found, err := a.findStored(r, entry.ID)
 	if err != nil {
 		a.internalError(w, r, "read the stored event back", err)
@@ -271,7 +277,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 
 // samePayload reports whether a posted payload is the one stored: the
 // same top-level keys with equal JSON values, where a stored value that
-// anonymisation replaced matches whatever was posted (a retry of an
+// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was posted (a retry of an
 // event whose user has since been deleted is still the same event).
 func samePayload(stored, posted json.RawMessage) bool {
 	var s, p map[string]json.RawMessage
@@ -284,7 +290,7 @@ func samePayload(stored, posted json.RawMessage) bool {
 		if !ok {
 			return false
 		}
-		if bytes.Equal(sv, redacted) {
+		if bytes.Equal(sv, redacted) || bytes.HasPrefix(sv, []byte(`"`+auditlog.PseudonymPrefix)) {
 			continue
 		}
 		var a, b any

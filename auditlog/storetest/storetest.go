@@ -764,6 +764,10 @@ func testUsernames(t *testing.T, s auditlog.Store) {
 		entry("not-a-user-event", "iam.token.created", at(21), map[string]any{"id": deleted, "username": "ignored@example.com"}),
 		entry("not-a-string", "iam.user.modified", at(22), map[string]any{"id": deleted, "username": 12}),
 	)
+	// Pushed by someone other than IAM (POST /logs by a non-admin).
+	pushed := entry("pushed", "iam.user.created", at(23), map[string]any{"id": deleted, "username": "victim@example.com"})
+	pushed.ServiceName = "mallory@example.com"
+	mustAppend(t, s, pushed)
 	tests := map[string][]string{
 		deleted: {deletedMail2, deletedMail},
 		other:   {otherMail},
