@@ -554,16 +554,15 @@ func (x *Eraser) appendRecord(ctx context.Context, userID string, n int64, trigg
 	return nil
 }
 
-// Check erases, in entries just committed, the values of users erased
-// before (ErasureState): an entry redelivered after a user's deletion, in
-// another replica's batch, or POSTed later. An identity event among them
-// (TrustedIdentitySource) whose user is erased teaches that user's
-// username, which is recorded and erased from the whole log. It returns
-// the number of entries changed.
-func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
+// lookup finds, among entries, those that reference an erased user
+// (ErasureState): it returns the erased values they hold (value:
+// replacement), the indexes of the entries, and the usernames identity
+// events among them teach of erased users (TrustedIdentitySource), which
+// it records. Nothing found is nil, nil, nil.
+func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned map[string]string, hits []int, err error) {
 	st, ok := x.cfg.Store.(ErasureState)
 	if !ok {
-		return 0, nil
+		return nil, nil, nil, nil
 	}
 	refs := map[string]string{} // string(digest): value
 	for _, e := range entries {
@@ -575,7 +574,7 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 		}
 	}
 	if len(refs) == 0 {
-		return 0, nil
+		return nil, nil, nil, nil
 	}
 	digests := make([][]byte, 0, len(refs))
 	for d := range refs {
@@ -583,25 +582,18 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 	}
 	found, err := st.Erased(ctx, digests)
 	if err != nil || len(found) == 0 {
-		return 0, err
+		return nil, nil, nil, err
 	}
-	values := map[string]string{}
+	values = map[string]string{}
 	for d, r := range found {
 		values[refs[d]] = r
 	}
-	var ids []string
-	learned := map[string]string{}
-	for _, e := range entries {
-		hit := false
-		for _, v := range x.references(e) {
-			if _, ok := values[v]; ok {
-				hit = true
-			}
-		}
-		if !hit {
+	learned = map[string]string{}
+	for i, e := range entries {
+		if e.Name == SubjectErased || !slices.ContainsFunc(x.references(e), func(v string) bool { _, ok := values[v]; return ok }) {
 			continue
 		}
-		ids = append(ids, e.ID)
+		hits = append(hits, i)
 		if r, ok := values[payloadID(e)]; ok {
 			if u := usernameOf(e, x.cfg.Catalog); u != "" {
 				if _, known := values[u]; !known {
@@ -611,10 +603,64 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 		}
 	}
 	if err := x.record(ctx, learned); err != nil {
-		return 0, fmt.Errorf("erase entries of erased users: %w", err)
+		return nil, nil, nil, err
 	}
 	for u, r := range learned {
 		values[u] = r
+	}
+	return values, learned, hits, nil
+}
+
+// Prepare erases, in entries about to be appended, the values of users
+// erased before: so that an entry redelivered after a user's erasure, or
+// late in another replica's batch, is never stored in clear. A username
+// learned from them is erased from the entries stored before. Check,
+// after the commit, catches an erasure that committed meanwhile.
+func (x *Eraser) Prepare(ctx context.Context, entries []Entry) error {
+	values, learned, hits, err := x.lookup(ctx, entries)
+	if err != nil {
+		return fmt.Errorf("erase values of erased users in new entries: %w", err)
+	}
+	if len(learned) > 0 {
+		n, err := x.rewrite(ctx, learned, nil)
+		if err != nil {
+			return fmt.Errorf("erase values of erased users: %w", err)
+		}
+		x.count(n)
+	}
+	redact := x.redact(values)
+	var n int64
+	for _, i := range hits {
+		changed, err := redact(&entries[i])
+		if err != nil {
+			return fmt.Errorf("erase values of erased users in new entries: %w", err)
+		}
+		if changed {
+			n++
+		}
+	}
+	x.count(n)
+	return nil
+}
+
+// count adds n to the entries anonymised.
+func (x *Eraser) count(n int64) {
+	if x.cfg.Metrics != nil && n > 0 {
+		x.cfg.Metrics.Anonymised.Add(float64(n))
+	}
+}
+
+// Check erases, in entries just committed, the values of users erased
+// before (ErasureState), and, as Prepare does, the usernames that
+// identity events among them teach. It is what makes the order of an
+// erasure and a commit irrelevant: an entry committed before an erasure
+// recorded its user is found by the erasure's rewrite; one committed
+// after, finds the record here. It returns the number of entries
+// changed.
+func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
+	values, learned, hits, err := x.lookup(ctx, entries)
+	if err != nil || len(hits) == 0 {
+		return 0, err
 	}
 	var n int64
 	if len(learned) > 0 {
@@ -623,16 +669,20 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 			return 0, fmt.Errorf("erase entries of erased users: %w", err)
 		}
 	}
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = entries[h].ID
+	}
 	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values))
 	if err != nil {
 		return n, fmt.Errorf("erase entries of erased users: %w", err)
 	}
 	n += m
-	x.scrub(ctx, n)
-	if x.cfg.Metrics != nil {
-		x.cfg.Metrics.Anonymised.Add(float64(n))
+	if n > 0 {
+		x.scrub(ctx, n)
+		x.count(n)
+		x.cfg.Logger.Info("erased entries of erased users stored after the erasure", "entries", n)
 	}
-	x.cfg.Logger.Info("erased entries of erased users stored after the erasure", "entries", n)
 	return n, nil
 }
 

@@ -267,12 +267,22 @@ func (in *Ingester) flush(batch []ingestReq) {
 	}
 }
 
-// commit writes entries, then erases in them the values of users erased
-// meanwhile (Eraser.Check), then announces the commit (OnCommit): a live
+// commit erases in entries the values of users erased before
+// (Eraser.Prepare), writes them, then erases what an erasure that
+// committed meanwhile calls for (Eraser.Check), then announces the commit (OnCommit): a live
 // reader woken by it finds the entries already anonymised. A failure of
 // either step has the deliveries retried; entries a failed anonymisation
 // left stored are announced all the same, as they can be read.
 func (in *Ingester) commit(entries []Entry) error {
+	if in.cfg.Eraser != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := in.cfg.Eraser.Prepare(ctx, entries)
+		cancel()
+		if err != nil {
+			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
+			return err
+		}
+	}
 	n, err := in.append(entries)
 	if err != nil {
 		return err

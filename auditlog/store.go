@@ -173,7 +173,8 @@ type Store interface {
 	// headers are not a JSON object, or whose content Seal refuses, fails
 	// the whole batch with an error wrapping ErrInvalidEntry. Entries
 	// without a LeafHash are sealed; the seed and leaf hash are stored
-	// with the entry. New entries get seqs above every stored one,
+	// with the entry, and so are the salts and kept commitments of an
+	// entry erased before it was appended (Eraser.Prepare). New entries get seqs above every stored one,
 	// committed in seq order, and no leaf index: the integrator gives it.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an

@@ -16,7 +16,7 @@ func withEraser(e **auditlog.Eraser) func(*Config) {
 			panic(err)
 		}
 		*e = x
-		c.Erase = x.Posted
+		c.Eraser = x
 	}
 }
 

@@ -236,13 +236,21 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	if a.cfg.Eraser != nil {
+		batch := []auditlog.Entry{entry}
+		if err := a.cfg.Eraser.Prepare(r.Context(), batch); err != nil {
+			a.internalError(w, r, "erase deleted users' values", err)
+			return
+		}
+		entry = batch[0]
+	}
 	n, err := a.cfg.Store.Append(r.Context(), []auditlog.Entry{entry})
 	if err != nil {
 		a.internalError(w, r, "store the event", err)
 		return
 	}
-	if n == 1 && a.cfg.Erase != nil {
-		if err := a.cfg.Erase(r.Context(), entry, u.Admin()); err != nil {
+	if n == 1 && a.cfg.Eraser != nil {
+		if err := a.cfg.Eraser.Posted(r.Context(), entry, u.Admin()); err != nil {
 			a.internalError(w, r, "erase deleted users' values", err)
 			return
 		}

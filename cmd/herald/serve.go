@@ -213,7 +213,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	}
 	api := auditAPI(store, auth, reg, b, feed, watch, log)
 	api = withIntegrity(api, signer, ingester, o.auditReads)
-	api.Erase = eraser.Posted
+	api.Eraser = eraser
 	base := "http://" + displayAddr(ln.Addr().String())
 	printBanner(stdout, base, o.describeBroker(brokerURL), storeAt.describe(), authDesc, patterns, integrityBanner(base, signer, keyDesc))
 	return serveHTTP(ctx, ln, httpapi.New(api), feed.Close, log)

@@ -305,7 +305,7 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 		b := NewBuilder(s.d)
 		values := make([]string, len(part))
 		for i, e := range part {
-			salts, erased, err := encodeCommitments(e)
+			salts, erased, err := EncodeCommitments(e)
 			if err != nil {
 				return fmt.Errorf("entry %s: %w", e.ID, err)
 			}
@@ -329,9 +329,9 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 	return nil
 }
 
-// encodeCommitments is how the salts and erased columns hold an entry's
+// EncodeCommitments is how the salts and erased columns hold an entry's
 // explicit salts and kept commitments: JSON, or NULL when there are none.
-func encodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
+func EncodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
 	if e.Salts != nil {
 		b, err := json.Marshal(e.Salts)
 		if err != nil {
