@@ -418,3 +418,50 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 		t.Errorf("report %+v: want every entry integrated", r)
 	}
 }
+
+// testTenantErasure: OIH deletes a tenant after each of its accounts,
+// each with its iam.user.deleted; every user of the tenant ends up erased,
+// the tenant's entries that name no user are kept, and iam.tenant.deleted
+// erases nothing by itself.
+func testTenantErasure(t *testing.T, s auditlog.Store) {
+	in := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	h := func(name, service, payload string) {
+		t.Helper()
+		if err := in.Handle(ctx(t), newEvent(t, name, service, json.RawMessage(payload))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h("iam.tenant.created", "accounts", `{"id":"t-gone","tenant":{"_id":"t-gone","name":"Gone Ltd"}}`)
+	for _, u := range []string{"ta", "tb", "tc"} {
+		h("iam.user.created", "accounts", `{"id":"u-`+u+`","username":"`+u+`@gone.example"}`)
+		h("iam.user.assignedToTenant", "accounts", `{"user":"u-`+u+`","tenant":"t-gone"}`)
+		h("flowrepo.flow.created", "flow-repository", `{"user":"u-`+u+`","tenant":"t-gone","flowId":"f-`+u+`"}`)
+		h("iam.user.loginFailed", "accounts", `{"user":"`+u+`@gone.example"}`)
+	}
+	h("metadata.domain.created", "meta-data-repository", `{"id":"d1","tenant":"t-gone","name":"Contacts"}`)
+	for _, u := range []string{"ta", "tb", "tc"} {
+		h("iam.user.deleted", "accounts", `{"id":"u-`+u+`"}`)
+	}
+	h("iam.tenant.deleted", "accounts", `{"id":"t-gone"}`)
+	for _, e := range allLeaves(t, s) {
+		for _, u := range []string{"u-ta", "u-tb", "u-tc", "ta@gone", "tb@gone", "tc@gone"} {
+			if strings.Contains(string(e.Payload), u) || e.User == u {
+				t.Errorf("%s %s still names %s: %s", e.Name, e.ID, u, e.Payload)
+			}
+		}
+	}
+	p := mustQuery(t, s, auditlog.Query{Tenant: "t-gone"})
+	if p.Total != 8 { // the tenant's creation, 3 assignments, 3 flows, the domain
+		var names []string
+		for _, e := range p.Entries {
+			names = append(names, e.Name)
+		}
+		t.Errorf("%d entries of the tenant kept, want 8: %v", p.Total, names)
+	}
+	if p := mustQuery(t, s, auditlog.Query{Name: "metadata.domain.created"}); p.Total != 1 || !strings.Contains(string(p.Entries[0].Payload), "Contacts") {
+		t.Errorf("the tenant's entry that names no user changed: %v", p.Entries)
+	}
+	if p := mustQuery(t, s, auditlog.Query{Name: "iam.tenant.created"}); p.Total != 1 || !strings.Contains(string(p.Entries[0].Payload), "Gone Ltd") {
+		t.Errorf("iam.tenant.created changed: %v", p.Entries)
+	}
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"ErasureStateIsKeptOnce", testErasureState},
 		{"ErasureLeavesNoIdentifierWhateverTheOrder", testErasureOrder},
 		{"PushedIdentityEventsEraseNobody", testErasureTrust},
+		{"DeletingATenantErasesEachOfItsUsers", testTenantErasure},
 	}
 	runCases(t, open, cases)
 }
