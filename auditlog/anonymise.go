@@ -18,7 +18,7 @@ func Anonymise(ctx context.Context, s Store, userID string) (int64, error) {
 	if userID == "" {
 		return 0, nil
 	}
-	x := &Eraser{cfg: ErasureConfig{Store: s, Catalog: catalog.Default(), Mode: ErasureAnonymise, Logger: slog.New(slog.DiscardHandler)}}
+	x := newEraser(ErasureConfig{Store: s, Catalog: catalog.Default(), Mode: ErasureAnonymise, Logger: slog.New(slog.DiscardHandler)})
 	names, err := Usernames(ctx, s, x.cfg.Catalog, userID)
 	if err != nil {
 		return 0, fmt.Errorf("anonymise user %s: %w", userID, err)

@@ -123,6 +123,10 @@ type ErasureConfig struct {
 // after the deletion. See docs/privacy.md.
 type Eraser struct {
 	cfg ErasureConfig
+	// keys are searchKeys, computed once; nested the names of the events
+	// with a personal field below the payload's top level.
+	keys   []string
+	nested map[string]bool
 }
 
 // NewEraser checks cfg and returns an Eraser.
@@ -145,7 +149,15 @@ func NewEraser(cfg ErasureConfig) (*Eraser, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Eraser{cfg: cfg}, nil
+	return newEraser(cfg), nil
+}
+
+func newEraser(cfg ErasureConfig) *Eraser {
+	x := &Eraser{cfg: cfg, keys: searchKeys(cfg.Catalog), nested: map[string]bool{}}
+	for _, n := range cfg.Catalog.NestedPersonal() {
+		x.nested[n] = true
+	}
+	return x
 }
 
 // Mode is the eraser's mode.
@@ -207,8 +219,8 @@ var topKeys = []string{"user", "id", "account", "username"}
 
 // searchKeys are the payload keys Rewrite looks erased values up by:
 // topKeys and every catalogued top-level personal field.
-func (x *Eraser) searchKeys() []string {
-	keys := append(slices.Clone(topKeys), x.cfg.Catalog.PersonalKeys()...)
+func searchKeys(cat *catalog.Catalog) []string {
+	keys := append(slices.Clone(topKeys), cat.PersonalKeys()...)
 	slices.Sort(keys)
 	return slices.Compact(keys)
 }
@@ -229,14 +241,15 @@ func (x *Eraser) references(e Entry) []string {
 	add(e.User)
 	fs, err := jsonobj.Fields(e.Payload)
 	if err == nil {
-		keys := x.searchKeys()
 		for _, f := range fs {
-			if v, ok := jsonobj.String(f.Raw); ok && slices.Contains(keys, f.Key) {
+			if v, ok := jsonobj.String(f.Raw); ok && slices.Contains(x.keys, f.Key) {
 				add(v)
 			}
 		}
 	}
-	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && len(c.Personal) > 0 {
+	// Top-level personal fields are among the keys above; only the events
+	// with nested ones need their payload walked.
+	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && x.nested[c.Name] {
 		if doc, err := parseDocument(e.Payload); err == nil {
 			doc.walk("", func(p string, n *node) error {
 				if n.kind == KindString && personalAt(c.Personal, p) != "" {
@@ -258,7 +271,9 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 	}
 	toks := strings.Split(p[1:], "/")
 	for i, t := range toks {
-		toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+		if strings.Contains(t, "~") {
+			toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+		}
 	}
 	for _, f := range fs {
 		if f.Matches(toks) {
@@ -446,7 +461,7 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 // catalogued personal fields are nested, or by id.
 func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []string) (int64, error) {
 	sel := Selection{IDs: ids}
-	for _, k := range x.searchKeys() {
+	for _, k := range x.keys {
 		for v := range values {
 			sel.Terms = append(sel.Terms, Term{k, v})
 		}
@@ -565,11 +580,13 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned m
 		return nil, nil, nil, nil
 	}
 	refs := map[string]string{} // string(digest): value
-	for _, e := range entries {
+	per := make([][]string, len(entries))
+	for i, e := range entries {
 		if e.Name == SubjectErased {
 			continue
 		}
-		for _, v := range x.references(e) {
+		per[i] = x.references(e)
+		for _, v := range per[i] {
 			refs[string(x.digest(v))] = v
 		}
 	}
@@ -590,7 +607,7 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned m
 	}
 	learned = map[string]string{}
 	for i, e := range entries {
-		if e.Name == SubjectErased || !slices.ContainsFunc(x.references(e), func(v string) bool { _, ok := values[v]; return ok }) {
+		if !slices.ContainsFunc(per[i], func(v string) bool { _, ok := values[v]; return ok }) {
 			continue
 		}
 		hits = append(hits, i)
