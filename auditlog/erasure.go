@@ -467,12 +467,27 @@ func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []st
 		}
 	}
 	if len(values) > 0 {
+		// Nested fields are not in the payload index: the events that
+		// have them are searched for the values' JSON text.
 		sel.Names = x.cfg.Catalog.NestedPersonal()
+		for v := range values {
+			sel.Contains = append(sel.Contains, jsonText(v))
+		}
 	}
 	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
 	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values))
+}
+
+// jsonText is s as a JSON string, as the stores' payload text writes it:
+// quoted, with only the escapes JSON requires.
+func jsonText(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // EraseUser erases userID from the log, for the deletion entry trigger

@@ -145,11 +145,16 @@ type Term struct {
 
 // Selection selects the entries Store.Rewrite edits: those whose payload
 // holds any of Terms, those whose name is one of Names, and those whose id
-// is one of IDs. An empty Selection selects nothing.
+// is one of IDs. Contains, when set, narrows Names to the entries whose
+// payload's JSON text holds one of its strings (a quoted JSON string, to
+// find a value at any depth): a way to find candidates that the index of
+// top-level terms cannot, which the Edit then checks. An empty Selection
+// selects nothing.
 type Selection struct {
-	Terms []Term
-	Names []string
-	IDs   []string
+	Terms    []Term
+	Names    []string
+	Contains []string
+	IDs      []string
 }
 
 // An Edit changes an entry in place and reports whether it changed it.

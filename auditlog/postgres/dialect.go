@@ -77,6 +77,12 @@ func (d dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (strin
 func (dialect) SplitsScopeCount() bool { return true }
 
 // As casts where PostgreSQL would take a VALUES list's arguments for text.
+// PayloadContains searches the JSONB's text form, which writes a string
+// with only the escapes JSON requires.
+func (dialect) PayloadContains(arg string) string {
+	return `strpos(payload::text, ` + arg + `::text) > 0`
+}
+
 func (dialect) As(col, expr string) string {
 	switch col {
 	case "seq":

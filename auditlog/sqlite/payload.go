@@ -66,6 +66,9 @@ func (dialect) SplitsScopeCount() bool { return false }
 
 func (dialect) As(_, expr string) string { return expr }
 
+// PayloadContains: instr, as LIKE ignores the case of ASCII letters.
+func (dialect) PayloadContains(arg string) string { return `instr(payload, ` + arg + `) > 0` }
+
 func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
 	seqs := make([]any, len(entries))
 	var rows []any

@@ -48,6 +48,9 @@ type Dialect interface {
 	// column col, where the database cannot infer the type (in a VALUES
 	// list).
 	As(col, expr string) string
+	// PayloadContains is the condition that the payload's JSON text holds
+	// the string of the argument arg, case-sensitively.
+	PayloadContains(arg string) string
 	PayloadIndex
 }
 
@@ -248,19 +251,26 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 	if len(sel.Terms) > 0 {
 		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
 	}
-	for _, in := range []struct {
-		col  string
-		vals []string
-	}{{"name", sel.Names}, {"id", sel.IDs}} {
-		col, vals := in.col, in.vals
-		if len(vals) == 0 {
-			continue
-		}
+	in := func(col string, vals []string) string {
 		ph := make([]string, len(vals))
 		for i, v := range vals {
 			ph[i] = b.Arg(v)
 		}
-		conds = append(conds, col+` IN (`+strings.Join(ph, `, `)+`)`)
+		return col + ` IN (` + strings.Join(ph, `, `) + `)`
+	}
+	if len(sel.Names) > 0 {
+		cond := in("name", sel.Names)
+		if len(sel.Contains) > 0 {
+			var any []string
+			for _, c := range sel.Contains {
+				any = append(any, s.d.PayloadContains(b.Arg(c)))
+			}
+			cond = `(` + cond + ` AND (` + strings.Join(any, ` OR `) + `))`
+		}
+		conds = append(conds, cond)
+	}
+	if len(sel.IDs) > 0 {
+		conds = append(conds, in("id", sel.IDs))
 	}
 	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+strings.Join(conds, ` OR `)+` ORDER BY seq`, b.Args()...)
 	if err != nil {
