@@ -453,6 +453,9 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 	for v, r := range values {
 		out = append(out, ErasedValue{Digest: x.digest(v), Replacement: r})
 	}
+	// In one order, so that two replicas recording the same user at once
+	// wait for each other rather than deadlock.
+	slices.SortFunc(out, func(a, b ErasedValue) int { return bytes.Compare(a.Digest, b.Digest) })
 	return st.RecordErased(ctx, out)
 }
 

@@ -130,6 +130,15 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	for i := range replicas {
 		replicas[i] = startReplica(t, env, t.TempDir())
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for i, r := range replicas {
+			out := r.p.stderr.String()
+			t.Logf("replica %d's warnings and errors (the last 4,000 bytes):\n%s", i, out[max(0, len(out)-4000):])
+		}
+	})
 	stored := func() int64 {
 		var n int64
 		if err := db.QueryRow(context.Background(), `SELECT n FROM entry_count`).Scan(&n); err != nil {
