@@ -127,6 +127,14 @@ type Eraser struct {
 	// with a personal field below the payload's top level.
 	keys   []string
 	nested map[string]bool
+	// nestedPaths are the catalogue's nested personal fields, each with
+	// the events that have it.
+	nestedPaths []nestedPath
+}
+
+type nestedPath struct {
+	path  []string
+	names []string
 }
 
 // NewEraser checks cfg and returns an Eraser.
@@ -154,9 +162,25 @@ func NewEraser(cfg ErasureConfig) (*Eraser, error) {
 
 func newEraser(cfg ErasureConfig) *Eraser {
 	x := &Eraser{cfg: cfg, keys: searchKeys(cfg.Catalog), nested: map[string]bool{}}
+	byPath := map[string]*nestedPath{}
 	for _, n := range cfg.Catalog.NestedPersonal() {
 		x.nested[n] = true
+		e, _ := cfg.Catalog.Lookup(n)
+		for _, f := range e.Personal {
+			if ts := f.Tokens(); len(ts) > 1 {
+				if byPath[f.Path] == nil {
+					byPath[f.Path] = &nestedPath{path: ts}
+				}
+				byPath[f.Path].names = append(byPath[f.Path].names, n)
+			}
+		}
 	}
+	for _, p := range byPath {
+		x.nestedPaths = append(x.nestedPaths, *p)
+	}
+	slices.SortFunc(x.nestedPaths, func(a, b nestedPath) int {
+		return strings.Compare(strings.Join(a.path, "/"), strings.Join(b.path, "/"))
+	})
 	return x
 }
 
@@ -469,28 +493,16 @@ func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []st
 			sel.Terms = append(sel.Terms, Term{k, v})
 		}
 	}
-	if len(values) > 0 {
-		// Nested fields are not in the payload index: the events that
-		// have them are searched for the values' JSON text.
-		sel.Names = x.cfg.Catalog.NestedPersonal()
+	// Nested personal fields, by path, with the events that have them.
+	for _, n := range x.nestedPaths {
 		for v := range values {
-			sel.Contains = append(sel.Contains, jsonText(v))
+			sel.Nested = append(sel.Nested, NestedTerm{Names: n.names, Path: n.path, Value: v})
 		}
 	}
 	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
 	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values))
-}
-
-// jsonText is s as a JSON string, as the stores' payload text writes it:
-// quoted, with only the escapes JSON requires.
-func jsonText(s string) string {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.Encode(s) // a string always encodes
-	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // EraseUser erases userID from the log, for the deletion entry trigger

@@ -144,17 +144,23 @@ type Term struct {
 }
 
 // Selection selects the entries Store.Rewrite edits: those whose payload
-// holds any of Terms, those whose name is one of Names, and those whose id
-// is one of IDs. Contains, when set, narrows Names to the entries whose
-// payload's JSON text holds one of its strings (a quoted JSON string, to
-// find a value at any depth): a way to find candidates that the index of
-// top-level terms cannot, which the Edit then checks. An empty Selection
-// selects nothing.
+// holds any of Terms, any of Nested, and those whose id is one of IDs. An
+// empty Selection selects nothing.
 type Selection struct {
-	Terms    []Term
-	Names    []string
-	Contains []string
-	IDs      []string
+	Terms  []Term
+	Nested []NestedTerm
+	IDs    []string
+}
+
+// NestedTerm selects the entries called one of Names whose payload holds
+// Value, a string, at Path: the keys from the payload down, "*" standing
+// for any item of an array (owners, *, id). It finds what the index of
+// top-level terms cannot; a store may select more (any entry of Names
+// whose payload text holds the value), and the Edit decides.
+type NestedTerm struct {
+	Names []string
+	Path  []string
+	Value string
 }
 
 // An Edit changes an entry in place and reports whether it changed it.

@@ -77,10 +77,19 @@ func (d dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (strin
 func (dialect) SplitsScopeCount() bool { return true }
 
 // As casts where PostgreSQL would take a VALUES list's arguments for text.
-// PayloadContains searches the JSONB's text form, which writes a string
-// with only the escapes JSON requires.
-func (dialect) PayloadContains(arg string) string {
-	return `strpos(payload::text, ` + arg + `::text) > 0`
+// HoldsNested is a containment, which the payload's GIN index answers
+// at any depth: {"owners":[{"id":"u1"}]} for owners, *, id.
+func (dialect) HoldsNested(b *sqlstore.Builder, t auditlog.NestedTerm) string {
+	var doc any = t.Value
+	for i := len(t.Path) - 1; i >= 0; i-- {
+		if t.Path[i] == "*" {
+			doc = []any{doc}
+		} else {
+			doc = map[string]any{t.Path[i]: doc}
+		}
+	}
+	j, _ := json.Marshal(doc) // strings, maps and slices always encode
+	return `payload @> ` + b.Arg(string(j)) + `::jsonb`
 }
 
 func (dialect) As(col, expr string) string {

@@ -66,8 +66,12 @@ func (dialect) SplitsScopeCount() bool { return false }
 
 func (dialect) As(_, expr string) string { return expr }
 
-// PayloadContains: instr, as LIKE ignores the case of ASCII letters.
-func (dialect) PayloadContains(arg string) string { return `instr(payload, ` + arg + `) > 0` }
+// HoldsNested: the entries of t.Names whose payload text holds the value
+// as a JSON string (instr: LIKE ignores the case of ASCII letters); the
+// payload index has top-level terms only.
+func (dialect) HoldsNested(b *sqlstore.Builder, t auditlog.NestedTerm) string {
+	return `(` + sqlstore.NameIn(b, t.Names) + ` AND instr(payload, ` + b.Arg(sqlstore.JSONText(t.Value)) + `) > 0)`
+}
 
 func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
 	seqs := make([]any, len(entries))

@@ -48,9 +48,9 @@ type Dialect interface {
 	// column col, where the database cannot infer the type (in a VALUES
 	// list).
 	As(col, expr string) string
-	// PayloadContains is the condition that the payload's JSON text holds
-	// the string of the argument arg, case-sensitively.
-	PayloadContains(arg string) string
+	// HoldsNested returns the condition that an entry is selected by t
+	// (auditlog.NestedTerm), adding its arguments to b.
+	HoldsNested(b *Builder, t auditlog.NestedTerm) string
 	PayloadIndex
 }
 
@@ -238,7 +238,7 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 			return 0, fmt.Errorf("rewrite: %w: payload key %q", auditlog.ErrInvalidQuery, t.Key)
 		}
 	}
-	if len(sel.Terms) == 0 && len(sel.Names) == 0 && len(sel.IDs) == 0 {
+	if len(sel.Terms) == 0 && len(sel.Nested) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
 	tx, err := s.db.BeginWrite(ctx)
@@ -252,22 +252,17 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
 	}
 	in := func(col string, vals []string) string {
+		if len(vals) == 0 {
+			return `FALSE`
+		}
 		ph := make([]string, len(vals))
 		for i, v := range vals {
 			ph[i] = b.Arg(v)
 		}
 		return col + ` IN (` + strings.Join(ph, `, `) + `)`
 	}
-	if len(sel.Names) > 0 {
-		cond := in("name", sel.Names)
-		if len(sel.Contains) > 0 {
-			var any []string
-			for _, c := range sel.Contains {
-				any = append(any, s.d.PayloadContains(b.Arg(c)))
-			}
-			cond = `(` + cond + ` AND (` + strings.Join(any, ` OR `) + `))`
-		}
-		conds = append(conds, cond)
+	for _, t := range sel.Nested {
+		conds = append(conds, s.d.HoldsNested(b, t))
 	}
 	if len(sel.IDs) > 0 {
 		conds = append(conds, in("id", sel.IDs))
@@ -343,6 +338,19 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 		}
 	}
 	return nil
+}
+
+// NameIn is the condition that an entry's name is one of names, adding
+// them to b.
+func NameIn(b *Builder, names []string) string {
+	if len(names) == 0 {
+		return `FALSE`
+	}
+	ph := make([]string, len(names))
+	for i, n := range names {
+		ph[i] = b.Arg(n)
+	}
+	return `name IN (` + strings.Join(ph, `, `) + `)`
 }
 
 // EncodeCommitments is how the salts and erased columns hold an entry's
@@ -454,4 +462,14 @@ func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 		rows = append(rows, Row{Entry: e, Fields: fs})
 	}
 	return rows, nil
+}
+
+// JSONText is s as a JSON string, as a payload's text writes it: quoted,
+// with only the escapes JSON requires.
+func JSONText(s string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }
