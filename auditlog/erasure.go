@@ -275,16 +275,38 @@ func (x *Eraser) references(e Entry) []string {
 	// with nested ones need their payload walked.
 	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && x.nested[c.Name] {
 		if doc, err := parseDocument(e.Payload); err == nil {
-			doc.walk("", func(p string, n *node) error {
-				if n.kind == KindString && personalAt(c.Personal, p) != "" {
-					add(string(n.value))
-				}
-				return nil
-			})
+			for _, f := range c.Personal {
+				at(doc, f.Tokens(), func(n *node) {
+					if n.kind == KindString {
+						add(string(n.value))
+					}
+				})
+			}
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// at calls f with every node of doc at path, "*" standing for every item
+// of an array: a walk along the path, not over the document.
+func at(doc *node, path []string, f func(*node)) {
+	if len(path) == 0 {
+		f(doc)
+		return
+	}
+	switch {
+	case path[0] == "*" && doc.kind == KindArray:
+		for _, k := range doc.kids {
+			at(k, path[1:], f)
+		}
+	case doc.kind == KindObject:
+		for i, k := range doc.keys {
+			if k == path[0] {
+				at(doc.kids[i], path[1:], f)
+			}
+		}
+	}
 }
 
 // personalAt returns the kind of the personal field at payload pointer p,
