@@ -267,13 +267,11 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 	if len(sel.IDs) > 0 {
 		conds = append(conds, in("id", sel.IDs))
 	}
-	// A union of the seqs each condition finds, so that each is found by
-	// its own index: an OR of them would have PostgreSQL read the whole
-	// table, with the append lock held.
-	for i, c := range conds {
-		conds[i] = `SELECT seq FROM entries WHERE ` + c
-	}
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE seq IN (`+strings.Join(conds, ` UNION `)+`) ORDER BY seq`, b.Args()...)
+	// One OR of conditions that each have an index (the payload index, a
+	// containment on PostgreSQL, the name or id index), so that the
+	// database can combine the indexes, or read the table once when it is
+	// small: a union of them read it once per condition.
+	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+strings.Join(conds, ` OR `)+` ORDER BY seq`, b.Args()...)
 	if err != nil {
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}
