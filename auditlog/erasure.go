@@ -626,21 +626,36 @@ func (x *Eraser) appendRecord(ctx context.Context, userID string, n int64, trigg
 // replacement), the indexes of the entries, and the usernames identity
 // events among them teach of erased users (TrustedIdentitySource), which
 // it records. Nothing found is nil, nil, nil.
-func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned map[string]string, hits []int, err error) {
+func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (values, learned map[string]string, hits []int, err error) {
 	st, ok := x.cfg.Store.(ErasureState)
 	if !ok {
 		return nil, nil, nil, nil
 	}
-	refs := map[string]string{} // string(digest): value
-	per := make([][]string, len(entries))
-	for i, e := range entries {
-		if e.Name == SubjectErased {
-			continue
+	var refs map[string]string // string(digest): value
+	var per [][]string
+	if seen != nil && len(seen.per) == len(entries) {
+		// The same entries as Prepare's: only the values not found then
+		// can have been recorded since.
+		per, refs = seen.per, map[string]string{}
+		for d, v := range seen.refs {
+			if !seen.found[d] {
+				refs[d] = v
+			}
 		}
-		per[i] = x.references(e)
-		for _, v := range per[i] {
-			refs[string(x.digest(v))] = v
+	} else {
+		refs, per = map[string]string{}, make([][]string, len(entries))
+		for i, e := range entries {
+			if e.Name == SubjectErased {
+				continue
+			}
+			per[i] = x.references(e)
+			for _, v := range per[i] {
+				refs[string(x.digest(v))] = v
+			}
 		}
+	}
+	if seen != nil && seen.per == nil {
+		seen.per, seen.refs, seen.found = per, refs, map[string]bool{}
 	}
 	if len(refs) == 0 {
 		return nil, nil, nil, nil
@@ -652,6 +667,11 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned m
 	found, err := st.Erased(ctx, digests)
 	if err != nil || len(found) == 0 {
 		return nil, nil, nil, err
+	}
+	if seen != nil && seen.found != nil {
+		for d := range found {
+			seen.found[d] = true
+		}
 	}
 	values = map[string]string{}
 	for d, r := range found {
@@ -680,20 +700,36 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry) (values, learned m
 	return values, learned, hits, nil
 }
 
+// Looked is what Prepare computed of a batch, for the Check after its
+// commit: the values each entry references, their digests, and those
+// found erased.
+type Looked struct {
+	per   [][]string
+	refs  map[string]string
+	found map[string]bool
+}
+
 // Prepare erases, in entries about to be appended, the values of users
 // erased before: so that an entry redelivered after a user's erasure, or
 // late in another replica's batch, is never stored in clear. A username
 // learned from them is erased from the entries stored before. Check,
 // after the commit, catches an erasure that committed meanwhile.
 func (x *Eraser) Prepare(ctx context.Context, entries []Entry) error {
-	values, learned, hits, err := x.lookup(ctx, entries)
+	_, err := x.prepare(ctx, entries)
+	return err
+}
+
+// prepare is Prepare, returning what it looked up for Check.
+func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) {
+	seen := &Looked{}
+	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil {
-		return fmt.Errorf("erase values of erased users in new entries: %w", err)
+		return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
 	}
 	if len(learned) > 0 {
 		n, err := x.rewrite(ctx, learned, nil)
 		if err != nil {
-			return fmt.Errorf("erase values of erased users: %w", err)
+			return nil, fmt.Errorf("erase values of erased users: %w", err)
 		}
 		x.count(n)
 	}
@@ -702,14 +738,14 @@ func (x *Eraser) Prepare(ctx context.Context, entries []Entry) error {
 	for _, i := range hits {
 		changed, err := redact(&entries[i])
 		if err != nil {
-			return fmt.Errorf("erase values of erased users in new entries: %w", err)
+			return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
 		}
 		if changed {
 			n++
 		}
 	}
 	x.count(n)
-	return nil
+	return seen, nil
 }
 
 // count adds n to the entries anonymised.
@@ -727,7 +763,12 @@ func (x *Eraser) count(n int64) {
 // after, finds the record here. It returns the number of entries
 // changed.
 func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
-	values, learned, hits, err := x.lookup(ctx, entries)
+	return x.check(ctx, entries, nil)
+}
+
+// check is Check, given what Prepare looked up of the same entries.
+func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int64, error) {
+	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil || len(hits) == 0 {
 		return 0, err
 	}

@@ -143,3 +143,70 @@ func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 		}
 	}
 }
+
+// hookStore runs before once before the next Append reaches the store.
+type hookStore struct {
+	*sqlite.Store
+	before *func()
+}
+
+func (h hookStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
+	if f := *h.before; f != nil {
+		*h.before = nil
+		f()
+	}
+	return h.Store.Append(ctx, entries)
+}
+
+// TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter: a batch looked
+// up before a user's erasure was recorded, and committed after the
+// erasure's rewrite had read the log, is erased by the check after its
+// commit.
+func TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var before func()
+	hooked := hookStore{store, &before}
+	key := []byte("between-test-erasure-key")
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: hooked, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: hooked, Eraser: x, FlushInterval: time.Millisecond})
+	defer in.Close()
+	handle := func(name, payload string) {
+		t.Helper()
+		ev, err := event.New(name, json.RawMessage(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Headers.ServiceName = "accounts"
+		if err := in.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("iam.user.created", `{"id":"u5","username":"five@example.com"}`)
+	// Another replica erases u5 after this batch was looked up, and
+	// before it commits.
+	other, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = func() {
+		if _, err := other.EraseUser(ctx, "u5", auditlog.Entry{ID: "deletion"}); err != nil {
+			t.Error(err)
+		}
+	}
+	handle("iam.user.loginFailed", `{"user":"five@example.com"}`)
+	p, err := store.Query(ctx, auditlog.Query{Name: "iam.user.loginFailed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Entries) != 1 || strings.Contains(string(p.Entries[0].Payload), "five@example.com") {
+		t.Errorf("the entry committed after the erasure: %v", p.Entries)
+	}
+}

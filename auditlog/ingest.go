@@ -274,9 +274,11 @@ func (in *Ingester) flush(batch []ingestReq) {
 // either step has the deliveries retried; entries a failed anonymisation
 // left stored are announced all the same, as they can be read.
 func (in *Ingester) commit(entries []Entry) error {
+	var seen *Looked
 	if in.cfg.Eraser != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := in.cfg.Eraser.Prepare(ctx, entries)
+		var err error
+		seen, err = in.cfg.Eraser.prepare(ctx, entries)
 		cancel()
 		if err != nil {
 			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
@@ -289,7 +291,7 @@ func (in *Ingester) commit(entries []Entry) error {
 	}
 	if in.cfg.Eraser != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, err = in.cfg.Eraser.Check(ctx, entries)
+		_, err = in.cfg.Eraser.check(ctx, entries, seen)
 		cancel()
 		if err != nil {
 			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
