@@ -48,9 +48,9 @@ type Dialect interface {
 	// column col, where the database cannot infer the type (in a VALUES
 	// list).
 	As(col, expr string) string
-	// HoldsNested returns the condition that an entry is selected by t
-	// (auditlog.NestedTerm), adding its arguments to b.
-	HoldsNested(b *Builder, t auditlog.NestedTerm) string
+	// HoldsNested returns the condition that an entry is selected by any
+	// of ts (auditlog.NestedTerm), adding its arguments to b.
+	HoldsNested(b *Builder, ts []auditlog.NestedTerm) string
 	PayloadIndex
 }
 
@@ -261,8 +261,8 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		}
 		return col + ` IN (` + strings.Join(ph, `, `) + `)`
 	}
-	for _, t := range sel.Nested {
-		conds = append(conds, s.d.HoldsNested(b, t))
+	if len(sel.Nested) > 0 {
+		conds = append(conds, s.d.HoldsNested(b, sel.Nested))
 	}
 	if len(sel.IDs) > 0 {
 		conds = append(conds, in("id", sel.IDs))
