@@ -42,11 +42,16 @@ func TestANewcomersDeletedUserIsErasedThroughTheBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close(context.Background())
 		if _, err := conn.Exec(context.Background(), `CREATE SCHEMA `+schema); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
+		// After serve has stopped (its cleanup, registered later, runs first).
+		t.Cleanup(func() {
+			if _, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+				t.Errorf("drop schema %s: %v", schema, err)
+			}
+			conn.Close(context.Background())
+		})
 		sep := "?"
 		if strings.Contains(pgURL, "?") {
 			sep = "&"
