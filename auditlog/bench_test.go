@@ -33,7 +33,9 @@ import (
 // batch=500 is herald's ingest: 500 handlers feeding transactions of up to
 // 500 events (bus concurrency 500, prefetch 1,000). batch=1 writes one
 // event per transaction from one handler at a time (concurrency 1,
-// prefetch 2), as OIH's audit log saves each event.
+// prefetch 2), as OIH's audit log saves each event. batch=500/erasure is
+// batch=500 with serve's erasure of deleted users: each batch looked up in
+// the record of erased users before and after it is stored.
 // per-event-tx/concurrency=500 writes one transaction per event too, but
 // from 500 concurrent handlers (the bus settings of batch=500), so that a
 // database that group-commits concurrent transactions can: on PostgreSQL
@@ -43,7 +45,7 @@ import (
 // would for a raw insert.
 func BenchmarkIngest(b *testing.B) {
 	for _, name := range []string{"sqlite", "postgres"} {
-		for _, mode := range []string{"batch=500", "batch=1", "per-event-tx/concurrency=500"} {
+		for _, mode := range []string{"batch=500", "batch=500/erasure", "batch=1", "per-event-tx/concurrency=500"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {
 				var st benchStore
 				if name == "sqlite" {
@@ -55,6 +57,8 @@ func BenchmarkIngest(b *testing.B) {
 				switch mode {
 				case "batch=500":
 					benchIngester(b, st.store, 500)
+				case "batch=500/erasure":
+					benchIngester(b, st.store, 500, eraseWith(b, st.store))
 				case "batch=1":
 					benchIngester(b, st.store, 1)
 				default:
@@ -124,12 +128,16 @@ func openBenchPostgres(b *testing.B) benchStore {
 // the bus settings it is meant for (concurrency batch, prefetch 2×batch).
 // The integrator runs beside it, kicked by each commit, as in herald
 // serve: what is measured includes sealing each entry and integrating it.
-func benchIngester(b *testing.B, store auditlog.Store, batch int) {
+func benchIngester(b *testing.B, store auditlog.Store, batch int, x ...*auditlog.Eraser) {
 	skey, _, _ := auditlog.GenerateKey("bench")
 	signer, _ := auditlog.NewSigner(skey)
 	integ := auditlog.RunIntegrator(context.Background(), auditlog.IntegratorConfig{Store: store, Signer: signer})
 	defer integ.Close()
-	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: batch, OnCommit: integ.Kick})
+	cfg := auditlog.IngestConfig{Store: store, BatchSize: batch, OnCommit: integ.Kick}
+	if len(x) > 0 {
+		cfg.Eraser = x[0]
+	}
+	in := auditlog.NewIngester(cfg)
 	defer in.Close()
 	// The ingest is done once every entry is in a signed checkpoint.
 	benchIngest(b, batch, in.Handle, func() {
@@ -141,6 +149,19 @@ func benchIngester(b *testing.B, store auditlog.Store, batch int) {
 			time.Sleep(5 * time.Millisecond) // polls the store, at most 5 ms late of ~seconds measured
 		}
 	})
+}
+
+// eraseWith is serve's erasure on store, with one user erased before
+// the run, so that every batch is looked up in a non-empty record.
+func eraseWith(b *testing.B, store auditlog.Store) *auditlog.Eraser {
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: []byte("bench-erasure-key-0123456789")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := x.EraseUser(context.Background(), "someone-erased", auditlog.Entry{ID: "bench-deletion"}); err != nil {
+		b.Fatal(err)
+	}
+	return x
 }
 
 // benchPerEvent writes each event with writeOne, from concurrency handlers.

@@ -10,3 +10,6 @@ func (in *Ingester) Enqueue(e Entry) <-chan error {
 	in.reqs <- req
 	return req.res
 }
+
+// Redact is the Edit an erasure of values (value: replacement) applies.
+func (x *Eraser) Redact(values map[string]string) Edit { return x.redact(values) }

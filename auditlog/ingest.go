@@ -19,7 +19,8 @@ import (
 // names it, so herald and an OIH audit log share deliveries.
 const QueueName = "audit-log"
 
-// UserDeleted is the event that anonymises a user's entries (GDPR).
+// UserDeleted is the event that erases a user's entries (GDPR), when it
+// comes from IAM (TrustedIdentitySource).
 const UserDeleted = "iam.user.deleted"
 
 // EntryFromEvent turns an event into the sealed entry the audit log
@@ -77,6 +78,12 @@ type IngestConfig struct {
 	Logger        *slog.Logger
 	// Now returns the receive time (default time.Now).
 	Now func() time.Time
+	// Eraser, when set, erases the users an iam.user.deleted from IAM
+	// deletes, and the values of erased users in entries stored later
+	// (Eraser.Check, after each commit). Without one, a deletion
+	// anonymises the entries stored so far (Anonymise) and nothing
+	// more.
+	Eraser *Eraser
 	// OnCommit, when set, is called after each transaction that stored
 	// new entries has committed (and the entries of users deleted
 	// meanwhile are anonymised), also when a failed batch is written one
@@ -157,8 +164,8 @@ func (in *Ingester) Handle(ctx context.Context, ev *event.Event) error {
 	if err := in.store(ctx, entry, false); err != nil {
 		return err
 	}
-	if ev.Headers.Name == UserDeleted {
-		return in.anonymise(ctx, ev)
+	if entry.Name == UserDeleted {
+		return in.erase(ctx, entry)
 	}
 	return nil
 }
@@ -188,15 +195,23 @@ func (in *Ingester) store(ctx context.Context, e Entry, now bool) error {
 	return <-req.res
 }
 
-func (in *Ingester) anonymise(ctx context.Context, ev *event.Event) error {
-	var p struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(ev.Payload, &p); err != nil || p.ID == "" {
-		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to anonymise", "id", ev.Headers.ID)
+// erase erases the user an iam.user.deleted names, when it comes from
+// IAM: a deletion published by anyone else is stored, and erases nothing.
+func (in *Ingester) erase(ctx context.Context, e Entry) error {
+	if !TrustedIdentitySource(e, in.cfg.Catalog) {
+		in.cfg.Logger.Warn("iam.user.deleted not from IAM; stored, nothing erased", "id", e.ID, "serviceName", e.ServiceName)
 		return nil
 	}
-	n, err := in.forgetUser(ctx, p.ID, nil)
+	id := payloadID(e)
+	if id == "" {
+		in.cfg.Logger.Warn("iam.user.deleted without a user id; nothing to erase", "id", e.ID)
+		return nil
+	}
+	if in.cfg.Eraser != nil {
+		_, err := in.cfg.Eraser.EraseUser(ctx, id, e)
+		return err
+	}
+	n, err := Anonymise(ctx, in.cfg.Store, id)
 	if err != nil {
 		return err
 	}
@@ -272,12 +287,24 @@ func (in *Ingester) flush(batch []ingestReq) {
 	}
 }
 
-// commit writes entries, then anonymises those of users deleted
-// meanwhile (anonymiseLate), then announces the commit (OnCommit): a live
+// commit erases in entries the values of users erased before
+// (Eraser.Prepare), writes them, then erases what an erasure that
+// committed meanwhile calls for (Eraser.Check), then announces the commit (OnCommit): a live
 // reader woken by it finds the entries already anonymised. A failure of
 // either step has the deliveries retried; entries a failed anonymisation
 // left stored are announced all the same, as they can be read.
 func (in *Ingester) commit(entries []Entry) error {
+	var seen *Looked
+	if in.cfg.Eraser != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var err error
+		seen, err = in.cfg.Eraser.prepare(ctx, entries)
+		cancel()
+		if err != nil {
+			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
+			return err
+		}
+	}
 	n, err := in.append(entries)
 	if err != nil {
 		return err
@@ -285,9 +312,13 @@ func (in *Ingester) commit(entries []Entry) error {
 	if n < len(entries) {
 		in.checkConflicts(entries)
 	}
-	err = in.anonymiseLate(entries)
-	if err != nil {
-		in.cfg.Logger.Error("audit store: anonymising late entries failed; deliveries will be retried", "error", err)
+	if in.cfg.Eraser != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err = in.cfg.Eraser.check(ctx, entries, seen)
+		cancel()
+		if err != nil {
+			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
+		}
 	}
 	if n > 0 && in.cfg.OnCommit != nil {
 		in.cfg.OnCommit()

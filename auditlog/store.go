@@ -154,6 +154,26 @@ type Term struct {
 	Key, Value string
 }
 
+// Selection selects the entries Store.Rewrite edits: those whose payload
+// holds any of Terms, any of Nested, and those whose id is one of IDs. An
+// empty Selection selects nothing.
+type Selection struct {
+	Terms  []Term
+	Nested []NestedTerm
+	IDs    []string
+}
+
+// NestedTerm selects the entries called one of Names whose payload holds
+// Value, a string, at Path: the keys from the payload down, "*" standing
+// for any item of an array (owners, *, id). It finds what the index of
+// top-level terms cannot; a store may select more (any entry of Names
+// whose payload text holds the value), and the Edit decides.
+type NestedTerm struct {
+	Names []string
+	Path  []string
+	Value string
+}
+
 // An Edit changes an entry in place and reports whether it changed it.
 // Store.Rewrite stores the Payload (a JSON object), Headers, User and the
 // commitments (Seed, Salts, Erased) of an entry an Edit changed; the other
@@ -175,22 +195,23 @@ type Store interface {
 	// headers are not a JSON object, or whose content Seal refuses, fails
 	// the whole batch with an error wrapping ErrInvalidEntry. Entries
 	// without a LeafHash are sealed; the seed and leaf hash are stored
-	// with the entry. New entries get seqs above every stored one,
+	// with the entry, and so are the salts and kept commitments of an
+	// entry erased before it was appended (Eraser.Prepare). New entries get seqs above every stored one,
 	// committed in seq order, and no leaf index: the integrator gives it.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an
 	// error wrapping ErrInvalidQuery.
 	Query(ctx context.Context, q Query) (Page, error)
-	// Rewrite passes every entry whose payload holds any of terms to edit,
-	// in seq order, and stores what edit changed, all in one transaction
-	// that takes turns with Append and with other rewrites: no append
-	// commits between the entries being found and rewritten, and no two
-	// rewrites of one entry lose either's change. Payload filters find a
-	// rewritten entry by its new values only. It returns the number of
-	// entries changed. Terms with an invalid key fail with an error
-	// wrapping ErrInvalidQuery; a changed payload that is not a JSON object
-	// with one wrapping ErrInvalidEntry, and nothing is stored.
-	Rewrite(ctx context.Context, terms []Term, edit Edit) (int64, error)
+	// Rewrite passes every entry sel selects to edit, in seq order, and
+	// stores what edit changed, all in one transaction that takes turns
+	// with Append and with other rewrites: no append commits between the
+	// entries being found and rewritten, and no two rewrites of one entry
+	// lose either's change. Payload filters find a rewritten entry by its
+	// new values only: the payload index is rebuilt for it. It returns the
+	// number of entries changed. Terms with an invalid key fail with an
+	// error wrapping ErrInvalidQuery; a changed payload that is not a JSON
+	// object with one wrapping ErrInvalidEntry, and nothing is stored.
+	Rewrite(ctx context.Context, sel Selection, edit Edit) (int64, error)
 	// Prune deletes the content (headers, payload, seed, salts) of up to
 	// limit entries received before before, oldest first, keeping their
 	// envelope and content hash (auditlog.Prune), and returns how many it

@@ -87,6 +87,9 @@ type Entry struct {
 	Schema json.RawMessage `json:"schema"`
 	// Example is a payload that validates against Schema.
 	Example json.RawMessage `json:"example"`
+	// Personal are the payload fields that hold personal data, from the
+	// schema's x-personal annotations (PersonalField), sorted by path.
+	Personal []PersonalField `json:"personal,omitempty"`
 }
 
 // IsFamily reports whether the entry stands for a family of names (its
@@ -100,6 +103,7 @@ func (e Entry) clone() Entry {
 	e.Consumers = slices.Clone(e.Consumers)
 	e.Schema = slices.Clone(e.Schema)
 	e.Example = slices.Clone(e.Example)
+	e.Personal = slices.Clone(e.Personal)
 	return e
 }
 
@@ -229,6 +233,11 @@ func Parse(data []byte) (*Catalog, error) {
 	for _, e := range c.entries {
 		used[e.Service] = true
 		slices.Sort(e.Aliases)
+		personal, err := personalFields(e.Schema)
+		if err != nil {
+			return nil, fmt.Errorf("parse catalogue: event %s: %w", e.Name, err)
+		}
+		e.Personal = personal
 		if err := e.compile(); err != nil {
 			return nil, fmt.Errorf("parse catalogue: event %s: %w", e.Name, err)
 		}

@@ -961,8 +961,10 @@ func TestARetryOfAPostWhoseUserWasAnonymisedIsTheSameEvent(t *testing.T) {
 	if r := e.do(http.MethodPost, "/logs", "admin", ev); r.status != http.StatusCreated {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	a := auditlog.Anonymisation{UserID: "u1", Usernames: []string{"jane@example.com"}}
-	if _, err := e.store.Rewrite(context.Background(), a.Terms(), a.Redact); err != nil {
+	erase := func(en *auditlog.Entry) (bool, error) {
+		return true, auditlog.Erase(en, []string{auditlog.PayloadPointer("user")}, auditlog.Redacted)
+	}
+	if _, err := e.store.Rewrite(context.Background(), auditlog.Selection{Terms: []auditlog.Term{{Key: "user", Value: "jane@example.com"}}}, erase); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.do(http.MethodPost, "/logs", "admin", ev); r.status != http.StatusOK || strings.Contains(string(r.body), "jane@example.com") {

@@ -153,6 +153,13 @@ type Config struct {
 	// durably, before the answer is written: an Ingester's Record, which
 	// group-commits concurrent reads. Nil records no read.
 	RecordRead func(ctx context.Context, ev *event.Event) error
+	// Eraser, when set, erases deleted users' values in what POST /logs
+	// stores, before it is stored (Prepare) and after (Posted, with
+	// whether an admin posted it): an *auditlog.Eraser.
+	Eraser interface {
+		Prepare(ctx context.Context, entries []auditlog.Entry) error
+		Posted(ctx context.Context, e auditlog.Entry, admin bool) error
+	}
 }
 
 // Check is the state of one part of the service, in GET /healthcheck's

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -512,7 +513,7 @@ func (w *isolationWorld) checkProofs(r *rand.Rand) int {
 		case status == http.StatusNotFound || status == http.StatusBadRequest || status == http.StatusConflict:
 			var b struct{ Errors []struct{ Message string } }
 			json.Unmarshal(body, &b)
-			if exists && !visible(u, e) && (len(b.Errors) != 1 || b.Errors[0].Message != "no entry with id "+id) && status != http.StatusBadRequest {
+			if exists && !visible(u, e) && (len(b.Errors) != 1 || b.Errors[0].Message != "no entry with id "+strconv.QuoteToASCII(id)) && status != http.StatusBadRequest {
 				w.t.Errorf("GET /logs/%s/proof as %s: another's entry answers %d %s, not as an unknown id", id, u.Sub, status, body)
 			}
 		default:

@@ -301,10 +301,24 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	if a.cfg.Eraser != nil {
+		batch := []auditlog.Entry{entry}
+		if err := a.cfg.Eraser.Prepare(r.Context(), batch); err != nil {
+			a.internalError(w, r, "erase deleted users' values", err)
+			return
+		}
+		entry = batch[0]
+	}
 	n, err := a.cfg.Store.Append(r.Context(), []auditlog.Entry{entry})
 	if err != nil {
 		a.internalError(w, r, "store the event", err)
 		return
+	}
+	if n == 1 && a.cfg.Eraser != nil {
+		if err := a.cfg.Eraser.Posted(r.Context(), entry, u.Admin()); err != nil {
+			a.internalError(w, r, "erase deleted users' values", err)
+			return
+		}
 	}
 	stored, found, err := a.findStored(r, entry.ID)
 	if err != nil {
@@ -385,7 +399,7 @@ func appendMember(b []byte, key, value string) []byte {
 
 // samePayload reports whether a posted payload is the one stored: the
 // same top-level keys with equal JSON values, where a stored value that
-// anonymisation replaced matches whatever was posted (a retry of an
+// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was posted (a retry of an
 // event whose user has since been deleted is still the same event).
 func samePayload(stored, posted json.RawMessage) bool {
 	var s, p map[string]json.RawMessage
@@ -398,7 +412,7 @@ func samePayload(stored, posted json.RawMessage) bool {
 		if !ok {
 			return false
 		}
-		if bytes.Equal(sv, redacted) {
+		if bytes.Equal(sv, redacted) || bytes.HasPrefix(sv, []byte(`"`+auditlog.PseudonymPrefix)) {
 			continue
 		}
 		var a, b any

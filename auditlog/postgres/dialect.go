@@ -77,6 +77,25 @@ func (d dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (strin
 func (dialect) SplitsScopeCount() bool { return true }
 
 // As casts where PostgreSQL would take a VALUES list's arguments for text.
+// HoldsNested is an OR of containments, which the payload's GIN index
+// answers at any depth: {"owners":[{"id":"u1"}]} for owners, *, id.
+func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string {
+	var conds []string
+	for _, t := range ts {
+		var doc any = t.Value
+		for i := len(t.Path) - 1; i >= 0; i-- {
+			if t.Path[i] == "*" {
+				doc = []any{doc}
+			} else {
+				doc = map[string]any{t.Path[i]: doc}
+			}
+		}
+		j, _ := json.Marshal(doc) // strings, maps and slices always encode
+		conds = append(conds, `payload @> `+b.Arg(string(j))+`::jsonb`)
+	}
+	return `(` + strings.Join(conds, ` OR `) + `)`
+}
+
 func (dialect) As(col, expr string) string {
 	switch col {
 	case "seq":

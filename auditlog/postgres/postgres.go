@@ -137,6 +137,8 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 		unknown  = make([]bool, n)
 		seeds    = make([][]byte, n)
 		leaves   = make([][]byte, n)
+		salts    = make([]*string, n)
+		erased   = make([]*string, n)
 	)
 	for i, r := range rows {
 		e := r.Entry
@@ -149,6 +151,20 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 		users[i], tenants[i] = e.User, e.Tenant
 		payloads[i], unknown[i] = string(e.Payload), e.Unknown
 		seeds[i], leaves[i] = e.Seed, e.LeafHash
+		// An entry erased before it was stored (auditlog.Eraser.Prepare)
+		// comes with its salts and kept commitments.
+		sa, er, err := sqlstore.EncodeCommitments(e)
+		if err != nil {
+			return 0, fmt.Errorf("append entry %s: %w", e.ID, err)
+		}
+		if sa != nil {
+			v := sa.(string)
+			salts[i] = &v
+		}
+		if er != nil {
+			v := er.(string)
+			erased[i] = &v
+		}
 	}
 
 	// One statement, so one round trip and its own transaction. It locks
@@ -160,14 +176,14 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	err = s.pool.QueryRow(ctx, `WITH turn AS (
 			SELECT n FROM entry_count FOR UPDATE
 		), added AS (
-			INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash)
+			INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash, salts, erased)
 			SELECT r.* FROM turn, unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-				$6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::boolean[], $11::bytea[], $12::bytea[]) AS r
+				$6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::boolean[], $11::bytea[], $12::bytea[], $13::text[], $14::text[]) AS r
 			ON CONFLICT (id) DO NOTHING
 			RETURNING 1
 		)
 		UPDATE entry_count SET n = n + (SELECT count(*) FROM added) RETURNING (SELECT count(*) FROM added)`,
-		ids, names, services, created, received, users, tenants, headers, payloads, unknown, seeds, leaves).Scan(&added)
+		ids, names, services, created, received, users, tenants, headers, payloads, unknown, seeds, leaves, salts, erased).Scan(&added)
 	if err != nil {
 		return 0, fmt.Errorf("append %d entries: %w", len(ids), err)
 	}
@@ -210,10 +226,10 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 	return page, nil
 }
 
-// Rewrite edits the entries holding any of terms, in one transaction that
+// Rewrite edits the entries sel selects, in one transaction that
 // holds the append lock.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	return s.sql.Rewrite(ctx, terms, edit)
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	return s.sql.Rewrite(ctx, sel, edit)
 }
 
 // Prune deletes the content of entries received before before, keeping

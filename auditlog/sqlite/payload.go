@@ -66,6 +66,27 @@ func (dialect) SplitsScopeCount() bool { return false }
 
 func (dialect) As(_, expr string) string { return expr }
 
+// HoldsNested: the entries of the terms' names whose payload text holds
+// one of their values as a JSON string (instr: LIKE ignores the case of
+// ASCII letters), in one pass over those entries; the payload index has
+// top-level terms only.
+func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string {
+	var names, values []string
+	for _, t := range ts {
+		names = append(names, t.Names...)
+		values = append(values, sqlstore.JSONText(t.Value))
+	}
+	slices.Sort(names)
+	slices.Sort(values)
+	// Arguments in the order their placeholders appear.
+	byName := sqlstore.NameIn(b, slices.Compact(names))
+	var conds []string
+	for _, v := range slices.Compact(values) {
+		conds = append(conds, `instr(payload, `+b.Arg(v)+`) > 0`)
+	}
+	return `(` + byName + ` AND (` + strings.Join(conds, ` OR `) + `))`
+}
+
 func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
 	seqs := make([]any, len(entries))
 	var rows []any

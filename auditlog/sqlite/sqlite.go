@@ -113,6 +113,9 @@ func dsn(path string, o options, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Freed space is zeroed, so that an erased value does not stay in the
+	// file (docs/privacy.md).
+	q.Add("_pragma", "secure_delete(1)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
 	} else {
@@ -141,7 +144,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// insertChunk is the most rows one INSERT statement carries (12
+// insertChunk is the most rows one INSERT statement carries (14
 // parameters each, under SQLite's limit of 32,766).
 const insertChunk = 500
 
@@ -186,14 +189,20 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	}
 	var added int64
 	for _, c := range chunks {
-		args := make([]any, 0, 12*len(c.rows))
+		args := make([]any, 0, 14*len(c.rows))
 		for _, r := range c.rows {
 			var headers any
 			if len(r.e.Headers) > 0 {
 				headers = string(r.e.Headers)
 			}
+			// An entry erased before it was stored (auditlog.Eraser.Prepare)
+			// comes with its salts and kept commitments.
+			salts, erased, err := sqlstore.EncodeCommitments(r.e)
+			if err != nil {
+				return 0, fmt.Errorf("append entry %s: %w", r.e.ID, err)
+			}
 			args = append(args, r.e.ID, r.e.Name, r.e.ServiceName, millis(r.e.CreatedAt), millis(r.e.ReceivedAt),
-				r.e.User, r.e.Tenant, headers, string(r.e.Payload), r.e.Unknown, r.e.Seed, r.e.LeafHash)
+				r.e.User, r.e.Tenant, headers, string(r.e.Payload), r.e.Unknown, r.e.Seed, r.e.LeafHash, salts, erased)
 		}
 		res, err := exec(ctx, tx, c.entries, insertEntriesSQL, len(c.rows), args)
 		if err != nil {
@@ -238,12 +247,12 @@ func exec(ctx context.Context, tx *sql.Tx, st *sql.Stmt, text func(n int) string
 // insertEntriesSQL inserts n entries, skipping known ids.
 func insertEntriesSQL(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash) VALUES `)
+	b.WriteString(`INSERT INTO entries (id, name, service_name, created_at, received_at, "user", tenant, headers, payload, unknown, seed, leaf_hash, salts, erased) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 	}
 	b.WriteString(` ON CONFLICT (id) DO NOTHING`)
 	return b.String()
@@ -311,10 +320,10 @@ func (s *Store) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, err
 	return s.sql.Query(ctx, q)
 }
 
-// Rewrite edits the entries holding any of terms, in one write
+// Rewrite edits the entries sel selects, in one write
 // transaction.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	return s.sql.Rewrite(ctx, terms, edit)
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	return s.sql.Rewrite(ctx, sel, edit)
 }
 
 // db starts the shared code's transactions: reads on the read-only pool,

@@ -27,7 +27,7 @@ var integrityCases = []struct {
 	{"IntegrationPlacesEntriesInSeqOrderAndSignsEachTree", testIntegration},
 	{"InclusionAndConsistencyProofsVerifyIndependently", testProofs},
 	{"ErasureKeepsTheLeafAndEveryProof", testErasureKeepsProofs},
-	{"LateAnonymisationKeepsTheLeafAndEveryProof", testLateAnonymisationKeepsProofs},
+	{"LateErasureKeepsTheLeafAndEveryProof", testLateErasureKeepsProofs},
 	{"PruningKeepsTheLeafAndEveryProof", testPruneKeepsProofs},
 	{"AppendRefusesContentTheStoresWouldNotKeepAlike", testRefusedContent},
 	{"ContentHashCommitsToValuesNotBytes", testValuesNotBytes},

@@ -56,7 +56,10 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"MatchesSelectsWhatTheStoreSelects", testMatches},
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},
-		{"ForgottenUsersAreRemembered", testForgetter},
+		{"ErasureStateIsKeptOnce", testErasureState},
+		{"ErasureLeavesNoIdentifierWhateverTheOrder", testErasureOrder},
+		{"PushedIdentityEventsEraseNobody", testErasureTrust},
+		{"DeletingATenantErasesEachOfItsUsers", testTenantErasure},
 	}
 	runCases(t, open, cases)
 }
@@ -794,7 +797,7 @@ func testAnonymise(t *testing.T, s auditlog.Store) {
 	if got := ids(mustQuery(t, s, auditlog.Query{Scope: &auditlog.Scope{User: other}}).Entries); !slices.Equal(got, []string{"other-nested", "other-flow"}) {
 		t.Errorf("the other user's scope finds %v, want [other-nested other-flow]", got)
 	}
-	if names, err := auditlog.Usernames(ctx(t), s, deleted); err != nil || len(names) != 0 {
+	if names, err := auditlog.Usernames(ctx(t), s, nil, deleted); err != nil || len(names) != 0 {
 		t.Errorf("usernames after anonymisation: %v, %v; want none", names, err)
 	}
 	// Idempotent.
@@ -820,6 +823,10 @@ func testUsernames(t *testing.T, s auditlog.Store) {
 		entry("not-a-user-event", "iam.token.created", at(21), map[string]any{"id": deleted, "username": "ignored@example.com"}),
 		entry("not-a-string", "iam.user.modified", at(22), map[string]any{"id": deleted, "username": 12}),
 	)
+	// Pushed by someone other than IAM (POST /logs by a non-admin).
+	pushed := entry("pushed", "iam.user.created", at(23), map[string]any{"id": deleted, "username": "victim@example.com"})
+	pushed.ServiceName = "mallory@example.com"
+	mustAppend(t, s, pushed)
 	tests := map[string][]string{
 		deleted: {deletedMail2, deletedMail},
 		other:   {otherMail},
@@ -827,7 +834,7 @@ func testUsernames(t *testing.T, s auditlog.Store) {
 		"":      nil,
 	}
 	for id, want := range tests {
-		got, err := auditlog.Usernames(ctx(t), s, id)
+		got, err := auditlog.Usernames(ctx(t), s, nil, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -949,7 +956,7 @@ func testRewrite(t *testing.T, s auditlog.Store) {
 		before[e.ID] = e
 	}
 	var seen []string
-	n, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}, {Key: "flowId", Value: "F2"}}, func(e *auditlog.Entry) (bool, error) {
+	n, err := s.Rewrite(ctx(t), auditlog.Selection{Terms: []auditlog.Term{{Key: "user", Value: "alice"}, {Key: "flowId", Value: "F2"}}}, func(e *auditlog.Entry) (bool, error) {
 		seen = append(seen, e.ID)
 		if !testkit.JSONEqual(e.Payload, before[e.ID].Payload) || e.User != before[e.ID].User || e.Seq != before[e.ID].Seq {
 			t.Errorf("edit got %+v, want the stored entry %+v", *e, before[e.ID])
@@ -1019,7 +1026,7 @@ func testRewrite(t *testing.T, s auditlog.Store) {
 		}
 	}
 	// No terms: nothing to find, edit never called.
-	n, err = s.Rewrite(ctx(t), nil, func(*auditlog.Entry) (bool, error) {
+	n, err = s.Rewrite(ctx(t), auditlog.Selection{Terms: nil}, func(*auditlog.Entry) (bool, error) {
 		t.Error("edit called for a rewrite without terms")
 		return true, nil
 	})
@@ -1033,7 +1040,7 @@ func testRewriteAtomic(t *testing.T, s auditlog.Store) {
 	terms := []auditlog.Term{{Key: "user", Value: "alice"}}
 	failure := errors.New("edit failed")
 	calls := 0
-	_, err := s.Rewrite(ctx(t), terms, func(e *auditlog.Entry) (bool, error) {
+	_, err := s.Rewrite(ctx(t), auditlog.Selection{Terms: terms}, func(e *auditlog.Entry) (bool, error) {
 		calls++
 		if calls == 2 {
 			return false, failure
@@ -1063,12 +1070,12 @@ func testRewriteRefuses(t *testing.T, s auditlog.Store) {
 		return false, nil
 	}
 	for _, key := range []string{"", "a.b", "user'--", strings.Repeat("k", 65)} {
-		if _, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}, {Key: key, Value: "x"}}, never); !errors.Is(err, auditlog.ErrInvalidQuery) {
+		if _, err := s.Rewrite(ctx(t), auditlog.Selection{Terms: []auditlog.Term{{Key: "user", Value: "alice"}, {Key: key, Value: "x"}}}, never); !errors.Is(err, auditlog.ErrInvalidQuery) {
 			t.Errorf("term key %q: error %v, want ErrInvalidQuery", key, err)
 		}
 	}
 	for _, payload := range []string{`[1]`, `{"user":`, ``} {
-		_, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "alice"}}, func(e *auditlog.Entry) (bool, error) {
+		_, err := s.Rewrite(ctx(t), auditlog.Selection{Terms: []auditlog.Term{{Key: "user", Value: "alice"}}}, func(e *auditlog.Entry) (bool, error) {
 			e.Payload = json.RawMessage(payload)
 			return true, nil
 		})
@@ -1100,7 +1107,7 @@ func testConcurrentRewrites(t *testing.T, s auditlog.Store) {
 	for w := range writers {
 		key := fmt.Sprintf("k%d", w)
 		wg.Go(func() {
-			_, errs[w] = s.Rewrite(ctx(t), []auditlog.Term{{Key: "group", Value: "g"}}, func(e *auditlog.Entry) (bool, error) {
+			_, errs[w] = s.Rewrite(ctx(t), auditlog.Selection{Terms: []auditlog.Term{{Key: "group", Value: "g"}}}, func(e *auditlog.Entry) (bool, error) {
 				var p map[string]any
 				if err := json.Unmarshal(e.Payload, &p); err != nil {
 					return false, err
@@ -1136,7 +1143,7 @@ func testLargeRewrite(t *testing.T, s auditlog.Store) {
 		batch = append(batch, entry(fmt.Sprintf("l%04d", i), "x.y", at(i), map[string]any{"user": "big", "i": fmt.Sprint(i)}))
 	}
 	mustAppend(t, s, batch...)
-	changed, err := s.Rewrite(ctx(t), []auditlog.Term{{Key: "user", Value: "big"}}, func(e *auditlog.Entry) (bool, error) {
+	changed, err := s.Rewrite(ctx(t), auditlog.Selection{Terms: []auditlog.Term{{Key: "user", Value: "big"}}}, func(e *auditlog.Entry) (bool, error) {
 		p := payloadOf(t, *e)
 		if p["i"] == "7" {
 			return false, nil

@@ -44,7 +44,10 @@ func Markdown(c *catalog.Catalog) []byte {
 	b.WriteString("- **alias**: the name Open Integration Hub really publishes in place of a canonical one.\n")
 	b.WriteString("- **operational**: an event Open Integration Hub publishes that the document does not list.\n")
 	b.WriteString("- **audited**: the audit log records it. **consumed**: other services act on it (they are named where known).\n")
-	b.WriteString("- **payload**: the top-level fields of the payload's JSON Schema; unknown fields are allowed.\n\n")
+	b.WriteString("- **payload**: the top-level fields of the payload's JSON Schema; unknown fields are allowed.\n")
+	b.WriteString("- **personal data**: the payload fields that hold a person's data (the schema's `x-personal` annotation: " +
+		"`user-id`, `username`, `email` or `name`; `*` stands for every item of an array), which the audit log erases " +
+		"when the user is deleted ([privacy](privacy.md)).\n\n")
 	entries := c.Entries()
 	services := services(c)
 	fmt.Fprintf(&b, "%d events from %d services; %d audited.\n", len(entries), len(services), audited)
@@ -54,15 +57,15 @@ func Markdown(c *catalog.Catalog) []byte {
 		if s.About != "" {
 			fmt.Fprintf(&b, "%s\n\n", s.About)
 		}
-		b.WriteString("| name | kind | serviceName | audited | consumed | description | payload |\n")
-		b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
+		b.WriteString("| name | kind | serviceName | audited | consumed | description | payload | personal data |\n")
+		b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, e := range entries {
 			if e.Service != s.ID {
 				continue
 			}
 			cells := []string{
 				mdName(e), mdKind(e), mdServiceNames(e.ServiceNames),
-				yesNo(e.Audited), mdConsumed(e), e.Description, mdPayload(e.Schema),
+				yesNo(e.Audited), mdConsumed(e), e.Description, mdPayload(e.Schema), mdPersonal(e.Personal),
 			}
 			for i, cell := range cells {
 				cells[i] = strings.ReplaceAll(cell, "|", `\|`)
@@ -132,6 +135,15 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// mdPersonal lists the personal fields of an entry, path and kind.
+func mdPersonal(fs []catalog.PersonalField) string {
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, "`"+f.Path+"` "+f.Kind)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // mdPayload lists the top-level fields of a schema: required ones first,

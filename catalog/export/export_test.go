@@ -234,3 +234,24 @@ func TestExportsAreDeterministic(t *testing.T) {
 		t.Fatal("two exports of the same catalogue differ")
 	}
 }
+
+// TestExportsKeepThePersonalDataAnnotations: the AsyncAPI message payloads
+// carry x-personal where the catalogue's schemas have it, and the JSON
+// export lists each event's personal fields.
+func TestExportsKeepThePersonalDataAnnotations(t *testing.T) {
+	cat := catalog.Default().Filter("flow.starting")
+	b, err := AsyncAPI(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"x-personal"`); n != 2 {
+		t.Errorf("AsyncAPI of flow.starting holds %d x-personal annotations, want 2 (owners[].id, startedBy)", n)
+	}
+	j, err := JSON(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(j), `"path":"/owners/*/id"`) && !strings.Contains(string(j), `"path": "/owners/*/id"`) {
+		t.Errorf("the JSON export does not list flow.starting's personal fields:\n%.2000s", j)
+	}
+}

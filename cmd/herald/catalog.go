@@ -111,21 +111,29 @@ func writeCatalog(w io.Writer, cat *catalog.Catalog, output string) error {
 func catalogTable(cat *catalog.Catalog) []byte {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tAUDITED\tDESCRIPTION")
+	fmt.Fprintln(tw, "NAME\tKIND\tAUDITED\tPERSONAL DATA\tDESCRIPTION")
 	entries := cat.Entries()
 	audited := 0
 	for i, e := range entries {
 		if i == 0 || e.Service != entries[i-1].Service {
 			// Service lines are cells of the same table, so the columns
 			// stay aligned across services.
-			fmt.Fprintf(tw, "%s\t\t\t\n", e.Service)
+			fmt.Fprintf(tw, "%s\t\t\t\t\n", e.Service)
 		}
 		isAudited := "no"
 		if e.Audited {
 			isAudited = "yes"
 			audited++
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Name, e.Kind, isAudited, e.Description)
+		personal := "-"
+		if len(e.Personal) > 0 {
+			var ps []string
+			for _, f := range e.Personal {
+				ps = append(ps, strings.TrimPrefix(f.Path, "/")+"="+f.Kind)
+			}
+			personal = strings.Join(ps, ",")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Name, e.Kind, isAudited, personal, e.Description)
 	}
 	_ = tw.Flush() // writes to a bytes.Buffer, which cannot fail
 	var out bytes.Buffer

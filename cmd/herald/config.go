@@ -18,6 +18,10 @@ const (
 	envPort      = "PORT"
 	// envSigningKey names the file of the log's signing key.
 	envSigningKey = "HERALD_SIGNING_KEY"
+	// envErasureKey holds the erasure key itself (auditlog.Eraser).
+	envErasureKey = "HERALD_ERASURE_KEY"
+	// envErasure is the erasure mode.
+	envErasure = "HERALD_ERASURE"
 
 	defaultBrokerURL = "nats://127.0.0.1:4222"
 	defaultDataDir   = "herald-data"
@@ -30,6 +34,10 @@ const (
 	// signingKeyFileName is the file in the data folder holding the log's
 	// note signing key that `herald serve` creates when none is given.
 	signingKeyFileName = "signing-key"
+	// erasureKeyFileName is the file in the data folder holding the
+	// erasure key that `herald serve` creates when HERALD_ERASURE_KEY is
+	// not set.
+	erasureKeyFileName = "erasure-key"
 )
 
 // envOr returns the environment variable key, or def when it is unset or empty.

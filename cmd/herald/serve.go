@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,7 @@ type serveOptions struct {
 	logName    string
 	retention  time.Duration
 	auditReads bool
+	erasure    string
 	// tracer is the OTLP tracer provider from the OTEL_* variables; nil
 	// when tracing is off.
 	tracer trace.TracerProvider
@@ -103,6 +105,7 @@ other OTEL_* settings apply); otherwise serve traces nothing.`,
 	f.StringVar(&o.signingKey, "signing-key", os.Getenv(envSigningKey), "file holding the log's note signing key, shared by replicas (env "+envSigningKey+"); empty: <data>/signing-key, created on first start")
 	f.StringVar(&o.logName, "log-name", "", "the log's origin (its key's name) when serve creates the signing key (default: herald- and 16 random hex digits)")
 	f.DurationVar(&o.retention, "retention", 0, "delete the headers and payload of entries received longer ago than this, keeping their leaf hashes (0: keep everything)")
+	f.StringVar(&o.erasure, "erasure", envOr(envErasure, string(auditlog.ErasureAnonymise)), "what replaces a deleted user's values in the log: anonymise (XXXXXXXXXX) or pseudonymise (one keyed pseudonym per user) (env "+envErasure+"); the key is "+envErasureKey+" or <data>/"+erasureKeyFileName)
 	f.BoolVar(&o.auditReads, "audit-reads", true, "record every read of the log (GET /logs, live streams, proofs, exports) in the log as audit-log.logs.read")
 	return cmd
 }
@@ -190,7 +193,12 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 		feed.Notify()
 		integ.Kick()
 	}
-	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, reg, patterns, onCommit, signer.IDKey(), log)
+	metrics := auditlog.NewMetrics(reg)
+	eraser, err := o.newEraser(store, metrics, onCommit, log)
+	if err != nil {
+		return err
+	}
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, metrics, eraser, patterns, onCommit, signer.IDKey(), log)
 	if err != nil {
 		return err
 	}
@@ -205,6 +213,7 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	}
 	api := auditAPI(store, auth, reg, b, feed, watch, log)
 	api = withIntegrity(api, signer, ingester, o.auditReads)
+	api.Eraser = eraser
 	base := "http://" + displayAddr(ln.Addr().String())
 	printBanner(stdout, base, o.describeBroker(brokerURL), storeAt.describe(), authDesc, patterns, integrityBanner(base, signer, keyDesc))
 	return serveHTTP(ctx, ln, httpapi.New(api), feed.Close, log)
@@ -275,6 +284,9 @@ func (o serveOptions) check() (slog.Level, error) {
 	}
 	if o.batchSize < 1 {
 		return 0, usagef("--batch-size must be at least 1")
+	}
+	if _, err := auditlog.ParseErasureMode(o.erasure); err != nil {
+		return 0, usagef("--erasure: %v", err)
 	}
 	if o.broker != "" && o.natsListenSet {
 		// Otherwise --nats-listen would be ignored without a word.
@@ -352,7 +364,7 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 // startAuditLog subscribes the audit log's ingester to patterns on the
 // broker, as the audit-log service; onCommit is called after each commit
 // that stored new entries.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, reg *prometheus.Registry, patterns []string, onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, metrics *auditlog.Metrics, eraser *auditlog.Eraser, patterns []string, onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
 		return nil, nil, err
@@ -379,9 +391,10 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		Store:     store,
 		Catalog:   catalog.Default(),
 		BatchSize: o.batchSize,
-		Metrics:   auditlog.NewMetrics(reg),
+		Metrics:   metrics,
 		Logger:    log,
 		OnCommit:  onCommit,
+		Eraser:    eraser,
 	})
 	stop.add(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -395,6 +408,35 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
 	return b, ingester, nil
+}
+
+// newEraser is the audit log's erasure of deleted users, keyed by
+// HERALD_ERASURE_KEY, or else by the key in the data folder, created on
+// first start. Replicas of one log must share the key: they share the
+// store's erasure records, which are digests under it.
+func (o serveOptions) newEraser(store auditlog.Store, metrics *auditlog.Metrics, onCommit func(), log *slog.Logger) (*auditlog.Eraser, error) {
+	mode, err := auditlog.ParseErasureMode(o.erasure)
+	if err != nil {
+		return nil, usagef("--erasure: %v", err)
+	}
+	var key []byte
+	if k := os.Getenv(envErasureKey); k != "" {
+		key = []byte(k)
+	} else {
+		path := filepath.Join(o.data, erasureKeyFileName)
+		var created bool
+		if key, created, err = auditlog.LoadOrCreateErasureKey(path); err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("created the erasure key; replicas sharing this store need the same key ("+envErasureKey+")", "path", path)
+		}
+	}
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Catalog: catalog.Default(), Key: key, Mode: mode, Metrics: metrics, Logger: log, OnCommit: onCommit})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", envErasureKey, err)
+	}
+	return x, nil
 }
 
 // followBindings makes the audit log's queue bound to exactly patterns,

@@ -48,6 +48,9 @@ type Dialect interface {
 	// column col, where the database cannot infer the type (in a VALUES
 	// list).
 	As(col, expr string) string
+	// HoldsNested returns the condition that an entry is selected by any
+	// of ts (auditlog.NestedTerm), adding its arguments to b.
+	HoldsNested(b *Builder, ts []auditlog.NestedTerm) string
 	PayloadIndex
 }
 
@@ -234,13 +237,13 @@ func queryInt(ctx context.Context, tx Tx, query string, args ...any) (int64, err
 }
 
 // Rewrite is auditlog.Store's Rewrite.
-func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlog.Edit) (int64, error) {
-	for _, t := range terms {
+func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	for _, t := range sel.Terms {
 		if !auditlog.ValidPayloadKey(t.Key) {
 			return 0, fmt.Errorf("rewrite: %w: payload key %q", auditlog.ErrInvalidQuery, t.Key)
 		}
 	}
-	if len(terms) == 0 {
+	if len(sel.Terms) == 0 && len(sel.Nested) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
 	tx, err := s.db.BeginWrite(ctx)
@@ -249,8 +252,31 @@ func (s *Store) Rewrite(ctx context.Context, terms []auditlog.Term, edit auditlo
 	}
 	defer tx.Rollback(ctx)
 	b := NewBuilder(s.d)
-	cond := s.d.Holds(b, terms, HoldsAny)
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+cond+` ORDER BY seq`, b.Args()...)
+	var conds []string
+	if len(sel.Terms) > 0 {
+		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
+	}
+	in := func(col string, vals []string) string {
+		if len(vals) == 0 {
+			return `FALSE`
+		}
+		ph := make([]string, len(vals))
+		for i, v := range vals {
+			ph[i] = b.Arg(v)
+		}
+		return col + ` IN (` + strings.Join(ph, `, `) + `)`
+	}
+	if len(sel.Nested) > 0 {
+		conds = append(conds, s.d.HoldsNested(b, sel.Nested))
+	}
+	if len(sel.IDs) > 0 {
+		conds = append(conds, in("id", sel.IDs))
+	}
+	// One OR of conditions that each have an index (the payload index, a
+	// containment on PostgreSQL, the name or id index), so that the
+	// database can combine the indexes, or read the table once when it is
+	// small: a union of them read it once per condition.
+	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+strings.Join(conds, ` OR `)+` ORDER BY seq`, b.Args()...)
 	if err != nil {
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}
@@ -293,7 +319,7 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 		b := NewBuilder(s.d)
 		values := make([]string, len(part))
 		for i, e := range part {
-			salts, erased, err := encodeCommitments(e)
+			salts, erased, err := EncodeCommitments(e)
 			if err != nil {
 				return fmt.Errorf("entry %s: %w", e.ID, err)
 			}
@@ -317,9 +343,22 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 	return nil
 }
 
-// encodeCommitments is how the salts and erased columns hold an entry's
+// NameIn is the condition that an entry's name is one of names, adding
+// them to b.
+func NameIn(b *Builder, names []string) string {
+	if len(names) == 0 {
+		return `FALSE`
+	}
+	ph := make([]string, len(names))
+	for i, n := range names {
+		ph[i] = b.Arg(n)
+	}
+	return `name IN (` + strings.Join(ph, `, `) + `)`
+}
+
+// EncodeCommitments is how the salts and erased columns hold an entry's
 // explicit salts and kept commitments: JSON, or NULL when there are none.
-func encodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
+func EncodeCommitments(e auditlog.Entry) (salts, erased any, err error) {
 	if e.Salts != nil {
 		b, err := json.Marshal(e.Salts)
 		if err != nil {
@@ -438,4 +477,14 @@ func Prepare(entries []auditlog.Entry, split bool) ([]Row, error) {
 		rows = append(rows, Row{Entry: e, Fields: fs})
 	}
 	return rows, nil
+}
+
+// JSONText is s as a JSON string, as a payload's text writes it: quoted,
+// with only the escapes JSON requires.
+func JSONText(s string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }

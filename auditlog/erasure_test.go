@@ -51,26 +51,26 @@ func TestEntriesOfADeletedUserStoredLaterAreAnonymised(t *testing.T) {
 	f.publish(t, "flowrepo.flow.created", `{"user":"u1","tenant":"t1","flowId":"f1"}`)
 	f.publish(t, "iam.token.deleted", `{"account":"u1"}`)
 	f.publish(t, "iam.user.loginFailed", `{"user":"joe@example.com"}`)
-	f.waitTotal(t, auditlog.Query{}, 7)
+	f.waitTotal(t, auditlog.Query{}, 8) // with the erasure's record
 	all := waitNoLeak("entries stored after the deletion")
 	if !strings.Contains(all, "joe@example.com") || !strings.Contains(all, `"u2"`) {
 		t.Errorf("another user's entries were anonymised:\n%s", all)
 	}
 }
 
-// TestAUsernameLearnedAfterTheDeletionIsForgottenToo: when the user's
+// TestAUsernameLearnedAfterTheDeletionIsErasedToo: when the user's
 // own iam.user.created is stored after their deletion was handled, its
 // username is anonymised with it, and so is every entry naming the user by
 // that username, before or after.
-func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
+func TestAUsernameLearnedAfterTheDeletionIsErasedToo(t *testing.T) {
 	f := newFixture(t)
 	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
 	f.publish(t, "iam.user.deleted", `{"id":"u7"}`)
-	f.waitTotal(t, auditlog.Query{}, 2)
+	f.waitTotal(t, auditlog.Query{}, 3) // with the erasure's record
 	f.publish(t, "iam.user.created", `{"id":"u7","username":"kim@example.com"}`)
-	f.waitTotal(t, auditlog.Query{}, 3)
-	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
 	f.waitTotal(t, auditlog.Query{}, 4)
+	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
+	f.waitTotal(t, auditlog.Query{}, 5)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
@@ -91,11 +91,11 @@ func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
 	}
 }
 
-// TestCommitsAreAnnouncedAfterTheLateAnonymisation: OnCommit, which wakes
+// TestCommitsAreAnnouncedAfterTheLateErasure: OnCommit, which wakes
 // the live stream's readers, comes once the entries of a deleted user
 // stored after the deletion are anonymised, so that a reader it wakes
 // never reads them as they came.
-func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
+func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
 	if err != nil {
@@ -103,7 +103,11 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	var announced []string // the newest entry, as each announcement finds it
-	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond, OnCommit: func() {
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: []byte("announce-test-erasure-key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, Eraser: x, FlushInterval: time.Millisecond, OnCommit: func() {
 		p, err := store.Query(ctx, auditlog.Query{Order: auditlog.BySeqDesc, Limit: 1})
 		if err != nil || len(p.Entries) == 0 {
 			t.Errorf("the announced commit cannot be read: %v", err)
@@ -118,6 +122,7 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ev.Headers.ServiceName = "accounts"
 		// Handle returns after the commit, its announcement included.
 		if err := in.Handle(ctx, ev); err != nil {
 			t.Fatal(err)
@@ -136,5 +141,72 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 		if strings.Contains(a, "nine@example.com") || strings.Contains(a, "u9") {
 			t.Errorf("announced before its anonymisation: %s", a)
 		}
+	}
+}
+
+// hookStore runs before once before the next Append reaches the store.
+type hookStore struct {
+	*sqlite.Store
+	before *func()
+}
+
+func (h hookStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
+	if f := *h.before; f != nil {
+		*h.before = nil
+		f()
+	}
+	return h.Store.Append(ctx, entries)
+}
+
+// TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter: a batch looked
+// up before a user's erasure was recorded, and committed after the
+// erasure's rewrite had read the log, is erased by the check after its
+// commit.
+func TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	var before func()
+	hooked := hookStore{store, &before}
+	key := []byte("between-test-erasure-key")
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: hooked, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: hooked, Eraser: x, FlushInterval: time.Millisecond})
+	defer in.Close()
+	handle := func(name, payload string) {
+		t.Helper()
+		ev, err := event.New(name, json.RawMessage(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Headers.ServiceName = "accounts"
+		if err := in.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("iam.user.created", `{"id":"u5","username":"five@example.com"}`)
+	// Another replica erases u5 after this batch was looked up, and
+	// before it commits.
+	other, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = func() {
+		if _, err := other.EraseUser(ctx, "u5", auditlog.Entry{ID: "deletion"}); err != nil {
+			t.Error(err)
+		}
+	}
+	handle("iam.user.loginFailed", `{"user":"five@example.com"}`)
+	p, err := store.Query(ctx, auditlog.Query{Name: "iam.user.loginFailed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Entries) != 1 || strings.Contains(string(p.Entries[0].Payload), "five@example.com") {
+		t.Errorf("the entry committed after the erasure: %v", p.Entries)
 	}
 }
