@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -34,25 +33,17 @@ const publishTimeout = 30 * time.Second
 // event it maps to once the catalogue accepts it. It answers 202 with the
 // event as published, in OIH's wire form.
 func (a *api) postEvent(w http.ResponseWriter, r *http.Request, _ *iam.User) {
-	release, ok := a.acquireBody(w, r)
+	// Room for a pretty-printed body; the encoded event is checked after.
+	body, ok := a.takeBody(w, r)
 	if !ok {
-		return
-	}
-	limit := a.bodyLimit()
-	body, err := a.readBody(w, r)
-	release()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), "")
 		return
 	}
 	contentType := r.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(contentType)
-	var ev *event.Event
+	var (
+		ev  *event.Event
+		err error
+	)
 	switch {
 	case mt == event.CloudEventsContentType:
 		ev, err = event.DecodeCloudEvent(body)

@@ -418,6 +418,27 @@ func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return io.ReadAll(body)
 }
 
+// takeBody reads r's body in its turn (acquireBody, readBody), answering
+// 413, 503 or 400 itself and returning false when it cannot.
+func (a *api) takeBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	release, ok := a.acquireBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	body, err := a.readBody(w, r)
+	release()
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.bodyLimit()), "")
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), "")
+		return nil, false
+	}
+	return body, true
+}
+
 // acquireBody waits for a turn to read r's body (MaxConcurrentBodies at
 // once), at most BodyWait: past it, or when the request ends, it answers
 // 503 and returns false. The body of a request too large by its

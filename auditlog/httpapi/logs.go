@@ -236,21 +236,9 @@ func validUTF8(doc json.RawMessage) json.RawMessage {
 //     the entry stored under it differs in name, createdAt or payload,
 //     with one text whatever the reason.
 func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
-	release, ok := a.acquireBody(w, r)
+	// Room for a pretty-printed body; the encoded event is checked after.
+	body, ok := a.takeBody(w, r)
 	if !ok {
-		return
-	}
-	// Room for a pretty-printed body; the encoded event is checked below.
-	limit := a.bodyLimit()
-	body, err := a.readBody(w, r)
-	release()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit), "")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "read request body: "+err.Error(), "")
 		return
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
