@@ -111,6 +111,48 @@ func (f *Feed) Notify() {
 	}
 }
 
+// Committed hands on entries this process has just committed, as
+// IngestConfig.OnCommitted gives them: when they are as stored (Seq set,
+// AppendedAsStored) and follow on from the last entry handed on, the
+// followers get them without a store read; otherwise (nil, a gap: entries
+// another process stored between) it reads the store as Notify does. It
+// never blocks on a follower.
+func (f *Feed) Committed(entries []Entry) {
+	if !AppendedAsStored(entries) || !f.handOn(entries) {
+		f.Notify()
+	}
+}
+
+// AppendedAsStored reports whether Store.Append set entries as stored:
+// each with its seq, one after another.
+func AppendedAsStored(entries []Entry) bool {
+	if len(entries) == 0 || entries[0].Seq <= 0 {
+		return false
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Seq != entries[i-1].Seq+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// handOn dispatches entries when they follow on from the last entry
+// handed on (or repeat some of it), and reports whether it did; with
+// nobody following there is nothing to do.
+func (f *Feed) handOn(entries []Entry) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.running || f.closed {
+		return true
+	}
+	if entries[0].Seq > f.head+1 {
+		return false
+	}
+	f.dispatchLocked(entries)
+	return true
+}
+
 // Head returns the position of the last stored entry (0 when the store is
 // empty): following from it hands on only what is stored from now on.
 func (f *Feed) Head(ctx context.Context) (int64, error) {
@@ -288,6 +330,12 @@ func (f *Feed) readFrom(ctx context.Context, from int64) error {
 func (f *Feed) dispatch(entries []Entry) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.dispatchLocked(entries)
+}
+
+// dispatchLocked hands on the entries after the last handed on; f.mu is
+// held.
+func (f *Feed) dispatchLocked(entries []Entry) {
 	for _, e := range entries {
 		if e.Seq <= f.head {
 			continue

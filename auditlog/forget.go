@@ -83,11 +83,12 @@ func candidates(e Entry, into map[string]candidate) {
 // anonymiseLate anonymises the entries just committed that name a user
 // the store has forgotten. It runs after the entries' commit and the
 // deletion records its user before anonymising, so whichever of the two
-// commits first, one of them sees the other.
-func (in *Ingester) anonymiseLate(entries []Entry) error {
+// commits first, one of them sees the other. It returns how many entries
+// it anonymised.
+func (in *Ingester) anonymiseLate(entries []Entry) (int64, error) {
 	f, ok := in.cfg.Store.(Forgetter)
 	if !ok {
-		return nil
+		return 0, nil
 	}
 	cands := make(map[string]candidate)
 	for _, e := range entries {
@@ -96,7 +97,7 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 		}
 	}
 	if len(cands) == 0 {
-		return nil
+		return 0, nil
 	}
 	digests := make([][]byte, 0, len(cands))
 	for d := range cands {
@@ -106,7 +107,7 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 	defer cancel()
 	found, err := f.Forgotten(ctx, digests)
 	if err != nil || len(found) == 0 {
-		return err
+		return 0, err
 	}
 	var usernames []string
 	var ids []string
@@ -125,14 +126,14 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 		// deletion names a username the deletion could not know.
 		n, err := in.forgetUser(ctx, id, usernamesOf(entries, []string{id}))
 		if err != nil {
-			return err
+			return total, err
 		}
 		total += n
 	}
 	if len(usernames) > 0 {
 		n, err := Anonymisation{Usernames: usernames}.apply(ctx, in.cfg.Store)
 		if err != nil {
-			return fmt.Errorf("anonymise entries of a deleted user stored after the deletion: %w", err)
+			return total, fmt.Errorf("anonymise entries of a deleted user stored after the deletion: %w", err)
 		}
 		total += n
 	}
@@ -140,7 +141,7 @@ func (in *Ingester) anonymiseLate(entries []Entry) error {
 		in.cfg.Metrics.Anonymised.Add(float64(total))
 	}
 	in.cfg.Logger.Info("anonymised entries stored after their user's deletion", "entries", total)
-	return nil
+	return total, nil
 }
 
 // usernamesOf returns the usernames that the iam.user.created and

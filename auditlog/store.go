@@ -177,6 +177,10 @@ type Store interface {
 	// without a LeafHash are sealed; the seed and leaf hash are stored
 	// with the entry. New entries get seqs above every stored one,
 	// committed in seq order, and no leaf index: the integrator gives it.
+	// A store that keeps entries byte for byte (sqlite) may, when every
+	// entry was new, set each of entries to the entry as a read would
+	// return it, Seq included (AppendedAsStored): a live feed hands them
+	// on without reading them back. Others leave Seq 0.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an
 	// error wrapping ErrInvalidQuery.
