@@ -94,7 +94,8 @@ func TestAUsernameLearnedAfterTheDeletionIsForgottenToo(t *testing.T) {
 // TestCommitsAreAnnouncedAfterTheLateAnonymisation: OnCommit, which wakes
 // the live stream's readers, comes once the entries of a deleted user
 // stored after the deletion are anonymised, so that a reader it wakes
-// never reads them as they came.
+// never reads them as they came; OnCommitted never hands them on as they
+// came.
 func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
@@ -103,6 +104,7 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	var announced []string // the newest entry, as each announcement finds it
+	var handed []string    // the entries handed to OnCommitted
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond, OnCommit: func() {
 		p, err := store.Query(ctx, auditlog.Query{Order: auditlog.BySeqDesc, Limit: 1})
 		if err != nil || len(p.Entries) == 0 {
@@ -110,6 +112,11 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 			return
 		}
 		announced = append(announced, string(p.Entries[0].Payload)+" user="+p.Entries[0].User)
+	}, OnCommitted: func(es []auditlog.Entry) {
+		// What the live feed hands on without reading the store.
+		for _, e := range es {
+			handed = append(handed, string(e.Payload)+" user="+e.User)
+		}
 	}})
 	defer in.Close()
 	handle := func(name, payload string) {
@@ -125,9 +132,17 @@ func TestCommitsAreAnnouncedAfterTheLateAnonymisation(t *testing.T) {
 	}
 	handle("iam.user.created", `{"id":"u9","username":"nine@example.com"}`)
 	handle("iam.user.deleted", `{"id":"u9"}`)
-	before := len(announced)
+	before, handedBefore := len(announced), len(handed)
+	if handedBefore == 0 {
+		t.Error("no commit handed its entries on as stored")
+	}
 	handle("iam.user.loginFailed", `{"user":"nine@example.com"}`)
 	handle("flowrepo.flow.created", `{"user":"u9","tenant":"t1","flowId":"f9"}`)
+	for _, h := range handed[handedBefore:] {
+		if strings.Contains(h, "nine@example.com") || strings.Contains(h, "u9") {
+			t.Errorf("handed on as it came, before its anonymisation: %s", h)
+		}
+	}
 	late := announced[before:]
 	if len(late) != 2 {
 		t.Fatalf("%d announcements of the 2 late entries: %q", len(late), late)
