@@ -333,36 +333,51 @@ func (f *Feed) dispatch(entries []Entry) {
 	f.dispatchLocked(entries)
 }
 
-// dispatchLocked hands on the entries after the last handed on; f.mu is
-// held.
+// dispatchLocked hands on the entries after the last handed on, each
+// follower's in one push (one lock and one wake-up per follower, not per
+// entry); f.mu is held.
 func (f *Feed) dispatchLocked(entries []Entry) {
+	var touched []*Follower
 	for _, e := range entries {
 		if e.Seq <= f.head {
 			continue
 		}
 		f.head = e.Seq
-		f.offer(f.admins, e)
+		touched = f.offer(f.admins, e, touched)
 		if e.User != "" {
-			f.offer(f.byUser[e.User], e)
+			touched = f.offer(f.byUser[e.User], e, touched)
 		}
 		if e.Tenant != "" {
-			f.offer(f.byTenant[e.Tenant], e)
+			touched = f.offer(f.byTenant[e.Tenant], e, touched)
 		}
+	}
+	for _, s := range touched {
+		if !s.push(s.pending, f.cfg.Buffer, f.cfg.BufferBytes) {
+			f.remove(s)
+		}
+		clear(s.pending)
+		s.pending = s.pending[:0]
 	}
 }
 
-// offer hands e to those of subs whose query matches it, once each (a
-// follower can be both the entry's user and of its tenant); f.mu is held.
-func (f *Feed) offer(subs map[*Follower]struct{}, e Entry) {
+// offer adds e to the pending entries of those of subs whose query
+// matches it, once each (a follower can be both the entry's user and of
+// its tenant), and returns touched with the followers it added a first
+// entry to; f.mu is held.
+func (f *Feed) offer(subs map[*Follower]struct{}, e Entry, touched []*Follower) []*Follower {
 	for s := range subs {
 		if s.offered == e.Seq {
 			continue
 		}
 		s.offered = e.Seq
-		if s.q.Matches(e) && !s.push(e, f.cfg.Buffer, f.cfg.BufferBytes) {
-			f.remove(s)
+		if s.q.Matches(e) {
+			if len(s.pending) == 0 {
+				touched = append(touched, s)
+			}
+			s.pending = append(s.pending, e)
 		}
 	}
+	return touched
 }
 
 // Follower is one reader of a Feed: Next returns its entries, Ready says
@@ -376,8 +391,9 @@ type Follower struct {
 	live   bool  // caught up after joining: reading the queue only
 	ready  chan struct{}
 	// offered is the seq of the last entry the feed considered for this
-	// follower, under the feed's lock.
+	// follower, pending those it is about to push, under the feed's lock.
 	offered int64
+	pending []Entry
 
 	mu    sync.Mutex
 	queue []Entry
@@ -460,20 +476,22 @@ func (s *Follower) Close() {
 	}
 }
 
-// push queues e, or ends the follower when its queue is full; it reports
-// whether the follower is still on.
-func (s *Follower) push(e Entry, limit, limitBytes int) bool {
+// push queues es, or ends the follower when its queue is full; it
+// reports whether the follower is still on.
+func (s *Follower) push(es []Entry, limit, limitBytes int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	size := len(e.Headers) + len(e.Payload)
-	if len(s.queue) >= limit || (len(s.queue) > 0 && s.bytes+size > limitBytes) {
-		s.err = ErrFollowerTooSlow
-		s.queue, s.bytes = nil, 0
-		s.signal()
-		return false
+	for _, e := range es {
+		size := len(e.Headers) + len(e.Payload)
+		if len(s.queue) >= limit || (len(s.queue) > 0 && s.bytes+size > limitBytes) {
+			s.err = ErrFollowerTooSlow
+			s.queue, s.bytes = nil, 0
+			s.signal()
+			return false
+		}
+		s.bytes += size
+		s.queue = append(s.queue, e)
 	}
-	s.bytes += size
-	s.queue = append(s.queue, e)
 	s.signal()
 	return true
 }
