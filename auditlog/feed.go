@@ -395,15 +395,20 @@ type Follower struct {
 	offered int64
 	pending []Entry
 
+	spare []Entry // the queue Next handed out last, reused next
 	mu    sync.Mutex
 	queue []Entry
 	bytes int // of the headers and payloads in queue
 	err   error
 }
 
+// maxSpare is the longest queue a follower keeps to reuse.
+const maxSpare = 256
+
 // Next returns the next entries, in seq order: a page read from the store
 // while catching up, else those handed on since the last call, or none
-// when nothing waits (wait on Ready). An error ends the follower:
+// when nothing waits (wait on Ready). The entries are valid until the
+// next call: their slice is then reused. An error ends the follower:
 // ErrFollowerTooSlow, ErrFeedClosed, or a store's.
 func (s *Follower) Next(ctx context.Context) ([]Entry, error) {
 	if !s.live {
@@ -412,10 +417,21 @@ func (s *Follower) Next(ctx context.Context) ([]Entry, error) {
 			return es, err
 		}
 	}
+	// The queue handed out last time is done with: it takes the next
+	// entries, so that a busy follower's queue does not grow anew each
+	// time.
+	clear(s.spare)
 	s.mu.Lock()
 	queue, err := s.queue, s.err
-	s.queue, s.bytes = nil, 0
+	s.queue, s.bytes = s.spare[:0], 0
+	if err != nil {
+		s.queue = nil
+	}
 	s.mu.Unlock()
+	s.spare = nil
+	if cap(queue) <= maxSpare { // no burst's queue is kept for ever
+		s.spare = queue
+	}
 	out := queue[:0]
 	for _, e := range queue {
 		if e.Seq > s.last { // read from the store already while joining
