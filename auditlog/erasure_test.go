@@ -94,7 +94,8 @@ func TestAUsernameLearnedAfterTheDeletionIsErasedToo(t *testing.T) {
 // TestCommitsAreAnnouncedAfterTheLateErasure: OnCommit, which wakes
 // the live stream's readers, comes once the entries of a deleted user
 // stored after the deletion are anonymised, so that a reader it wakes
-// never reads them as they came.
+// never reads them as they came; OnCommitted never hands them on as they
+// came.
 func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
@@ -103,6 +104,7 @@ func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close() })
 	var announced []string // the newest entry, as each announcement finds it
+	var handed []string    // the entries handed to OnCommitted
 	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: []byte("announce-test-erasure-key")})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +116,11 @@ func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 			return
 		}
 		announced = append(announced, string(p.Entries[0].Payload)+" user="+p.Entries[0].User)
+	}, OnCommitted: func(es []auditlog.Entry) {
+		// What the live feed hands on without reading the store.
+		for _, e := range es {
+			handed = append(handed, string(e.Payload)+" user="+e.User)
+		}
 	}})
 	defer in.Close()
 	handle := func(name, payload string) {
@@ -130,9 +137,17 @@ func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 	}
 	handle("iam.user.created", `{"id":"u9","username":"nine@example.com"}`)
 	handle("iam.user.deleted", `{"id":"u9"}`)
-	before := len(announced)
+	before, handedBefore := len(announced), len(handed)
+	if handedBefore == 0 {
+		t.Error("no commit handed its entries on as stored")
+	}
 	handle("iam.user.loginFailed", `{"user":"nine@example.com"}`)
 	handle("flowrepo.flow.created", `{"user":"u9","tenant":"t1","flowId":"f9"}`)
+	for _, h := range handed[handedBefore:] {
+		if strings.Contains(h, "nine@example.com") || strings.Contains(h, "u9") {
+			t.Errorf("handed on as it came, before its anonymisation: %s", h)
+		}
+	}
 	late := announced[before:]
 	if len(late) != 2 {
 		t.Fatalf("%d announcements of the 2 late entries: %q", len(late), late)

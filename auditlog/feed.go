@@ -111,6 +111,48 @@ func (f *Feed) Notify() {
 	}
 }
 
+// Committed hands on entries this process has just committed, as
+// IngestConfig.OnCommitted gives them: when they are as stored (Seq set,
+// AppendedAsStored) and follow on from the last entry handed on, the
+// followers get them without a store read; otherwise (nil, a gap: entries
+// another process stored between) it reads the store as Notify does. It
+// never blocks on a follower.
+func (f *Feed) Committed(entries []Entry) {
+	if !AppendedAsStored(entries) || !f.handOn(entries) {
+		f.Notify()
+	}
+}
+
+// AppendedAsStored reports whether Store.Append set entries as stored:
+// each with its seq, one after another.
+func AppendedAsStored(entries []Entry) bool {
+	if len(entries) == 0 || entries[0].Seq <= 0 {
+		return false
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Seq != entries[i-1].Seq+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// handOn dispatches entries when they follow on from the last entry
+// handed on (or repeat some of it), and reports whether it did; with
+// nobody following there is nothing to do.
+func (f *Feed) handOn(entries []Entry) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.running || f.closed {
+		return true
+	}
+	if entries[0].Seq > f.head+1 {
+		return false
+	}
+	f.dispatchLocked(entries)
+	return true
+}
+
 // Head returns the position of the last stored entry (0 when the store is
 // empty): following from it hands on only what is stored from now on.
 func (f *Feed) Head(ctx context.Context) (int64, error) {
@@ -288,33 +330,54 @@ func (f *Feed) readFrom(ctx context.Context, from int64) error {
 func (f *Feed) dispatch(entries []Entry) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.dispatchLocked(entries)
+}
+
+// dispatchLocked hands on the entries after the last handed on, each
+// follower's in one push (one lock and one wake-up per follower, not per
+// entry); f.mu is held.
+func (f *Feed) dispatchLocked(entries []Entry) {
+	var touched []*Follower
 	for _, e := range entries {
 		if e.Seq <= f.head {
 			continue
 		}
 		f.head = e.Seq
-		f.offer(f.admins, e)
+		touched = f.offer(f.admins, e, touched)
 		if e.User != "" {
-			f.offer(f.byUser[e.User], e)
+			touched = f.offer(f.byUser[e.User], e, touched)
 		}
 		if e.Tenant != "" {
-			f.offer(f.byTenant[e.Tenant], e)
+			touched = f.offer(f.byTenant[e.Tenant], e, touched)
 		}
+	}
+	for _, s := range touched {
+		if !s.push(s.pending, f.cfg.Buffer, f.cfg.BufferBytes) {
+			f.remove(s)
+		}
+		clear(s.pending)
+		s.pending = s.pending[:0]
 	}
 }
 
-// offer hands e to those of subs whose query matches it, once each (a
-// follower can be both the entry's user and of its tenant); f.mu is held.
-func (f *Feed) offer(subs map[*Follower]struct{}, e Entry) {
+// offer adds e to the pending entries of those of subs whose query
+// matches it, once each (a follower can be both the entry's user and of
+// its tenant), and returns touched with the followers it added a first
+// entry to; f.mu is held.
+func (f *Feed) offer(subs map[*Follower]struct{}, e Entry, touched []*Follower) []*Follower {
 	for s := range subs {
 		if s.offered == e.Seq {
 			continue
 		}
 		s.offered = e.Seq
-		if s.q.Matches(e) && !s.push(e, f.cfg.Buffer, f.cfg.BufferBytes) {
-			f.remove(s)
+		if s.q.Matches(e) {
+			if len(s.pending) == 0 {
+				touched = append(touched, s)
+			}
+			s.pending = append(s.pending, e)
 		}
 	}
+	return touched
 }
 
 // Follower is one reader of a Feed: Next returns its entries, Ready says
@@ -328,18 +391,24 @@ type Follower struct {
 	live   bool  // caught up after joining: reading the queue only
 	ready  chan struct{}
 	// offered is the seq of the last entry the feed considered for this
-	// follower, under the feed's lock.
+	// follower, pending those it is about to push, under the feed's lock.
 	offered int64
+	pending []Entry
 
+	spare []Entry // the queue Next handed out last, reused next
 	mu    sync.Mutex
 	queue []Entry
 	bytes int // of the headers and payloads in queue
 	err   error
 }
 
+// maxSpare is the longest queue a follower keeps to reuse.
+const maxSpare = 256
+
 // Next returns the next entries, in seq order: a page read from the store
 // while catching up, else those handed on since the last call, or none
-// when nothing waits (wait on Ready). An error ends the follower:
+// when nothing waits (wait on Ready). The entries are valid until the
+// next call: their slice is then reused. An error ends the follower:
 // ErrFollowerTooSlow, ErrFeedClosed, or a store's.
 func (s *Follower) Next(ctx context.Context) ([]Entry, error) {
 	if !s.live {
@@ -348,10 +417,21 @@ func (s *Follower) Next(ctx context.Context) ([]Entry, error) {
 			return es, err
 		}
 	}
+	// The queue handed out last time is done with: it takes the next
+	// entries, so that a busy follower's queue does not grow anew each
+	// time.
+	clear(s.spare)
 	s.mu.Lock()
 	queue, err := s.queue, s.err
-	s.queue, s.bytes = nil, 0
+	s.queue, s.bytes = s.spare[:0], 0
+	if err != nil {
+		s.queue = nil
+	}
 	s.mu.Unlock()
+	s.spare = nil
+	if cap(queue) <= maxSpare { // no burst's queue is kept for ever
+		s.spare = queue
+	}
 	out := queue[:0]
 	for _, e := range queue {
 		if e.Seq > s.last { // read from the store already while joining
@@ -412,20 +492,22 @@ func (s *Follower) Close() {
 	}
 }
 
-// push queues e, or ends the follower when its queue is full; it reports
-// whether the follower is still on.
-func (s *Follower) push(e Entry, limit, limitBytes int) bool {
+// push queues es, or ends the follower when its queue is full; it
+// reports whether the follower is still on.
+func (s *Follower) push(es []Entry, limit, limitBytes int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	size := len(e.Headers) + len(e.Payload)
-	if len(s.queue) >= limit || (len(s.queue) > 0 && s.bytes+size > limitBytes) {
-		s.err = ErrFollowerTooSlow
-		s.queue, s.bytes = nil, 0
-		s.signal()
-		return false
+	for _, e := range es {
+		size := len(e.Headers) + len(e.Payload)
+		if len(s.queue) >= limit || (len(s.queue) > 0 && s.bytes+size > limitBytes) {
+			s.err = ErrFollowerTooSlow
+			s.queue, s.bytes = nil, 0
+			s.signal()
+			return false
+		}
+		s.bytes += size
+		s.queue = append(s.queue, e)
 	}
-	s.bytes += size
-	s.queue = append(s.queue, e)
 	s.signal()
 	return true
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,5 +336,82 @@ func TestFollowersAreBoundedInBytes(t *testing.T) {
 	small.Notify()
 	if _, err := collect(t, slow, 12, 10*time.Second); !errors.Is(err, auditlog.ErrFollowerTooSlow) {
 		t.Fatalf("a follower holding 12 KiB: %v, want ErrFollowerTooSlow", err)
+	}
+}
+
+// countingStore counts the reads of the store it wraps.
+type countingStore struct {
+	auditlog.Store
+	reads atomic.Int64
+}
+
+func (s *countingStore) Query(ctx context.Context, q auditlog.Query) (auditlog.Page, error) {
+	s.reads.Add(1)
+	return s.Store.Query(ctx, q)
+}
+
+// TestCommittedEntriesAreHandedOnAsStored: the entries the ingester
+// commits reach a live follower without the feed reading them back,
+// exactly as a read returns them; entries stored meanwhile by another
+// process (a gap before the commit's) are read from the store, in order.
+func TestCommittedEntriesAreHandedOnAsStored(t *testing.T) {
+	ctx := context.Background()
+	store := openFeedStore(t)
+	counted := &countingStore{Store: store}
+	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: counted, Poll: time.Hour})
+	defer feed.Close()
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond, OnCommitted: feed.Committed})
+	defer in.Close()
+	handle := func(payload string) {
+		t.Helper()
+		ev, err := event.New("flowrepo.flow.created", json.RawMessage(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := feed.Follow(auditlog.Query{Scope: &auditlog.Scope{Tenant: "t1"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Catch up (nothing stored) and go live: two short reads.
+	for range 2 {
+		if es, err := f.Next(ctx); err != nil || len(es) != 0 {
+			t.Fatalf("catching up: %v, %v", es, err)
+		}
+	}
+	reads := counted.reads.Load()
+	for i := range 4 {
+		handle(fmt.Sprintf(`{"tenant":"t%d","n":%d}`, i%2+1, i))
+	}
+	got, err := collect(t, f, 2, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := counted.reads.Load() - reads; n != 0 {
+		t.Errorf("the feed read the store %d times for entries handed on", n)
+	}
+	all, err := store.Query(ctx, auditlog.Query{Order: auditlog.BySeq, Tenant: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, all.Entries) {
+		t.Errorf("handed on:\n%+v\nstored:\n%+v", got, all.Entries)
+	}
+
+	// Another process stores an entry; the next commit follows a gap.
+	if _, err := store.Append(ctx, feedEntries(100, 2)[1:]); err != nil { // t1
+		t.Fatal(err)
+	}
+	handle(`{"tenant":"t1","n":5}`)
+	got, err = collect(t, f, 2, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].ID != "e000101" || !strings.Contains(string(got[1].Payload), `"n":5`) {
+		t.Errorf("after the gap: %+v", got)
 	}
 }

@@ -90,6 +90,12 @@ type IngestConfig struct {
 	// entry at a time: what a live feed (Feed.Notify) and the integrator
 	// (Integration.Kick) wait for. It must not block.
 	OnCommit func()
+	// OnCommitted, when set, is called just before OnCommit with what the
+	// commit stored: the entries as stored when the store gave them so
+	// (Store.Append, AppendedAsStored) and none was anonymised after,
+	// else nil (read the store). Feed.Committed. It must not block or
+	// keep the entries' bytes to change them.
+	OnCommitted func([]Entry)
 }
 
 // Ingester writes events from the bus to the store in batches: one
@@ -312,13 +318,20 @@ func (in *Ingester) commit(entries []Entry) error {
 	if n < len(entries) {
 		in.checkConflicts(entries)
 	}
+	var late int64
 	if in.cfg.Eraser != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, err = in.cfg.Eraser.check(ctx, entries, seen)
+		late, err = in.cfg.Eraser.check(ctx, entries, seen)
 		cancel()
 		if err != nil {
 			in.cfg.Logger.Error("audit store: erasing values of erased users in new entries failed; deliveries will be retried", "error", err)
 		}
+	}
+	if n > 0 && in.cfg.OnCommitted != nil {
+		if late > 0 || err != nil || !AppendedAsStored(entries) {
+			entries = nil
+		}
+		in.cfg.OnCommitted(entries)
 	}
 	if n > 0 && in.cfg.OnCommit != nil {
 		in.cfg.OnCommit()

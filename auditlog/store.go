@@ -198,6 +198,10 @@ type Store interface {
 	// with the entry, and so are the salts and kept commitments of an
 	// entry erased before it was appended (Eraser.Prepare). New entries get seqs above every stored one,
 	// committed in seq order, and no leaf index: the integrator gives it.
+	// A store that keeps entries byte for byte (sqlite) may, when every
+	// entry was new, set each of entries to the entry as a read would
+	// return it, Seq included (AppendedAsStored): a live feed hands them
+	// on without reading them back. Others leave Seq 0.
 	Append(ctx context.Context, entries []Entry) (int, error)
 	// Query returns one page of entries. An invalid query fails with an
 	// error wrapping ErrInvalidQuery.

@@ -133,7 +133,7 @@ type Config struct {
 	EventsPermission string
 	// Feed hands GET /logs/stream the entries as they are stored; POST
 	// /logs announces its commits to it. Give the one the ingester
-	// announces its commits to (IngestConfig.OnCommit: Feed.Notify), and
+	// announces its commits to (IngestConfig.OnCommitted: Feed.Committed), and
 	// close it when the server shuts down, which ends the streams. nil:
 	// the API makes its own, which learns of entries stored by anything
 	// but POST /logs by reading the store every second.

@@ -75,10 +75,8 @@ func BenchmarkIngestWithStreams(b *testing.B) {
 			}
 			integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: signer})
 			defer integ.Close()
-			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500, OnCommit: func() {
-				feed.Notify()
-				integ.Kick()
-			}})
+			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500,
+				OnCommitted: feed.Committed, OnCommit: integ.Kick})
 			defer in.Close()
 
 			var streams int

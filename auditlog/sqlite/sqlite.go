@@ -230,10 +230,37 @@ func (s *Store) Append(ctx context.Context, entries []auditlog.Entry) (int, erro
 	if _, err := tx.ExecContext(ctx, `UPDATE entry_count SET n = n + ?`, added); err != nil {
 		return 0, fmt.Errorf("append: count: %w", err)
 	}
+	// When every entry was new, their seqs are last+1, last+2, … in
+	// order, unless AUTOINCREMENT skipped past seqs deleted since: the
+	// highest seq says which.
+	asStored := false
+	if int(added) == len(entries) {
+		var high int64
+		if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM entries`).Scan(&high); err != nil {
+			return 0, fmt.Errorf("append: %w", err)
+		}
+		asStored = high == last+added
+	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("append: commit: %w", err)
 	}
+	if asStored {
+		for i, r := range rows {
+			entries[i] = stored(r.e, last+1+int64(i))
+		}
+	}
 	return int(added), nil
+}
+
+// stored returns e as a read gives it back once stored with seq: its
+// times to the millisecond, in UTC, not integrated yet, and with none of
+// what an erasure leaves (Append stores none of it).
+func stored(e auditlog.Entry, seq int64) auditlog.Entry {
+	e.Seq, e.LeafIndex = seq, auditlog.NotIntegrated
+	e.Salts, e.Erased, e.ContentHash = nil, nil, nil
+	e.CreatedAt = (&millisDest{millis(e.CreatedAt)}).Time()
+	e.ReceivedAt = (&millisDest{millis(e.ReceivedAt)}).Time()
+	return e
 }
 
 // exec runs st in tx, or the text of n rows when st is nil.

@@ -169,3 +169,39 @@ func TestQueriesUseTheirIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendSetsNewEntriesAsStored checks that SQLite gives the live feed
+// its entries as stored (the conformance suite checks that they are what
+// a read returns, when set), and not when AUTOINCREMENT skipped seqs of
+// entries deleted since.
+func TestAppendSetsNewEntriesAsStored(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer s.Close()
+	entry := func(id string) auditlog.Entry {
+		return auditlog.Entry{ID: id, Name: "flowrepo.flow.created", ServiceName: "flowrepo", Payload: json.RawMessage(`{"tenant":"t1"}`)}
+	}
+	batch := []auditlog.Entry{entry("a"), entry("b"), entry("c")}
+	if _, err := s.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if !auditlog.AppendedAsStored(batch) || batch[0].Seq != 1 || batch[2].Seq != 3 {
+		t.Fatalf("seqs %d %d %d, want 1 2 3", batch[0].Seq, batch[1].Seq, batch[2].Seq)
+	}
+	// The newest entries deleted (as a retention of everything would):
+	// the next seqs are above them, not above the highest left.
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM entries WHERE seq >= 2`); err != nil {
+		t.Fatal(err)
+	}
+	batch = []auditlog.Entry{entry("d"), entry("e")}
+	if _, err := s.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if auditlog.AppendedAsStored(batch) {
+		p, err := s.Query(ctx, auditlog.Query{Order: auditlog.BySeq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("set as seqs %d, %d; stored as %+v", batch[0].Seq, batch[1].Seq, p.Entries)
+	}
+}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -151,4 +152,45 @@ func describe(q auditlog.Query) string {
 		s += fmt.Sprintf(" scope %+v", *q.Scope)
 	}
 	return s
+}
+
+// testAppendedAsStored checks the entries a store sets in Append
+// (AppendedAsStored), which a live feed hands on without reading them
+// back: each must be the entry a read returns, seq included. A store that
+// sets none passes; a batch with an id already stored is never set.
+func testAppendedAsStored(t *testing.T, s auditlog.Store) {
+	mustAppend(t, s, entry("before", "flowrepo.flow.created", at(1), nil))
+	batch := []auditlog.Entry{
+		entry("a1", "flowrepo.flow.created", at(2).Add(123*time.Microsecond), map[string]any{"tenant": "t1", "user": "u1", "n": 1}),
+		entry("a2", "flowrepo.flow.deleted", time.Time{}, map[string]any{"tenant": "t2"}),
+		entry("a3", "flowrepo.flow.created", at(3).In(time.FixedZone("x", 3600)), nil),
+	}
+	batch[1].Headers = []byte(`{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}`)
+	batch[2].Payload = nil
+	if n := mustAppend(t, s, batch...); n != 3 {
+		t.Fatalf("appended %d of 3", n)
+	}
+	if auditlog.AppendedAsStored(batch) {
+		all := mustQuery(t, s, auditlog.Query{Order: auditlog.BySeq, Limit: 10})
+		for _, e := range batch {
+			i := slices.IndexFunc(all.Entries, func(r auditlog.Entry) bool { return r.ID == e.ID })
+			if i < 0 {
+				t.Fatalf("%s not stored", e.ID)
+			}
+			if !reflect.DeepEqual(e, all.Entries[i]) {
+				t.Errorf("appended as stored:\n%+v\nread:\n%+v", e, all.Entries[i])
+			}
+		}
+	} else {
+		for _, e := range batch {
+			if e.Seq != 0 {
+				t.Errorf("%s: seq %d set, but the batch is not as stored", e.ID, e.Seq)
+			}
+		}
+	}
+	again := []auditlog.Entry{entry("a4", "flowrepo.flow.created", at(4), nil), entry("a1", "flowrepo.flow.created", at(2), nil)}
+	mustAppend(t, s, again...)
+	if auditlog.AppendedAsStored(again) {
+		t.Errorf("a batch holding an id already stored was set as stored: seqs %d, %d", again[0].Seq, again[1].Seq)
+	}
 }

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"ConcurrentAppendsKeepEveryEntryOnce", testConcurrentAppend},
 		{"AppendsCommitInSeqOrder", testSeqCommitOrder},
 		{"ReadingBySeqFollowsTheLog", testSeqOrder},
+		{"EntriesAppendedAsStoredAreWhatAReadReturns", testAppendedAsStored},
 		{"MatchesSelectsWhatTheStoreSelects", testMatches},
 		{"PingAnswersUntilClosed", testPing},
 		{"LargeBatchAppendsInOneCall", testLargeBatch},

@@ -188,17 +188,17 @@ func serve(ctx context.Context, o serveOptions, stdout, stderr io.Writer) error 
 	// The live stream's feed: the ingester announces each commit to it
 	// and to the integrator; closing the feed, when the HTTP server shuts
 	// down, ends the streams.
+	// The ingester hands the feed the entries it committed, as stored, so
+	// that the streams need no read of them (Feed.Committed).
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Logger: log})
-	onCommit := func() {
-		feed.Notify()
-		integ.Kick()
-	}
 	metrics := auditlog.NewMetrics(reg)
-	eraser, err := o.newEraser(store, metrics, onCommit, log)
+	// An erasure rewrites and appends entries itself: the feed reads them
+	// from the store.
+	eraser, err := o.newEraser(store, metrics, func() { feed.Notify(); integ.Kick() }, log)
 	if err != nil {
 		return err
 	}
-	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, metrics, eraser, patterns, onCommit, signer.IDKey(), log)
+	b, ingester, err := o.startAuditLog(ctx, &stop, brokerURL, store, metrics, eraser, patterns, feed.Committed, integ.Kick, signer.IDKey(), log)
 	if err != nil {
 		return err
 	}
@@ -362,9 +362,10 @@ func (o *serveOptions) startTracing(ctx context.Context, stop *cleanups, log *sl
 }
 
 // startAuditLog subscribes the audit log's ingester to patterns on the
-// broker, as the audit-log service; onCommit is called after each commit
-// that stored new entries.
-func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, metrics *auditlog.Metrics, eraser *auditlog.Eraser, patterns []string, onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
+// broker, as the audit-log service; onCommitted, then onCommit, are
+// called after each commit that stored new entries
+// (IngestConfig.OnCommitted, OnCommit).
+func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerURL string, store auditlog.Store, metrics *auditlog.Metrics, eraser *auditlog.Eraser, patterns []string, onCommitted func([]auditlog.Entry), onCommit func(), idKey []byte, log *slog.Logger) (*bus.Bus, *auditlog.Ingester, error) {
 	transport, err := openTransport(ctx, brokerURL, log)
 	if err != nil {
 		return nil, nil, err
@@ -388,13 +389,14 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 		return nil, nil, err
 	}
 	ingester := auditlog.NewIngester(auditlog.IngestConfig{
-		Store:     store,
-		Catalog:   catalog.Default(),
-		BatchSize: o.batchSize,
-		Metrics:   metrics,
-		Logger:    log,
-		OnCommit:  onCommit,
-		Eraser:    eraser,
+		Store:       store,
+		Catalog:     catalog.Default(),
+		BatchSize:   o.batchSize,
+		Metrics:     metrics,
+		Logger:      log,
+		OnCommitted: onCommitted,
+		OnCommit:    onCommit,
+		Eraser:      eraser,
 	})
 	stop.add(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
