@@ -8,6 +8,7 @@ import "encoding/json"
 var (
 	_ Event = AuditLogEntriesPruned{}
 	_ Event = AuditLogLogsRead{}
+	_ Event = AuditLogSubjectErased{}
 	_ Event = ComponentFailed{}
 	_ Event = ComponentStarted{}
 	_ Event = ComponentStarting{}
@@ -75,6 +76,7 @@ var (
 var byName = map[string]func() Event{
 	"audit-log.entries.pruned":           func() Event { return &AuditLogEntriesPruned{} },
 	"audit-log.logs.read":                func() Event { return &AuditLogLogsRead{} },
+	"audit-log.subject.erased":           func() Event { return &AuditLogSubjectErased{} },
 	"component.failed":                   func() Event { return &ComponentFailed{} },
 	"component.started":                  func() Event { return &ComponentStarted{} },
 	"component.starting":                 func() Event { return &ComponentStarting{} },
@@ -175,6 +177,28 @@ type AuditLogLogsRead struct {
 
 // EventName returns "audit-log.logs.read".
 func (AuditLogLogsRead) EventName() string { return "audit-log.logs.read" }
+
+// AuditLogSubjectErased is the payload of audit-log.subject.erased: The audit
+// log erased a deleted user's values from its entries (GDPR); the user is
+// named by a keyed reference, never in clear.
+//
+// Published by audit-log.
+type AuditLogSubjectErased struct {
+	// Entries: How many entries the erasure changed. Required.
+	Entries int64 `json:"entries"`
+	// Mode: What replaced the values: XXXXXXXXXX, or the user's pseudonym.
+	// Required.
+	Mode string `json:"mode"`
+	// Subject: subject- and 32 hex digits of HMAC-SHA256(erasure key,
+	// "herald/subject/v1" NUL user id): whoever holds the key can find a given
+	// user's record, nobody else can tell whose it is. Required.
+	Subject string `json:"subject"`
+	// Trigger: The id of the iam.user.deleted entry that asked for it. Required.
+	Trigger string `json:"trigger"`
+}
+
+// EventName returns "audit-log.subject.erased".
+func (AuditLogSubjectErased) EventName() string { return "audit-log.subject.erased" }
 
 // ComponentFailed is the payload of component.failed: Deploying a flow node's
 // component failed; sent just before flow.failed.
@@ -358,7 +382,7 @@ type FlowExecute struct {
 	// Msg: The message for the first step. Required.
 	Msg FlowExecuteMsg `json:"msg"`
 	// MsgOpts: Webhooks only: {headers: {taskId, execId, userId}}.
-	MsgOpts json.RawMessage `json:"msgOpts,omitempty"`
+	MsgOpts *FlowExecuteMsgOpts `json:"msgOpts,omitempty"`
 }
 
 // EventName returns "flow.execute".
@@ -399,6 +423,18 @@ type FlowExecuteMsgMetadataSource struct {
 	Name string `json:"name,omitempty"`
 	// Type: The payload's type.
 	Type string `json:"type,omitempty"`
+}
+
+// FlowExecuteMsgOpts is webhooks only: {headers: {taskId, execId, userId}}.
+type FlowExecuteMsgOpts struct {
+	// Headers: The payload's headers.
+	Headers *FlowExecuteMsgOptsHeaders `json:"headers,omitempty"`
+}
+
+// FlowExecuteMsgOptsHeaders is a nested object of the payload.
+type FlowExecuteMsgOptsHeaders struct {
+	// UserID: The id of the user whose webhook call started the execution.
+	UserID string `json:"userId,omitempty"`
 }
 
 // FlowFailed is the payload of flow.failed: Deploying a node of a flow failed;
@@ -507,7 +543,7 @@ type FlowStartingGraphNodesItem struct {
 
 // FlowStartingOwnersItem is a nested object of the payload.
 type FlowStartingOwnersItem struct {
-	// ID: The payload's id.
+	// ID: The owner's id, a user's when type is user.
 	ID string `json:"id,omitempty"`
 	// Type: The payload's type.
 	Type string `json:"type,omitempty"`
@@ -536,7 +572,7 @@ type FlowStopping struct {
 	// ID: The flow id. Required.
 	ID string `json:"id"`
 	// Owners: The flow's owners; empty for an orphan.
-	Owners []json.RawMessage `json:"owners,omitempty"`
+	Owners []FlowStoppingOwnersItem `json:"owners,omitempty"`
 	// Status: The payload's status. Required.
 	Status string `json:"status"`
 	// Tenant: The flow's tenant, only if it has one.
@@ -545,6 +581,14 @@ type FlowStopping struct {
 
 // EventName returns "flow.stopping".
 func (FlowStopping) EventName() string { return "flow.stopping" }
+
+// FlowStoppingOwnersItem is a nested object of the payload.
+type FlowStoppingOwnersItem struct {
+	// ID: The owner's id, a user's when type is user.
+	ID string `json:"id,omitempty"`
+	// Type: The payload's type.
+	Type string `json:"type,omitempty"`
+}
 
 // FlowrepoFlowCreated is the payload of flowrepo.flow.created: A flow was
 // created; one event per flow of a bulk create.
@@ -991,8 +1035,9 @@ func (MetadataSchemaModified) EventName() string { return "metadata.schema.modif
 //
 // Published with no serviceName.
 type Provenance struct {
-	// ActedOnBehalfOf: The payload's actedOnBehalfOf.
-	ActedOnBehalfOf []json.RawMessage `json:"actedOnBehalfOf,omitempty"`
+	// ActedOnBehalfOf: The agents the connector acted for, such as the user
+	// (agentType User) whose flow ran.
+	ActedOnBehalfOf []ProvenanceActedOnBehalfOfItem `json:"actedOnBehalfOf,omitempty"`
 	// Activity: The payload's activity. Required.
 	Activity ProvenanceActivity `json:"activity"`
 	// Agent: The payload's agent.
@@ -1003,6 +1048,14 @@ type Provenance struct {
 
 // EventName returns "provenance".
 func (Provenance) EventName() string { return "provenance" }
+
+// ProvenanceActedOnBehalfOfItem is a nested object of the payload.
+type ProvenanceActedOnBehalfOfItem struct {
+	// AgentType: The payload's agentType.
+	AgentType string `json:"agentType,omitempty"`
+	// ID: The agent's id, a user's when agentType is User.
+	ID string `json:"id,omitempty"`
+}
 
 // ProvenanceActivity is a nested object of the payload.
 type ProvenanceActivity struct {
@@ -1285,6 +1338,8 @@ func (TemplaterepoTemplateDeleted) EventName() string { return "templaterepo.tem
 type TemplaterepoTemplateModified struct {
 	// FlowTemplateID: The template id (on an update).
 	FlowTemplateID string `json:"flowTemplateId,omitempty"`
+	// Owners: The template's owners, in the orphan-cleanup form.
+	Owners []TemplaterepoTemplateModifiedOwnersItem `json:"owners,omitempty"`
 	// Status: draft, in the orphan-cleanup form.
 	Status string `json:"status,omitempty"`
 	// Tenant: The user's tenant id, or "".
@@ -1295,3 +1350,11 @@ type TemplaterepoTemplateModified struct {
 
 // EventName returns "templaterepo.template.modified".
 func (TemplaterepoTemplateModified) EventName() string { return "templaterepo.template.modified" }
+
+// TemplaterepoTemplateModifiedOwnersItem is a nested object of the payload.
+type TemplaterepoTemplateModifiedOwnersItem struct {
+	// ID: The owner's id, a user's when type is user.
+	ID string `json:"id,omitempty"`
+	// Type: The payload's type.
+	Type string `json:"type,omitempty"`
+}
