@@ -446,7 +446,7 @@ func Usernames(ctx context.Context, s Store, cat *catalog.Catalog, userID string
 	}
 	var out []string
 	for _, name := range []string{UserCreated, UserModified} {
-		q := Query{Name: name, Payload: map[string]string{"id": userID}, Order: BySeq, Limit: 1000}
+		q := Query{Name: name, Payload: map[string]string{"id": userID}, Order: BySeq, Limit: 1000, SkipTotal: true}
 		for {
 			p, err := s.Query(ctx, q)
 			if err != nil {
@@ -460,7 +460,7 @@ func Usernames(ctx context.Context, s Store, cat *catalog.Catalog, userID string
 			if p.Next == nil {
 				break
 			}
-			q.After, q.SkipTotal = p.Next, true
+			q.After = p.Next
 		}
 	}
 	slices.Sort(out)
