@@ -87,6 +87,9 @@ func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string
 	return `(` + byName + ` AND (` + strings.Join(conds, ` OR `) + `))`
 }
 
+// Settle has nothing to do: FTS5 searches every segment as it is.
+func (dialect) Settle(context.Context, sqlstore.Tx) error { return nil }
+
 func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
 	seqs := make([]any, len(entries))
 	var rows []any

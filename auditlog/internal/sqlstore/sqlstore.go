@@ -74,6 +74,10 @@ type PayloadIndex interface {
 	// Reindex brings the index up to date with the new payloads of
 	// entries (at their Seq), after Rewrite changed them, in tx.
 	Reindex(ctx context.Context, tx Tx, entries []auditlog.Entry) error
+	// Settle readies the index, in tx, for a search of many terms at once
+	// (Rewrite's, an erasure's): it brings in what the index keeps aside
+	// for later, which every search would otherwise read through.
+	Settle(ctx context.Context, tx Tx) error
 }
 
 // Match is how a condition on payload terms matches.
@@ -251,6 +255,11 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if len(sel.Terms) > 0 || len(sel.Nested) > 0 {
+		if err := s.d.Settle(ctx, tx); err != nil {
+			return 0, fmt.Errorf("rewrite: %w", err)
+		}
+	}
 	b := NewBuilder(s.d)
 	var conds []string
 	if len(sel.Terms) > 0 {
