@@ -87,6 +87,8 @@ func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string
 	return `(` + byName + ` AND (` + strings.Join(conds, ` OR `) + `))`
 }
 
+func (dialect) UnionsTerms() bool { return false }
+
 // Settle has nothing to do: FTS5 searches every segment as it is.
 func (dialect) Settle(context.Context, sqlstore.Tx) error { return nil }
 
