@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
@@ -130,6 +132,12 @@ type Eraser struct {
 	// nestedPaths are the catalogue's nested personal fields, each with
 	// the events that have it.
 	nestedPaths []nestedPath
+
+	// mu guards pending, the deletions waiting for an erasure, and
+	// running, whether an EraseUser is erasing them (EraseUser).
+	mu      sync.Mutex
+	pending []*eraseReq
+	running bool
 }
 
 type nestedPath struct {
@@ -438,7 +446,7 @@ func Usernames(ctx context.Context, s Store, cat *catalog.Catalog, userID string
 	}
 	var out []string
 	for _, name := range []string{UserCreated, UserModified} {
-		q := Query{Name: name, Payload: map[string]string{"id": userID}, Order: BySeq, Limit: 1000}
+		q := Query{Name: name, Payload: map[string]string{"id": userID}, Order: BySeq, Limit: 1000, SkipTotal: true}
 		for {
 			p, err := s.Query(ctx, q)
 			if err != nil {
@@ -452,7 +460,7 @@ func Usernames(ctx context.Context, s Store, cat *catalog.Catalog, userID string
 			if p.Next == nil {
 				break
 			}
-			q.After, q.SkipTotal = p.Next, true
+			q.After = p.Next
 		}
 	}
 	slices.Sort(out)
@@ -509,6 +517,25 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 // found by their top-level terms, or by name for the events whose
 // catalogued personal fields are nested, or by id.
 func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []string) (int64, error) {
+	return x.rewriteEdit(ctx, values, ids, x.redact(values))
+}
+
+// rewriteCounting is rewrite, calling changed with each entry, as it was
+// before, that the erasure changes.
+func (x *Eraser) rewriteCounting(ctx context.Context, values map[string]string, changed func(Entry)) (int64, error) {
+	redact := x.redact(values)
+	return x.rewriteEdit(ctx, values, nil, func(e *Entry) (bool, error) {
+		before := *e
+		ok, err := redact(e)
+		if ok && err == nil {
+			changed(before)
+		}
+		return ok, err
+	})
+}
+
+// rewriteEdit is rewrite with the edit given.
+func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, ids []string, edit Edit) (int64, error) {
 	sel := Selection{IDs: ids}
 	for _, k := range x.keys {
 		for v := range values {
@@ -524,7 +551,7 @@ func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []st
 	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
 		return 0, nil
 	}
-	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values))
+	return x.cfg.Store.Rewrite(ctx, sel, edit)
 }
 
 // EraseUser erases userID from the log, for the deletion entry trigger
@@ -536,39 +563,128 @@ func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []st
 // store's files and appends the erasure's record (ErasureRecord). It
 // returns the number of entries changed. Running it again changes
 // nothing.
+//
+// Deletions that arrive while another erasure runs (the deliveries of
+// one ingest batch) are erased together, once that one is done: one
+// record of their identifiers, one rewrite, one scrub and one append of
+// their records, each record counting the entries of its own user.
 func (x *Eraser) EraseUser(ctx context.Context, userID string, trigger Entry) (int64, error) {
 	if userID == "" {
 		return 0, nil
 	}
-	r := x.replacement(userID)
-	values := map[string]string{userID: r}
-	if err := x.record(ctx, values); err != nil {
-		return 0, fmt.Errorf("erase a user: record the erasure: %w", err)
+	req := &eraseReq{userID: userID, trigger: trigger, done: make(chan struct{})}
+	x.mu.Lock()
+	x.pending = append(x.pending, req)
+	lead := !x.running
+	x.running = true
+	x.mu.Unlock()
+	if lead {
+		// Erase what is waiting, again and again, until nothing is.
+		for {
+			x.mu.Lock()
+			group := x.pending
+			x.pending = nil
+			if len(group) == 0 {
+				x.running = false
+				x.mu.Unlock()
+				break
+			}
+			x.mu.Unlock()
+			x.eraseGroup(group)
+		}
 	}
-	names, err := Usernames(ctx, x.cfg.Store, x.cfg.Catalog, userID)
-	if err != nil {
-		return 0, fmt.Errorf("erase a user: %w", err)
+	// Once queued, the deletion is in a group that will be erased or fail:
+	// wait for the answer even if ctx ends, so an ack never precedes it.
+	<-req.done
+	return req.n, req.err
+}
+
+// eraseReq is one deletion waiting in EraseUser.
+type eraseReq struct {
+	userID  string
+	trigger Entry
+	done    chan struct{}
+	n       int64
+	err     error
+}
+
+// eraseGroup erases the users of reqs in one pass (EraseUser) and answers
+// each. It runs whatever happens to the callers' contexts.
+func (x *Eraser) eraseGroup(reqs []*eraseReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	counts, err := x.eraseUsers(ctx, reqs)
+	for i, r := range reqs {
+		if err != nil {
+			r.err = err
+		} else {
+			r.n = counts[i]
+		}
+		close(r.done)
+	}
+}
+
+// eraseUsers is the work of EraseUser for several deletions, returning the
+// entries changed for each. Users named twice (a redelivered deletion) are
+// erased once; each trigger gets its record.
+func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, error) {
+	values := map[string]string{} // value: replacement
+	owner := map[string]string{}  // value: user id
+	ids := map[string]string{}
+	for _, r := range reqs {
+		rep := x.replacement(r.userID)
+		ids[r.userID] = rep
+		if _, ok := owner[r.userID]; !ok {
+			values[r.userID], owner[r.userID] = rep, r.userID
+		}
+	}
+	if err := x.record(ctx, ids); err != nil {
+		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
 	}
 	learned := map[string]string{}
-	for _, u := range names {
-		values[u], learned[u] = r, r
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		names, err := Usernames(ctx, x.cfg.Store, x.cfg.Catalog, id)
+		if err != nil {
+			return nil, fmt.Errorf("erase a user: %w", err)
+		}
+		for _, u := range names {
+			if _, ok := values[u]; !ok {
+				values[u], learned[u], owner[u] = ids[id], ids[id], id
+			}
+		}
 	}
 	if err := x.record(ctx, learned); err != nil {
-		return 0, fmt.Errorf("erase a user: record the erasure: %w", err)
+		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
 	}
-	n, err := x.rewrite(ctx, values, nil)
+	perUser := map[string]int64{}
+	n, err := x.rewriteCounting(ctx, values, func(e Entry) {
+		// The entry counts for every user it referenced.
+		seen := map[string]bool{}
+		for _, v := range x.references(e) {
+			if u, ok := owner[v]; ok && !seen[u] {
+				seen[u] = true
+				perUser[u]++
+			}
+		}
+	})
 	if err != nil {
-		return 0, fmt.Errorf("erase a user: %w", err)
+		return nil, fmt.Errorf("erase a user: %w", err)
 	}
 	x.scrub(ctx, n)
-	if err := x.appendRecord(ctx, userID, n, trigger); err != nil {
-		return n, err
+	counts := make([]int64, len(reqs))
+	for i, r := range reqs {
+		counts[i] = perUser[r.userID]
+	}
+	if err := x.appendRecords(ctx, reqs, counts); err != nil {
+		return counts, err
 	}
 	if x.cfg.Metrics != nil {
 		x.cfg.Metrics.Anonymised.Add(float64(n))
 	}
-	x.cfg.Logger.Info("erased a deleted user's entries", "subject", x.SubjectRef(userID), "entries", n, "mode", x.cfg.Mode, "trigger", trigger.ID)
-	return n, nil
+	for i, r := range reqs {
+		x.cfg.Logger.Info("erased a deleted user's entries", "subject", x.SubjectRef(r.userID), "entries", counts[i], "mode", x.cfg.Mode, "trigger", r.trigger.ID)
+	}
+	return counts, nil
 }
 
 // scrub has the store remove the old bytes of the n entries rewritten.
@@ -594,24 +710,31 @@ type ErasureRecord struct {
 	Mode    ErasureMode `json:"mode"`
 }
 
-// appendRecord appends the erasure's record, with an id derived from the
-// trigger's: a redelivered deletion adds no second record.
-func (x *Eraser) appendRecord(ctx context.Context, userID string, n int64, trigger Entry) error {
-	rec := ErasureRecord{Subject: x.SubjectRef(userID), Entries: n, Trigger: trigger.ID, Mode: x.cfg.Mode}
-	payload, _ := json.Marshal(rec)
-	ev, err := event.New(SubjectErased, payload)
-	if err != nil {
-		return err
-	}
-	ev.Headers.ServiceName = QueueName
-	ev.Headers.ID = "erasure-" + hex.EncodeToString(x.mac("herald/erasure-record/v1", trigger.ID+"\x00"+userID)[:16])
+// appendRecords appends the erasures' records, each with an id derived
+// from its trigger's, in one Append: a redelivered deletion adds no
+// second record.
+func (x *Eraser) appendRecords(ctx context.Context, reqs []*eraseReq, counts []int64) error {
 	now := x.cfg.Now()
-	ev.Headers.CreatedAt = now
-	e, err := EntryFromEvent(ev, now, x.cfg.Catalog)
-	if err != nil {
-		return err
+	var entries []Entry
+	for i, r := range reqs {
+		rec := ErasureRecord{Subject: x.SubjectRef(r.userID), Entries: counts[i], Trigger: r.trigger.ID, Mode: x.cfg.Mode}
+		payload, _ := json.Marshal(rec)
+		ev, err := event.New(SubjectErased, payload)
+		if err != nil {
+			return err
+		}
+		ev.Headers.ServiceName = QueueName
+		ev.Headers.ID = "erasure-" + hex.EncodeToString(x.mac("herald/erasure-record/v1", r.trigger.ID+"\x00"+r.userID)[:16])
+		ev.Headers.CreatedAt = now
+		e, err := EntryFromEvent(ev, now, x.cfg.Catalog)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(entries, func(o Entry) bool { return o.ID == e.ID }) {
+			entries = append(entries, e)
+		}
 	}
-	added, err := x.cfg.Store.Append(ctx, []Entry{e})
+	added, err := x.cfg.Store.Append(ctx, entries)
 	if err != nil {
 		return fmt.Errorf("erase a user: record the erasure in the log: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,127 @@ func TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter(t *testing.T) {
 	if len(p.Entries) != 1 || strings.Contains(string(p.Entries[0].Payload), "five@example.com") {
 		t.Errorf("the entry committed after the erasure: %v", p.Entries)
 	}
+}
+
+// rewriteHookStore runs hook at the start of every Rewrite.
+type rewriteHookStore struct {
+	*sqlite.Store
+	hook func()
+}
+
+func (h rewriteHookStore) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	h.hook()
+	return h.Store.Rewrite(ctx, sel, edit)
+}
+
+// TestDeletionsArrivingTogetherAreErasedTogether: deletions that arrive
+// while an erasure runs are erased in one rewrite once it is done, and
+// each gets its own record counting its own user's entries.
+func TestDeletionsArrivingTogetherAreErasedTogether(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	users := []string{"u1", "u2", "u3", "u4", "u5"}
+	var entries []auditlog.Entry
+	for i, u := range users {
+		// User i has i+1 entries of their own, and one shared with u1.
+		for j := range i + 1 {
+			entries = append(entries, entryOf(t, "flowrepo.flow.created", `{"user":"`+u+`","flowId":"f`+u+string(rune('a'+j))+`"}`))
+		}
+		if u != "u1" {
+			entries = append(entries, entryOf(t, "flowrepo.flow.modified", `{"user":"u1","ownerId":"`+u+`"}`))
+		}
+	}
+	entries = append(entries, entryOf(t, "flowrepo.flow.created", `{"user":"u9","flowId":"kept"}`))
+	if _, err := store.Append(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	rewrites := 0
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: rewriteHookStore{store, func() {
+		rewrites++
+		if rewrites == 1 {
+			close(started)
+			<-release
+		}
+	}}, Key: []byte("together-test-erasure-key"), Mode: auditlog.ErasurePseudonymise})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]int64, len(users))
+	errs := make(chan error, len(users))
+	erase := func(i int) {
+		n, err := x.EraseUser(ctx, users[i], auditlog.Entry{ID: "deletion-" + users[i]})
+		counts[i] = n
+		errs <- err
+	}
+	go erase(0)
+	<-started
+	for i := 1; i < len(users); i++ {
+		go erase(i)
+	}
+	for x.Queued() < len(users)-1 {
+		runtime.Gosched()
+	}
+	close(release)
+	for range users {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rewrites != 2 {
+		t.Errorf("%d rewrites for a deletion and four that arrived during it, want 2", rewrites)
+	}
+	// u1: own entry and the four shared; each other: own entries and the
+	// shared one.
+	want := []int64{5, 3, 4, 5, 6}
+	for i := range users {
+		if counts[i] != want[i] {
+			t.Errorf("erasure of %s changed %d entries, want %d", users[i], counts[i], want[i])
+		}
+	}
+	p, err := store.Query(ctx, auditlog.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, kept := 0, false
+	for _, e := range p.Entries {
+		kept = kept || strings.Contains(string(e.Payload), `"u9"`)
+		if e.Name == auditlog.SubjectErased {
+			records++
+			continue
+		}
+		for _, u := range users {
+			if strings.Contains(string(e.Payload), `"`+u+`"`) || e.User == u {
+				t.Errorf("entry %s still names %s: %s", e.ID, u, e.Payload)
+			}
+		}
+	}
+	if records != len(users) {
+		t.Errorf("%d erasure records, want %d", records, len(users))
+	}
+	if !kept {
+		t.Error("another user's entry was erased")
+	}
+}
+
+// entryOf is a sealed entry of an event from IAM.
+func entryOf(t *testing.T, name, payload string) auditlog.Entry {
+	t.Helper()
+	ev, err := event.New(name, json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Headers.ServiceName = "accounts"
+	e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auditlog.Seal(&e); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

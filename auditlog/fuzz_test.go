@@ -103,7 +103,7 @@ func FuzzLeafHash(f *testing.F) {
 		}
 		erased := e
 		erased.Payload = bytes.Clone(e.Payload)
-		if err := Erase(&erased, []string{PayloadPointer(key)}, "[erased]"); err != nil {
+		if err := Erase(&erased, []string{PayloadPointer(key)}, Redacted); err != nil {
 			return
 		}
 		h2, err := LeafHash(erased)

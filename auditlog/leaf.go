@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -317,6 +318,26 @@ func Salts(e Entry) (map[string][]byte, error) {
 	return out, err
 }
 
+// IsReplacement reports whether s is what an erasure writes in place of a
+// value: Redacted, or PseudonymPrefix and 20 lowercase hex digits. The
+// leaf hash covers an erased field's commitment, not the text shown in its
+// place, so Verify checks that text against this.
+func IsReplacement(s string) bool {
+	if s == Redacted {
+		return true
+	}
+	h, ok := strings.CutPrefix(s, PseudonymPrefix)
+	if !ok || len(h) != 20 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // PayloadPointer is the JSON pointer of a top-level payload key in an
 // entry's content document.
 func PayloadPointer(key string) string { return "/payload/" + pointerToken(key) }
@@ -328,8 +349,12 @@ func PayloadPointer(key string) string { return "/payload/" + pointerToken(key) 
 // remain, so that an erased value can neither be read nor confirmed by
 // guessing. Each pointer must name a scalar; erasing an erased field again
 // changes nothing. It changes e only when it succeeds. This is the one way
-// the audit log erases a value.
+// the audit log erases a value. The replacement must be one Verify accepts
+// (IsReplacement).
 func Erase(e *Entry, pointers []string, replacement string) error {
+	if !IsReplacement(replacement) {
+		return fmt.Errorf("erase in entry %s: replacement %q is neither %s nor a pseudonym", e.ID, replacement, Redacted)
+	}
 	if e.ContentHash != nil {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, ErrPruned)
 	}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -427,6 +429,27 @@ func (w *treeWalk) reach(cp Checkpoint) {
 		Detail: fmt.Sprintf("the rebuilt tree's root differs from the signed one: the leaves below %d were rewritten, with the stored hashes to match", cp.Size)})
 }
 
+// erasedShown checks that every erased field of e shows what an erasure
+// writes (IsReplacement): the leaf covers the field's commitment, not that
+// text. It returns the first field that does not, and what it shows.
+func erasedShown(e *Entry) (string, string, bool) {
+	doc, err := document(e, &parser{})
+	if err != nil {
+		// The leaf hash fails on it too.
+		return "", "", true
+	}
+	for _, p := range slices.Sorted(maps.Keys(e.Erased)) {
+		n := doc.find(p)
+		if n == nil {
+			return p, "(nothing)", false
+		}
+		if n.kind != KindString || !IsReplacement(string(n.value)) {
+			return p, string(n.value), false
+		}
+	}
+	return "", "", true
+}
+
 // suspect remembers the first leaf that differs from what the store kept.
 func (w *treeWalk) suspect(f Failure) {
 	if w.firstSuspect == nil {
@@ -456,6 +479,13 @@ func (w *treeWalk) check(e *Entry, h tlog.Hash, stored map[int64]tlog.Hash) {
 			w.fail(Failure{What: AccessChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1,
 				Detail: fmt.Sprintf("user %q and tenant %q, where the payload says %q and %q", e.User, e.Tenant, user, tenant)})
 			return
+		}
+		if len(e.Erased) > 0 {
+			if p, shown, ok := erasedShown(e); !ok {
+				w.fail(Failure{What: ContentChanged, EntryID: e.ID, LeafIndex: e.LeafIndex, Checkpoint: -1,
+					Detail: fmt.Sprintf("erased field %s shows %.40q, not what an erasure writes", p, shown)})
+				return
+			}
 		}
 		if e.Name == PrunedEvent {
 			if t, ok := pruneCutoff(e.Payload); ok {

@@ -3,11 +3,14 @@ package sqlite
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/internal/jsonobj"
@@ -80,12 +83,62 @@ func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string
 	slices.Sort(values)
 	// Arguments in the order their placeholders appear.
 	byName := sqlstore.NameIn(b, slices.Compact(names))
-	var conds []string
-	for _, v := range slices.Compact(values) {
-		conds = append(conds, `instr(payload, `+b.Arg(v)+`) > 0`)
+	values = slices.Compact(values)
+	ph := make([]string, len(values))
+	for i, v := range values {
+		ph[i] = b.Arg(v)
 	}
-	return `(` + byName + ` AND (` + strings.Join(conds, ` OR `) + `))`
+	return `(` + byName + ` AND ` + holdsAnyFunc + `(payload, ` + strings.Join(ph, `, `) + `))`
 }
+
+// holdsAnyFunc is the SQL function holdsAny, registered with the driver.
+const holdsAnyFunc = "herald_holds_any"
+
+func init() {
+	sqlite.MustRegisterDeterministicScalarFunction(holdsAnyFunc, -1, holdsAny)
+}
+
+// holdsAny(text, needle…) is 1 when text holds one of the needles, else
+// 0; NULL text holds none. It is instr(text, n) > 0 OR … in one call,
+// with Go's substring search: an erasure's search of nested fields tests
+// every flow document for each of a group's users' values, and SQLite's
+// instr, one needle at a time, took ten times as long.
+func holdsAny(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%s: no arguments", holdsAnyFunc)
+	}
+	var text string
+	switch t := args[0].(type) {
+	case nil:
+		return int64(0), nil
+	case string:
+		text = t
+	case []byte:
+		text = string(t)
+	default:
+		return nil, fmt.Errorf("%s: text is %T", holdsAnyFunc, t)
+	}
+	for _, a := range args[1:] {
+		var n string
+		switch v := a.(type) {
+		case string:
+			n = v
+		case []byte:
+			n = string(v)
+		default:
+			continue
+		}
+		if n != "" && strings.Contains(text, n) {
+			return int64(1), nil
+		}
+	}
+	return int64(0), nil
+}
+
+func (dialect) UnionsTerms() bool { return false }
+
+// Settle has nothing to do: FTS5 searches every segment as it is.
+func (dialect) Settle(context.Context, sqlstore.Tx) error { return nil }
 
 func (dialect) Reindex(ctx context.Context, tx sqlstore.Tx, entries []auditlog.Entry) error {
 	seqs := make([]any, len(entries))

@@ -152,6 +152,36 @@ func RunTamper(t *testing.T, h TamperHarness) {
 			mustExec(t, raw, `UPDATE entries SET payload = ? WHERE seq = ?`, string(b), seq)
 			return id, mid, -2
 		}, auditlog.ContentChanged},
+		{"an erased field's replacement edited", func(t *testing.T, raw Raw) (string, int64, int64) {
+			// The leaf covers the erased value's commitment, not the text
+			// shown in its place: verify checks that text is what an
+			// erasure writes.
+			rows, err := raw.Query(ctx(t), `SELECT seq, id, erased, `+raw.Text("payload")+` FROM entries WHERE erased IS NOT NULL ORDER BY seq`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, row := range rows {
+				var erased map[string]json.RawMessage
+				json.Unmarshal([]byte(asString(row[2])), &erased)
+				var p map[string]any
+				json.Unmarshal([]byte(asString(row[3])), &p)
+				for ptr := range erased {
+					key, ok := strings.CutPrefix(ptr, "/payload/")
+					if v, isString := p[key].(string); ok && isString && !strings.Contains(key, "/") {
+						p[key] = v + "x"
+						b, _ := json.Marshal(p)
+						mustExec(t, raw, `UPDATE entries SET payload = ? WHERE seq = ?`, string(b), asInt(row[0]))
+						var leaf int64 = -2
+						if l, err := raw.Query(ctx(t), `SELECT leaf_index FROM leaves WHERE seq = ?`, asInt(row[0])); err == nil && len(l) == 1 {
+							leaf = asInt(l[0][0])
+						}
+						return asString(row[1]), leaf, -2
+					}
+				}
+			}
+			t.Fatal("no erased top-level payload field in the log")
+			return "", -2, -2
+		}, auditlog.ContentChanged},
 		{"createdAt edited", func(t *testing.T, raw Raw) (string, int64, int64) {
 			seq, id := leafRow(t, raw, mid)
 			mustExec(t, raw, `UPDATE entries SET created_at = `+raw.AddMillis("created_at")+` WHERE seq = ?`, 1, seq)

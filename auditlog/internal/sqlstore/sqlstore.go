@@ -48,6 +48,15 @@ type Dialect interface {
 	// column col, where the database cannot infer the type (in a VALUES
 	// list).
 	As(col, expr string) string
+	// UnionsTerms reports whether Rewrite finds the entries holding any of
+	// many terms faster as a union of one query per term than as one OR
+	// of them: on PostgreSQL, whose planner estimates each containment at
+	// about 1% of the table, so that an OR of a few hundred (one erasure
+	// of a batch's deleted users) is planned as a scan of the whole table
+	// testing every one on every row (470 ms for 20,000 entries, 20 users),
+	// where the union's index scans take 25 ms. Not on SQLite, whose
+	// payload index answers an OR of terms in one FTS5 query.
+	UnionsTerms() bool
 	// HoldsNested returns the condition that an entry is selected by any
 	// of ts (auditlog.NestedTerm), adding its arguments to b.
 	HoldsNested(b *Builder, ts []auditlog.NestedTerm) string
@@ -74,6 +83,10 @@ type PayloadIndex interface {
 	// Reindex brings the index up to date with the new payloads of
 	// entries (at their Seq), after Rewrite changed them, in tx.
 	Reindex(ctx context.Context, tx Tx, entries []auditlog.Entry) error
+	// Settle readies the index, in tx, for a search of many terms at once
+	// (Rewrite's, an erasure's): it brings in what the index keeps aside
+	// for later, which every search would otherwise read through.
+	Settle(ctx context.Context, tx Tx) error
 }
 
 // Match is how a condition on payload terms matches.
@@ -251,9 +264,18 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	if len(sel.Terms) > 0 || len(sel.Nested) > 0 {
+		if err := s.d.Settle(ctx, tx); err != nil {
+			return 0, fmt.Errorf("rewrite: %w", err)
+		}
+	}
 	b := NewBuilder(s.d)
 	var conds []string
-	if len(sel.Terms) > 0 {
+	if len(sel.Terms) > 0 && s.d.UnionsTerms() {
+		for _, t := range sel.Terms {
+			conds = append(conds, s.d.Holds(b, []auditlog.Term{t}, HoldsAny))
+		}
+	} else if len(sel.Terms) > 0 {
 		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
 	}
 	in := func(col string, vals []string) string {
@@ -266,7 +288,11 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		}
 		return col + ` IN (` + strings.Join(ph, `, `) + `)`
 	}
-	if len(sel.Nested) > 0 {
+	if len(sel.Nested) > 0 && s.d.UnionsTerms() {
+		for _, t := range sel.Nested {
+			conds = append(conds, s.d.HoldsNested(b, []auditlog.NestedTerm{t}))
+		}
+	} else if len(sel.Nested) > 0 {
 		conds = append(conds, s.d.HoldsNested(b, sel.Nested))
 	}
 	if len(sel.IDs) > 0 {
@@ -275,8 +301,14 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 	// One OR of conditions that each have an index (the payload index, a
 	// containment on PostgreSQL, the name or id index), so that the
 	// database can combine the indexes, or read the table once when it is
-	// small: a union of them read it once per condition.
-	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+strings.Join(conds, ` OR `)+` ORDER BY seq`, b.Args()...)
+	// small: a union of them read it once per condition. Where the
+	// dialect says so (UnionsTerms), a union of one query per term
+	// instead.
+	where := strings.Join(conds, ` OR `)
+	if s.d.UnionsTerms() && len(conds) > 1 {
+		where = `seq IN (SELECT seq FROM entries WHERE ` + strings.Join(conds, ` UNION SELECT seq FROM entries WHERE `) + `)`
+	}
+	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+where+` ORDER BY seq`, b.Args()...)
 	if err != nil {
 		return 0, fmt.Errorf("rewrite: %w", err)
 	}
