@@ -36,12 +36,11 @@ func (in *Ingester) checkConflicts(entries []Entry) {
 
 // SameEvent reports whether e is the event stored: the same name,
 // serviceName, createdAt (to the millisecond), extra headers and payload
-// (as JSON values, whatever their spacing and key order). A stored
-// value an erasure replaced (Redacted, a pseudonym), at any depth, matches
-// any value, and a
-// pruned entry (its content gone) any content: a redelivery of an event
-// whose user was deleted since, or whose content was pruned, is still
-// that event.
+// (as JSON values, whatever their spacing and key order). A value an
+// erasure replaced (Redacted, a pseudonym), at any depth, in either copy,
+// matches any value, and a pruned entry (its content gone) any content:
+// a redelivery of an event whose user was deleted since, or whose
+// content was pruned, is still that event.
 func SameEvent(stored, e Entry) bool {
 	if stored.Name != e.Name || stored.ServiceName != e.ServiceName || stored.CreatedAt.UnixMilli() != e.CreatedAt.UnixMilli() ||
 		stored.CreatedAt.IsZero() != e.CreatedAt.IsZero() {
@@ -75,13 +74,15 @@ func sameObject(stored, e json.RawMessage) bool {
 }
 
 // sameValue compares a stored JSON value with a delivered one, erased
-// values matching anything.
+// values matching anything: erased in the stored copy by an erasure
+// since, or in the delivered one by Eraser.Prepare, before its append,
+// when the stored copy was appended in clear by a replica that stopped
+// before its Check.
 func sameValue(stored, e any) bool {
+	if erasedValue(stored) || erasedValue(e) {
+		return true
+	}
 	switch s := stored.(type) {
-	case string:
-		if s == Redacted || strings.HasPrefix(s, PseudonymPrefix) {
-			return true
-		}
 	case map[string]any:
 		p, ok := e.(map[string]any)
 		if !ok || len(s) != len(p) {
@@ -107,4 +108,10 @@ func sameValue(stored, e any) bool {
 		return true
 	}
 	return reflect.DeepEqual(stored, e)
+}
+
+// erasedValue reports whether v is a value an erasure put in place.
+func erasedValue(v any) bool {
+	s, ok := v.(string)
+	return ok && (s == Redacted || strings.HasPrefix(s, PseudonymPrefix))
 }

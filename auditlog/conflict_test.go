@@ -30,5 +30,10 @@ func TestSameEventAfterErasure(t *testing.T) {
 		if got := auditlog.SameEvent(entry(c.stored), sent); got != c.same {
 			t.Errorf("stored %s: SameEvent = %v, want %v", c.stored, got, c.same)
 		}
+		// Erased in the delivery (before its append), in clear in the
+		// stored copy: as much the same event.
+		if got := auditlog.SameEvent(sent, entry(c.stored)); got != c.same {
+			t.Errorf("delivered %s: SameEvent = %v, want %v", c.stored, got, c.same)
+		}
 	}
 }
