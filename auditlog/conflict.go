@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"time"
 )
 
@@ -35,11 +36,11 @@ func (in *Ingester) checkConflicts(entries []Entry) {
 
 // SameEvent reports whether e is the event stored: the same name,
 // serviceName, createdAt (to the millisecond), extra headers and payload
-// (as JSON values, whatever their spacing and key order). A stored
-// value anonymisation replaced with Redacted matches any value, and a
-// pruned entry (its content gone) any content: a redelivery of an event
-// whose user was deleted since, or whose content was pruned, is still
-// that event.
+// (as JSON values, whatever their spacing and key order). A value an
+// erasure replaced (Redacted, a pseudonym), at any depth, in either copy,
+// matches any value, and a pruned entry (its content gone) any content:
+// a redelivery of an event whose user was deleted since, or whose
+// content was pruned, is still that event.
 func SameEvent(stored, e Entry) bool {
 	if stored.Name != e.Name || stored.ServiceName != e.ServiceName || stored.CreatedAt.UnixMilli() != e.CreatedAt.UnixMilli() ||
 		stored.CreatedAt.IsZero() != e.CreatedAt.IsZero() {
@@ -51,31 +52,66 @@ func SameEvent(stored, e Entry) bool {
 	return sameObject(stored.Headers, e.Headers) && sameObject(stored.Payload, e.Payload)
 }
 
-// sameObject compares two JSON objects member by member; absent is {}.
+// sameObject compares two JSON objects member by member, at any depth;
+// absent is {}. A stored value an erasure replaced (Redacted, or a
+// pseudonym: PseudonymPrefix) matches any value, so that a redelivery of
+// an event erased since is the event stored, in either erasure mode.
 func sameObject(stored, e json.RawMessage) bool {
-	var s, p map[string]json.RawMessage
+	var s, p map[string]any
 	if len(bytes.TrimSpace(stored)) > 0 && json.Unmarshal(stored, &s) != nil {
 		return false
 	}
 	if len(bytes.TrimSpace(e)) > 0 && json.Unmarshal(e, &p) != nil {
 		return false
 	}
-	if len(s) != len(p) {
-		return false
+	if s == nil {
+		s = map[string]any{}
 	}
-	redacted, _ := json.Marshal(Redacted)
-	for k, sv := range s {
-		pv, ok := p[k]
-		if !ok {
+	if p == nil {
+		p = map[string]any{}
+	}
+	return sameValue(s, p)
+}
+
+// sameValue compares a stored JSON value with a delivered one, erased
+// values matching anything: erased in the stored copy by an erasure
+// since, or in the delivered one by Eraser.Prepare, before its append,
+// when the stored copy was appended in clear by a replica that stopped
+// before its Check.
+func sameValue(stored, e any) bool {
+	if erasedValue(stored) || erasedValue(e) {
+		return true
+	}
+	switch s := stored.(type) {
+	case map[string]any:
+		p, ok := e.(map[string]any)
+		if !ok || len(s) != len(p) {
 			return false
 		}
-		if bytes.Equal(bytes.TrimSpace(sv), redacted) {
-			continue
+		for k, sv := range s {
+			pv, ok := p[k]
+			if !ok || !sameValue(sv, pv) {
+				return false
+			}
 		}
-		var a, b any
-		if json.Unmarshal(sv, &a) != nil || json.Unmarshal(pv, &b) != nil || !reflect.DeepEqual(a, b) {
+		return true
+	case []any:
+		p, ok := e.([]any)
+		if !ok || len(s) != len(p) {
 			return false
 		}
+		for i := range s {
+			if !sameValue(s[i], p[i]) {
+				return false
+			}
+		}
+		return true
 	}
-	return true
+	return reflect.DeepEqual(stored, e)
+}
+
+// erasedValue reports whether v is a value an erasure put in place.
+func erasedValue(v any) bool {
+	s, ok := v.(string)
+	return ok && (s == Redacted || strings.HasPrefix(s, PseudonymPrefix))
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/event"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestEntriesOfADeletedUserStoredLaterAreAnonymised: an event of a user
@@ -348,4 +350,61 @@ func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// TestARedeliveryErasesACopyStoredInClear: a replica that looked a batch
+// up before a user's erasure was recorded, committed it after the
+// erasure's rewrite had read the log, and stopped before its check, left
+// an entry in clear. The redelivery, erased before its append and so not
+// stored, has its check erase the stored copy; and it is not a conflict.
+func TestARedeliveryErasesACopyStoredInClear(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	key := []byte("redelivery-test-erasure-key")
+	other, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.EraseUser(ctx, "u7", auditlog.Entry{ID: "deletion"}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.New("flowrepo.flow.created", json.RawMessage(`{"user":"u7","tenant":"t1","flowId":"f7","owners":[{"id":"u7","type":"user"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Headers.ServiceName = "flow-repository"
+	clear, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, []auditlog.Entry{clear}); err != nil {
+		t.Fatal(err)
+	}
+
+	metrics := auditlog.NewMetrics(prometheus.NewRegistry())
+	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, Eraser: x, Metrics: metrics, FlushInterval: time.Millisecond})
+	defer in.Close()
+	if err := in.Handle(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.Query(ctx, auditlog.Query{ID: ev.Headers.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Entries) != 1 || strings.Contains(string(p.Entries[0].Payload), "u7") || p.Entries[0].User == "u7" {
+		for _, e := range p.Entries {
+			t.Errorf("the copy stored in clear is still in clear after the redelivery: user %q, payload %s", e.User, e.Payload)
+		}
+	}
+	if n := testutil.ToFloat64(metrics.Conflicts); n != 0 {
+		t.Errorf("the redelivery of an erased event counted as %v conflicts", n)
+	}
 }

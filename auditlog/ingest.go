@@ -317,6 +317,15 @@ func (in *Ingester) commit(entries []Entry) error {
 	}
 	if n < len(entries) {
 		in.checkConflicts(entries)
+		if seen != nil {
+			// Some ids were stored already, maybe in clear: by a replica
+			// that stopped between its append and its Check, after an
+			// erasure committed between its Prepare and its append. The
+			// values Prepare found erased were erased only in this
+			// batch's copies, so Check looks them all up again and
+			// rewrites the stored copies that still hold them.
+			seen.found = nil
+		}
 	}
 	var late int64
 	if in.cfg.Eraser != nil {

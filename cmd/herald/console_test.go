@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/internal/testkit"
 )
@@ -98,8 +99,8 @@ func total(t *testing.T, api, token, query string) int {
 const xssPayload = `{"flowId":"<img src=x onerror=alert(1)>","user":"</script><script>alert(2)</script>","tenant":"tenant-x","note":"<svg onload=alert(3)>"}`
 
 // seedConsole publishes a simulated story and a few events of known
-// tenants, and waits until the audit log holds them all; it returns that
-// number.
+// tenants, and waits until the audit log holds them all, with the
+// records of the story's erasures; it returns that number.
 func seedConsole(t *testing.T, api, broker string) int {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -115,7 +116,10 @@ func seedConsole(t *testing.T, api, broker string) int {
 		ByName map[string]int `json:"byName"`
 	}
 	json.Unmarshal(out.Bytes(), &sim)
-	want := 6
+	// With the log's own record of each simulated user's erasure, which
+	// follows the deletion's entry: waiting for fewer would return before
+	// the records, and every total after would count them.
+	want := 6 + sim.ByName[auditlog.UserDeleted]
 	for name, n := range sim.ByName {
 		if e, ok := catalog.Default().Lookup(name); ok && e.Audited {
 			want += n
