@@ -33,7 +33,7 @@ import (
 // batch=500 is herald's ingest: 500 handlers feeding transactions of up to
 // 500 events (bus concurrency 500, prefetch 1,000). batch=1 writes one
 // event per transaction from one handler at a time (concurrency 1,
-// prefetch 2), as OIH's audit log saves each event. batch=500/erasure is
+// prefetch 2), as OIH's audit log saves each event. batch=500,erasure is
 // batch=500 with serve's erasure of deleted users: each batch looked up in
 // the record of erased users before and after it is stored.
 // per-event-tx/concurrency=500 writes one transaction per event too, but
@@ -45,7 +45,7 @@ import (
 // would for a raw insert.
 func BenchmarkIngest(b *testing.B) {
 	for _, name := range []string{"sqlite", "postgres"} {
-		for _, mode := range []string{"batch=500", "batch=500/erasure", "batch=1", "per-event-tx/concurrency=500"} {
+		for _, mode := range []string{"batch=500", "batch=500,erasure", "batch=1", "per-event-tx/concurrency=500"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {
 				var st benchStore
 				if name == "sqlite" {
@@ -57,7 +57,7 @@ func BenchmarkIngest(b *testing.B) {
 				switch mode {
 				case "batch=500":
 					benchIngester(b, st.store, 500)
-				case "batch=500/erasure":
+				case "batch=500,erasure":
 					benchIngester(b, st.store, 500, eraseWith(b, st.store))
 				case "batch=1":
 					benchIngester(b, st.store, 1)
