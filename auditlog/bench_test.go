@@ -30,14 +30,15 @@ import (
 //	go test ./auditlog -run '^$' -bench Ingest -benchtime 20000x
 //	HERALD_TEST_POSTGRES_URL=postgres://… go test ./auditlog -run '^$' -bench Ingest/postgres -benchtime 20000x
 //
-// batch=500 is herald's ingest: 500 handlers feeding transactions of up to
-// 500 events (bus concurrency 500, prefetch 1,000). batch=1 writes one
+// batch=500 is herald's ingest, on herald serve's bus settings: 1,000
+// handlers feeding transactions of up to 500 events, so that the next
+// batch fills while one commits (bus concurrency and prefetch 1,000). batch=1 writes one
 // event per transaction from one handler at a time (concurrency 1,
 // prefetch 2), as OIH's audit log saves each event. batch=500,erasure is
 // batch=500 with serve's erasure of deleted users: each batch looked up in
 // the record of erased users before and after it is stored.
-// per-event-tx/concurrency=500 writes one transaction per event too, but
-// from 500 concurrent handlers (the bus settings of batch=500), so that a
+// per-event-tx/concurrency=1000 writes one transaction per event too, but
+// from 1,000 concurrent handlers (the bus settings of batch=500), so that a
 // database that group-commits concurrent transactions can: on PostgreSQL
 // each handler runs a plain INSERT through a pool of pgConns connections,
 // without herald's append lock (which would serialise the commits); SQLite
@@ -45,7 +46,7 @@ import (
 // would for a raw insert.
 func BenchmarkIngest(b *testing.B) {
 	for _, name := range []string{"sqlite", "postgres"} {
-		for _, mode := range []string{"batch=500", "batch=500,erasure", "batch=1", "per-event-tx/concurrency=500"} {
+		for _, mode := range []string{"batch=500", "batch=500,erasure", "batch=1", "per-event-tx/concurrency=1000"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {
 				var st benchStore
 				if name == "sqlite" {
@@ -62,7 +63,7 @@ func BenchmarkIngest(b *testing.B) {
 				case "batch=1":
 					benchIngester(b, st.store, 1)
 				default:
-					benchPerEvent(b, 500, st.writeOne)
+					benchPerEvent(b, 1000, st.writeOne)
 				}
 			})
 		}
@@ -125,7 +126,8 @@ func openBenchPostgres(b *testing.B) benchStore {
 }
 
 // benchIngester runs herald's ingester with batches of batch events, on
-// the bus settings it is meant for (concurrency batch, prefetch 2×batch).
+// herald serve's bus settings (concurrency and prefetch 2×batch; batch 1:
+// one handler, prefetch 2, as OIH's audit log).
 // The integrator runs beside it, kicked by each commit, as in herald
 // serve: what is measured includes sealing each entry and integrating it.
 func benchIngester(b *testing.B, store auditlog.Store, batch int, x ...*auditlog.Eraser) {
@@ -140,7 +142,11 @@ func benchIngester(b *testing.B, store auditlog.Store, batch int, x ...*auditlog
 	in := auditlog.NewIngester(cfg)
 	defer in.Close()
 	// The ingest is done once every entry is in a signed checkpoint.
-	benchIngest(b, batch, in.Handle, func() {
+	concurrency := 2 * batch
+	if batch == 1 {
+		concurrency = 1
+	}
+	benchIngest(b, concurrency, 2*batch, in.Handle, func() {
 		for {
 			cp, err := store.Checkpoint(context.Background(), -1)
 			if err == nil && cp.Size >= int64(b.N) {
@@ -166,7 +172,7 @@ func eraseWith(b *testing.B, store auditlog.Store) *auditlog.Eraser {
 
 // benchPerEvent writes each event with writeOne, from concurrency handlers.
 func benchPerEvent(b *testing.B, concurrency int, writeOne func(context.Context, auditlog.Entry) error) {
-	benchIngest(b, concurrency, func(ctx context.Context, ev *event.Event) error {
+	benchIngest(b, concurrency, concurrency, func(ctx context.Context, ev *event.Event) error {
 		e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
 		if err != nil {
 			return err
@@ -176,17 +182,17 @@ func benchPerEvent(b *testing.B, concurrency int, writeOne func(context.Context,
 }
 
 // benchIngest publishes b.N events through the in-process broker to
-// handle, run by a bus with the given concurrency and twice that
-// prefetch, and reports events/s until every handler has returned nil
+// handle, run by a bus with the given concurrency and prefetch, and
+// reports events/s until every handler has returned nil
 // (each returns once its event is committed).
-func benchIngest(b *testing.B, concurrency int, handle bus.Handler, settled func()) {
+func benchIngest(b *testing.B, concurrency, prefetch int, handle bus.Handler, settled func()) {
 	ctx := context.Background()
 	broker := memory.NewBroker()
 	defer broker.Close()
 	var stored atomic.Int64
 	done := make(chan struct{})
 	audit, err := bus.New(broker.Connect(), bus.WithService(auditlog.QueueName),
-		bus.WithConcurrency(concurrency), bus.WithPrefetch(2*concurrency))
+		bus.WithConcurrency(concurrency), bus.WithPrefetch(prefetch))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -101,7 +101,9 @@ type IngestConfig struct {
 // Ingester writes events from the bus to the store in batches: one
 // transaction per batch, and each delivery is acknowledged only after the
 // transaction that holds it has committed. Use Handle as the bus handler,
-// with a bus concurrency of at least BatchSize so that batches fill.
+// with a bus concurrency of at least BatchSize so that batches fill, best
+// twice that, so that the next batch is decoded and sealed while one
+// commits (herald serve: concurrency and prefetch 2 × BatchSize).
 type Ingester struct {
 	cfg     IngestConfig
 	reqs    chan ingestReq

@@ -376,7 +376,9 @@ func (o serveOptions) startAuditLog(ctx context.Context, stop *cleanups, brokerU
 	}
 	b, err := bus.New(transport,
 		bus.WithService(auditlog.QueueName),
-		bus.WithConcurrency(o.batchSize),
+		// Twice the batch in handlers: the next batch is decoded and
+		// sealed while one commits. The deliveries held stay 2 × batch.
+		bus.WithConcurrency(2*o.batchSize),
 		bus.WithPrefetch(2*o.batchSize),
 		bus.WithLogger(log),
 		bus.WithTracerProvider(o.tracer),
