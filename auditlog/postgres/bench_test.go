@@ -90,11 +90,7 @@ func BenchmarkIngest(b *testing.B) {
 		defer s.Close()
 		b.ResetTimer()
 		cpu0 := cpuTime()
-		for i := 0; i < len(entries); i += ingestBatch {
-			if _, err := s.Append(ctx, entries[i:min(i+ingestBatch, len(entries))]); err != nil {
-				b.Fatal(err)
-			}
-		}
+		storetest.AppendInBatches(ctx, b, s, entries, ingestBatch)
 		b.StopTimer()
 		reportRate(b, cpu0)
 	})
