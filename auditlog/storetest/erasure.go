@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,20 @@ func testErasureState(t *testing.T, s auditlog.Store) {
 	}
 	if len(got) != 2 || got[string(a)] != "ra" || got[string(b)] != "rb" {
 		t.Errorf("Erased(a, c, b) = %q, want a: ra and b: rb", got)
+	}
+	// A batch's lookup asks for many digests at once (a store may ask for
+	// them in parts): b is found after a thousand unrecorded ones.
+	many := [][]byte{a}
+	for i := range 1000 {
+		many = append(many, d(fmt.Sprint("unrecorded-", i)))
+	}
+	many = append(many, b)
+	got, err = st.Erased(ctx(t), many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[string(a)] != "ra" || got[string(b)] != "rb" {
+		t.Errorf("Erased of %d digests = %q, want a: ra and b: rb", len(many), got)
 	}
 }
 
