@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heraldhq/herald/auditlog"
@@ -20,7 +18,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
-	"github.com/heraldhq/herald/internal/testkit"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 )
 
 // BenchmarkIngest measures events/s from the bus into a durable store,
@@ -93,14 +91,13 @@ func openBenchSQLite(b *testing.B) benchStore {
 const pgConns = 50
 
 func openBenchPostgres(b *testing.B) benchStore {
-	url := testkit.Need(b, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	url := pgtest.URL(b)
 	ctx := context.Background()
-	schema := fmt.Sprintf("herald_bench_%d", time.Now().UnixNano())
+	schema := pgtest.Schema(b, url)
 	s, err := postgres.Open(ctx, url, postgres.WithSchema(schema))
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { dropPostgresSchema(b, schema) })
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		b.Fatal(err)
@@ -242,19 +239,6 @@ func benchIngest(b *testing.B, concurrency, prefetch int, handle bus.Handler, se
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/event")
 	pub.Close(ctx)
 	audit.Close(ctx)
-}
-
-func dropPostgresSchema(tb testing.TB, schema string) {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), os.Getenv("HERALD_TEST_POSTGRES_URL"))
-	if err != nil {
-		tb.Errorf("drop schema %s: %v", schema, err)
-		return
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-		tb.Errorf("drop schema %s: %v", schema, err)
-	}
 }
 
 // cpuTime is the process's user and system CPU time so far: per event, it

@@ -3,7 +3,6 @@ package auditlog_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -101,11 +100,7 @@ func TestAUsernameLearnedAfterTheDeletionIsErasedToo(t *testing.T) {
 // came.
 func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openSQLite(t)
 	var announced []string // the newest entry, as each announcement finds it
 	var handed []string    // the entries handed to OnCommitted
 	x, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: []byte("announce-test-erasure-key")})
@@ -126,18 +121,8 @@ func TestCommitsAreAnnouncedAfterTheLateErasure(t *testing.T) {
 		}
 	}})
 	defer in.Close()
-	handle := func(name, payload string) {
-		t.Helper()
-		ev, err := event.New(name, json.RawMessage(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Headers.ServiceName = "accounts"
-		// Handle returns after the commit, its announcement included.
-		if err := in.Handle(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Each returns after the commit, its announcement included.
+	handle := handleWith(t, in)
 	handle("iam.user.created", `{"id":"u9","username":"nine@example.com"}`)
 	handle("iam.user.deleted", `{"id":"u9"}`)
 	before, handedBefore := len(announced), len(handed)
@@ -182,11 +167,7 @@ func (h hookStore) Append(ctx context.Context, entries []auditlog.Entry) (int, e
 // commit.
 func TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openSQLite(t)
 	var before func()
 	hooked := hookStore{store, &before}
 	key := []byte("between-test-erasure-key")
@@ -196,17 +177,7 @@ func TestAnErasureBetweenTheCheckAndTheCommitIsCaughtAfter(t *testing.T) {
 	}
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: hooked, Eraser: x, FlushInterval: time.Millisecond})
 	defer in.Close()
-	handle := func(name, payload string) {
-		t.Helper()
-		ev, err := event.New(name, json.RawMessage(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Headers.ServiceName = "accounts"
-		if err := in.Handle(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	handle := handleWith(t, in)
 	handle("iam.user.created", `{"id":"u5","username":"five@example.com"}`)
 	// Another replica erases u5 after this batch was looked up, and
 	// before it commits.
@@ -245,11 +216,7 @@ func (h rewriteHookStore) Rewrite(ctx context.Context, sel auditlog.Selection, e
 // each gets its own record counting its own user's entries.
 func TestDeletionsArrivingTogetherAreErasedTogether(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openSQLite(t)
 	users := []string{"u1", "u2", "u3", "u4", "u5"}
 	var entries []auditlog.Entry
 	for i, u := range users {
@@ -334,6 +301,22 @@ func TestDeletionsArrivingTogetherAreErasedTogether(t *testing.T) {
 	}
 }
 
+// handleWith returns a function that hands an event from IAM to in,
+// returning once it is committed.
+func handleWith(t *testing.T, in *auditlog.Ingester) func(name, payload string) {
+	return func(name, payload string) {
+		t.Helper()
+		ev, err := event.New(name, json.RawMessage(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Headers.ServiceName = "accounts"
+		if err := in.Handle(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // entryOf is a sealed entry of an event from IAM.
 func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 	t.Helper()
@@ -359,11 +342,7 @@ func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 // stored, has its check erase the stored copy; and it is not a conflict.
 func TestARedeliveryErasesACopyStoredInClear(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openSQLite(t)
 	key := []byte("redelivery-test-erasure-key")
 	other, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: store, Key: key})
 	if err != nil {

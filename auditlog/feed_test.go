@@ -18,7 +18,9 @@ import (
 	"github.com/heraldhq/herald/event"
 )
 
-func openFeedStore(t *testing.T) auditlog.Store {
+// openSQLite opens a store in the test's temporary folder, closed when
+// the test ends.
+func openSQLite(t *testing.T) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "audit.db"))
 	if err != nil {
@@ -69,7 +71,7 @@ func collect(t *testing.T, f *auditlog.Follower, n int, timeout time.Duration) (
 }
 
 func TestFollowerGetsStoredThenNewEntriesOnceInOrder(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	ctx := context.Background()
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, PageSize: 100, Poll: time.Hour})
 	defer feed.Close()
@@ -111,7 +113,7 @@ func TestFollowerGetsStoredThenNewEntriesOnceInOrder(t *testing.T) {
 }
 
 func TestFollowingFromTheHeadGetsOnlyNewEntries(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	ctx := context.Background()
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Poll: time.Hour})
 	defer feed.Close()
@@ -138,7 +140,7 @@ func TestFollowingFromTheHeadGetsOnlyNewEntries(t *testing.T) {
 }
 
 func TestFeedFindsEntriesAnotherProcessStored(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Poll: 20 * time.Millisecond})
 	defer feed.Close()
 	f, _ := feed.Follow(auditlog.Query{}, 0)
@@ -156,7 +158,7 @@ func TestFeedFindsEntriesAnotherProcessStored(t *testing.T) {
 }
 
 func TestSlowFollowerIsDroppedAndTheOthersGoOn(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	ctx := context.Background()
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store, Buffer: 10, PageSize: 5, Poll: time.Hour})
 	defer feed.Close()
@@ -202,7 +204,7 @@ func TestSlowFollowerIsDroppedAndTheOthersGoOn(t *testing.T) {
 }
 
 func TestClosingTheFeedEndsItsFollowers(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: store})
 	f, _ := feed.Follow(auditlog.Query{}, 0)
 	defer f.Close()
@@ -219,7 +221,7 @@ func TestClosingTheFeedEndsItsFollowers(t *testing.T) {
 }
 
 func TestIngesterAnnouncesItsCommits(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	commits := make(chan struct{}, 10)
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, OnCommit: func() { commits <- struct{}{} }})
 	defer in.Close()
@@ -261,7 +263,7 @@ func (s *racingStore) Query(ctx context.Context, q auditlog.Query) (auditlog.Pag
 }
 
 func TestAnEntryStoredWhileAFollowerJoinsIsNotMissed(t *testing.T) {
-	base := openFeedStore(t)
+	base := openSQLite(t)
 	ctx := context.Background()
 	if _, err := base.Append(ctx, feedEntries(0, 4)); err != nil {
 		t.Fatal(err)
@@ -290,7 +292,7 @@ func TestAnEntryStoredWhileAFollowerJoinsIsNotMissed(t *testing.T) {
 // the store in pages cut at their byte budget, a follower catching up
 // and the feed's reader both still get every entry, once.
 func TestFollowersAreBoundedInBytes(t *testing.T) {
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	ctx := context.Background()
 	big := func(from, n int) []auditlog.Entry {
 		es := feedEntries(from, n)
@@ -356,7 +358,7 @@ func (s *countingStore) Query(ctx context.Context, q auditlog.Query) (auditlog.P
 // process (a gap before the commit's) are read from the store, in order.
 func TestCommittedEntriesAreHandedOnAsStored(t *testing.T) {
 	ctx := context.Background()
-	store := openFeedStore(t)
+	store := openSQLite(t)
 	counted := &countingStore{Store: store}
 	feed := auditlog.NewFeed(auditlog.FeedConfig{Store: counted, Poll: time.Hour})
 	defer feed.Close()

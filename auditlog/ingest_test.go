@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,11 +35,7 @@ type fixture struct {
 func newFixture(t *testing.T, patterns ...string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openSQLite(t)
 	broker := memory.NewBroker()
 	t.Cleanup(broker.Close)
 	m := auditlog.NewMetrics(prometheus.NewRegistry())
@@ -226,11 +221,7 @@ func TestUserDeletedAnonymisesWhereOIHMissesIt(t *testing.T) {
 
 func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openSQLite(t)
 	// A batch that never fills and an interval that never passes: only
 	// Close can commit these.
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 1000, FlushInterval: time.Hour})
@@ -279,11 +270,7 @@ func TestCloseCommitsTheBatchBeingCollected(t *testing.T) {
 // retried and the others are acknowledged.
 func TestARefusedEntryFailsOnlyItsOwnDelivery(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openSQLite(t)
 	const n, refused = 5, 2
 	// The batch is written when its fifth entry joins it.
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: n, FlushInterval: time.Hour})
@@ -318,10 +305,7 @@ func TestARefusedEntryFailsOnlyItsOwnDelivery(t *testing.T) {
 // once instead of retrying the same bytes. A store that fails is not.
 func TestRefusedContentIsAPermanentError(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openSQLite(t)
 	in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, FlushInterval: time.Millisecond})
 	defer in.Close()
 	for _, payload := range []string{`{"x":"\u0000"}`, `{"user":"a","user":"b"}`, `{"n":1e999999}`} {

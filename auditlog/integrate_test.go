@@ -3,23 +3,17 @@ package auditlog_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
-	"github.com/heraldhq/herald/auditlog/sqlite"
 )
 
 // A kick after a quiet spell integrates at once; the kicks that follow
 // within MinGap of that integration share the next one.
 func TestIntegratorServesAKickAfterAQuietSpellAtOnce(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openSQLite(t)
 	skey, _, _ := auditlog.GenerateKey("test")
 	signer, _ := auditlog.NewSigner(skey)
 	signed := make(chan auditlog.Checkpoint, 10)

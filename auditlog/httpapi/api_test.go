@@ -879,17 +879,33 @@ func TestCORSAsOIH(t *testing.T) {
 
 func TestUnknownPathsAndMethodsAnswerInTheErrorShape(t *testing.T) {
 	e := newEnv(t)
-	cases := []struct {
-		method, path string
-		status       int
-		allow        string
-	}{
+	cases := []errorCase{
 		{http.MethodGet, "/", http.StatusNotFound, ""},
 		{http.MethodGet, "/no/such/thing", http.StatusNotFound, ""},
 		{http.MethodPost, "/", http.StatusNotFound, ""},
 		{http.MethodDelete, "/logs", http.StatusMethodNotAllowed, "GET, HEAD, POST"},
 		{http.MethodPost, "/healthcheck", http.StatusMethodNotAllowed, "GET, HEAD"},
 	}
+	checkErrorAnswers(t, e, cases)
+	// A route still answers as before.
+	if r := e.do(http.MethodGet, "/healthcheck", "", nil); r.status != http.StatusOK {
+		t.Errorf("GET /healthcheck: %d %s", r.status, r.body)
+	}
+}
+
+// errorCase is a request no route answers: the status it gets, and for a
+// 405 the Allow header.
+type errorCase struct {
+	method, path string
+	status       int
+	allow        string
+}
+
+// checkErrorAnswers sends each case's request and checks its answer is
+// the API's JSON error naming the path, with the status and Allow header
+// wanted.
+func checkErrorAnswers(t *testing.T, e *env, cases []errorCase) {
+	t.Helper()
 	for _, c := range cases {
 		r := e.do(c.method, c.path, "", nil)
 		if r.status != c.status {
@@ -905,10 +921,6 @@ func TestUnknownPathsAndMethodsAnswerInTheErrorShape(t *testing.T) {
 		if c.allow != "" && r.header.Get("Allow") != c.allow {
 			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, r.header.Get("Allow"), c.allow)
 		}
-	}
-	// A route still answers as before.
-	if r := e.do(http.MethodGet, "/healthcheck", "", nil); r.status != http.StatusOK {
-		t.Errorf("GET /healthcheck: %d %s", r.status, r.body)
 	}
 }
 
@@ -918,11 +930,7 @@ func TestUnknownPathsAndMethodsAnswerInTheErrorShape(t *testing.T) {
 // the console's page and the API's routes answer as before.
 func TestBesideTheConsoleUnknownPathsStillAnswerInTheErrorShape(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Console = console.New(console.Config{}) })
-	cases := []struct {
-		method, path string
-		status       int
-		allow        string
-	}{
+	cases := []errorCase{
 		{http.MethodGet, "/no/such/thing", http.StatusNotFound, ""},
 		{http.MethodGet, "/console/nope.js", http.StatusNotFound, ""},
 		{http.MethodGet, "/logs/some-id/nothing", http.StatusNotFound, ""},
@@ -931,22 +939,7 @@ func TestBesideTheConsoleUnknownPathsStillAnswerInTheErrorShape(t *testing.T) {
 		{http.MethodPost, "/checkpoint", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{http.MethodPut, "/logs/stream", http.StatusMethodNotAllowed, "GET, HEAD"},
 	}
-	for _, c := range cases {
-		r := e.do(c.method, c.path, "", nil)
-		if r.status != c.status {
-			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, r.status, r.body, c.status)
-			continue
-		}
-		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-			t.Errorf("%s %s: Content-Type %q, want JSON", c.method, c.path, ct)
-		}
-		if msg := r.errorMessage(t); !strings.Contains(msg, c.path) {
-			t.Errorf("%s %s: message %q does not name the path", c.method, c.path, msg)
-		}
-		if c.allow != "" && r.header.Get("Allow") != c.allow {
-			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, r.header.Get("Allow"), c.allow)
-		}
-	}
+	checkErrorAnswers(t, e, cases)
 	for path, contentType := range map[string]string{"/": "text/html", "/console/app.js": "text/javascript", "/healthcheck": "application/json"} {
 		r := e.do(http.MethodGet, path, "", nil)
 		if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), contentType) {

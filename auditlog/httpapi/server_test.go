@@ -113,8 +113,8 @@ func TestSlowAndIdleConnectionsAreClosed(t *testing.T) {
 }
 
 // A body over the limit is answered 413, and the client reads it: by its
-// Content-Length before reading, or when the limit is reached for a
-// chunked body.
+// Content-Length before reading (even with no body sent), or when the
+// limit is reached for a chunked body.
 func TestOversizedBodyGetsA413TheClientReads(t *testing.T) {
 	e := newEnv(t)
 	addr := serveWith(t, e.handler, DefaultTimeouts)
@@ -138,5 +138,26 @@ func TestOversizedBodyGetsA413TheClientReads(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(b, []byte("larger than")) {
 			t.Errorf("40 MiB, chunked %v: %d %s, want 413", chunked, resp.StatusCode, b)
 		}
+	}
+
+	// By its Content-Length alone: a request that declares 40 MiB and
+	// sends no body is answered 413 without the server waiting for the
+	// body, which would come only at its read timeout (DefaultTimeouts,
+	// 30 s). The deadline only bounds a server that never answers.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /logs HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer admin\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, len(big))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a request declaring 40 MiB, its body not sent: no answer (%v), want 413 before the body", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(b, []byte("larger than")) {
+		t.Errorf("a request declaring 40 MiB, its body not sent: %d %s, want 413", resp.StatusCode, b)
 	}
 }

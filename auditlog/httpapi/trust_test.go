@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -75,15 +76,24 @@ func TestBadInputIsThe400OnEveryStore(t *testing.T) {
 	})
 }
 
-// Times are accepted over the documented range, the same on both stores.
+// Times are accepted over the documented range, the same on both stores,
+// and read back as they were posted; a millisecond outside it is refused.
 func TestTimesAtTheEdgesOfTheRange(t *testing.T) {
 	forEachStore(t, func(t *testing.T, store auditlog.Store) {
 		e := newEnvOn(t, store)
-		for _, c := range []string{`"0001-01-01T00:00:00Z"`, `"9999-12-31T23:59:59.999Z"`, `-62135596800000`, `253402300799999`} {
+		posted := map[string]string{} // id: createdAt as posted
+		post := func(c string) {
+			t.Helper()
 			r := e.do(http.MethodPost, "/logs", "admin", `{"headers":{"name":"a.b","createdAt":`+c+`},"payload":{"c":`+c+`}}`)
 			if r.status != http.StatusCreated {
 				t.Errorf("createdAt %s: %d %s, want 201", c, r.status, r.body)
+				return
 			}
+			id, _ := r.json(t)["id"].(string)
+			posted[id] = c
+		}
+		for _, c := range []string{`"0001-01-01T00:00:00Z"`, `"9999-12-31T23:59:59.999Z"`, `-62135596800000`, `253402300799999`} {
+			post(c)
 		}
 		if l := e.list("admin", "from=-62135596800000&page[size]=10"); l.Meta.Total != 4 {
 			t.Errorf("%d entries from the first millisecond, want 4", l.Meta.Total)
@@ -91,6 +101,56 @@ func TestTimesAtTheEdgesOfTheRange(t *testing.T) {
 		// to is exclusive: the last millisecond is after it.
 		if l := e.list("admin", "from=0001-01-01T00:00:00Z&to=253402300799999"); l.Meta.Total != 2 {
 			t.Errorf("%d entries before the last millisecond, want 2", l.Meta.Total)
+		}
+
+		// Read back unchanged. The first millisecond, 0001-01-01T00:00:00Z,
+		// is also Go's zero time, which POST /logs takes for a createdAt
+		// not given: those entries get their time of receipt instead, so
+		// the second millisecond stands for the lower edge here.
+		post(`"0001-01-01T00:00:00.001Z"`)
+		post(`-62135596799999`)
+		l := e.list("admin", "page[size]=10")
+		if len(l.Data) != len(posted) {
+			t.Errorf("%d entries listed, want the %d posted", len(l.Data), len(posted))
+		}
+		for _, d := range l.Data {
+			c, ok := posted[d.ID]
+			if !ok {
+				t.Errorf("entry %s was not posted", d.ID)
+				continue
+			}
+			if got, err := json.Marshal(d.Payload["c"]); err != nil || string(got) != c {
+				t.Errorf("payload %s read back as %s", c, got)
+			}
+			want, err := event.ParseTime(strings.Trim(c, `"`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want.Equal(event.MinTime) {
+				continue
+			}
+			if d.Headers.CreatedAt == nil {
+				t.Errorf("createdAt %s read back without a createdAt", c)
+			} else if got, err := event.ParseTime(*d.Headers.CreatedAt); err != nil || !got.Equal(want) {
+				t.Errorf("createdAt %s read back as %s (%v), want %s", c, *d.Headers.CreatedAt, err, want.Format(time.RFC3339Nano))
+			}
+		}
+
+		// A millisecond (or less) outside the range is refused, posted or
+		// asked for, and nothing of it is stored.
+		for _, c := range []string{`"0000-12-31T23:59:59.999Z"`, `"9999-12-31T23:59:59.9991Z"`, `-62135596800001`, `253402300800000`} {
+			r := e.do(http.MethodPost, "/logs", "admin", `{"headers":{"name":"a.b","createdAt":`+c+`},"payload":{}}`)
+			if r.status != http.StatusBadRequest {
+				t.Errorf("createdAt %s: %d %s, want 400", c, r.status, r.body)
+			}
+		}
+		for _, q := range []string{"from=-62135596800001", "to=253402300800000", "from=0000-12-31T23:59:59.999Z", "to=9999-12-31T23:59:59.9991Z"} {
+			if r := e.do(http.MethodGet, "/logs?"+q, "admin", nil); r.status != http.StatusBadRequest {
+				t.Errorf("GET /logs?%s: %d %s, want 400", q, r.status, r.body)
+			}
+		}
+		if l := e.list("admin", ""); l.Meta.Total != int64(len(posted)) {
+			t.Errorf("%d entries stored, want the %d inside the range", l.Meta.Total, len(posted))
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -43,8 +44,8 @@ func reportRate(b *testing.B, cpu0 time.Duration) {
 // ingestSetup returns a new, migrated, empty schema and b.N entries.
 func ingestSetup(b *testing.B) (url, schema string, entries []auditlog.Entry) {
 	b.Helper()
-	url = testURL(b)
-	schema = newSchema(b, url)
+	url = pgtest.URL(b)
+	schema = pgtest.Schema(b, url)
 	s, err := Open(context.Background(), url, WithSchema(schema))
 	if err != nil {
 		b.Fatal(err)
@@ -89,11 +90,7 @@ func BenchmarkIngest(b *testing.B) {
 		defer s.Close()
 		b.ResetTimer()
 		cpu0 := cpuTime()
-		for i := 0; i < len(entries); i += ingestBatch {
-			if _, err := s.Append(ctx, entries[i:min(i+ingestBatch, len(entries))]); err != nil {
-				b.Fatal(err)
-			}
-		}
+		storetest.AppendInBatches(ctx, b, s, entries, ingestBatch)
 		b.StopTimer()
 		reportRate(b, cpu0)
 	})
@@ -174,9 +171,9 @@ func BenchmarkIngest(b *testing.B) {
 // BenchmarkQuery fills a new schema once (a benchmark with
 // sub-benchmarks runs once) and measures each query shape against it.
 func BenchmarkQuery(b *testing.B) {
-	url := testURL(b)
+	url := pgtest.URL(b)
 	ctx := context.Background()
-	s, err := Open(ctx, url, WithSchema(newSchema(b, url)))
+	s, err := Open(ctx, url, WithSchema(pgtest.Schema(b, url)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/auditlog"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 )
 
 // inSchema runs sql on a connection whose search_path is schema, created
@@ -38,8 +39,8 @@ func tableExists(t *testing.T, s *Store, name string) bool {
 }
 
 func TestAnEarlierHeraldsMigrationsTableIsTakenOverUnderHeraldsName(t *testing.T) {
-	url := testURL(t)
-	schema := newSchema(t, url)
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
 	ms, err := loadMigrations()
 	if err != nil {
 		t.Fatal(err)
@@ -71,8 +72,8 @@ func TestAnEarlierHeraldsMigrationsTableIsTakenOverUnderHeraldsName(t *testing.T
 }
 
 func TestAnotherToolsSchemaMigrationsTableIsLeftAlone(t *testing.T) {
-	url := testURL(t)
-	schema := newSchema(t, url)
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
 	// As golang-migrate keeps it.
 	inSchema(t, url, schema,
 		`CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)`,

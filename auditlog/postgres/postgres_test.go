@@ -2,50 +2,20 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/internal/sqlstore"
 	"github.com/heraldhq/herald/auditlog/storetest"
-	"github.com/heraldhq/herald/internal/testkit"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
-// testURL returns HERALD_TEST_POSTGRES_URL, skipping the test when it is
-// not set (failing instead when HERALD_REQUIRE_SERVICES=1).
-func testURL(t testing.TB) string {
-	t.Helper()
-	return testkit.Need(t, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-}
-
-// newSchema returns a fresh schema name, dropped (with everything in it)
-// when the test ends.
-func newSchema(t testing.TB, url string) string {
-	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "herald_test_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), url)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
-}
-
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	url := testURL(t)
-	s, err := Open(context.Background(), url, WithSchema(newSchema(t, url)))
+	url := pgtest.URL(t)
+	s, err := Open(context.Background(), url, WithSchema(pgtest.Schema(t, url)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +23,12 @@ func openTest(t testing.TB) *Store {
 }
 
 func TestStoreConformance(t *testing.T) {
-	testURL(t)
+	pgtest.URL(t)
 	storetest.Run(t, func(t testing.TB) auditlog.Store { return openTest(t) })
 }
 
 func TestTreeConformance(t *testing.T) {
-	testURL(t)
+	pgtest.URL(t)
 	storetest.RunIntegrity(t, func(t testing.TB) auditlog.Store { return openTest(t) })
 }
 
@@ -66,7 +36,7 @@ func TestTreeConformance(t *testing.T) {
 // every payload filter read the way many matches are (the suite's few
 // matches otherwise take the other plan).
 func TestStoreConformanceWalkingForPayloadMatches(t *testing.T) {
-	testURL(t)
+	pgtest.URL(t)
 	storetest.Run(t, func(t testing.TB) auditlog.Store {
 		s := openTest(t)
 		s.sql.DenseMatches = -1
@@ -75,8 +45,8 @@ func TestStoreConformanceWalkingForPayloadMatches(t *testing.T) {
 }
 
 func TestOpenMigratesOnceUnderConcurrentStarts(t *testing.T) {
-	url := testURL(t)
-	schema := newSchema(t, url)
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
 	ctx := context.Background()
 	errs := make(chan error, 4)
 	stores := make(chan *Store, 4)

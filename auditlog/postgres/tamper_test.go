@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 )
 
 // raw is SQL straight on a schema of the database, as anyone holding the
@@ -78,10 +79,10 @@ func (raw) AddMillis(col string) string {
 }
 
 func TestTamperIsDetected(t *testing.T) {
-	url := testURL(t)
+	url := pgtest.URL(t)
 	schemas := map[auditlog.Store]string{}
 	open := func(t testing.TB) auditlog.Store {
-		schema := newSchema(t, url)
+		schema := pgtest.Schema(t, url)
 		s, err := Open(context.Background(), url, WithSchema(schema))
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +93,7 @@ func TestTamperIsDetected(t *testing.T) {
 	storetest.RunTamper(t, storetest.TamperHarness{
 		Open: open,
 		Copy: func(t testing.TB, s auditlog.Store) (auditlog.Store, storetest.Raw) {
-			from, to := schemas[s], newSchema(t, url)
+			from, to := schemas[s], pgtest.Schema(t, url)
 			conn, err := pgx.Connect(context.Background(), url)
 			if err != nil {
 				t.Fatal(err)

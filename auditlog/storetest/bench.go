@@ -128,6 +128,17 @@ func (d *Dataset) Fill(ctx context.Context, tb testing.TB, s auditlog.Store, bat
 	tb.Logf("filled %d entries in %v (%.0f/s)", d.n, time.Since(start).Round(time.Millisecond), float64(d.n)/time.Since(start).Seconds())
 }
 
+// AppendInBatches appends entries to s, batch entries per Append, as
+// herald's ingester writes them: what the ingest benchmarks time.
+func AppendInBatches(ctx context.Context, tb testing.TB, s auditlog.Store, entries []auditlog.Entry, batch int) {
+	tb.Helper()
+	for i := 0; i < len(entries); i += batch {
+		if _, err := s.Append(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 // BenchRows is the table size for query benchmarks: HERALD_BENCH_ROWS, or
 // def.
 func BenchRows(def int) int {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,20 @@ func testErasureState(t *testing.T, s auditlog.Store) {
 	}
 	if len(got) != 2 || got[string(a)] != "ra" || got[string(b)] != "rb" {
 		t.Errorf("Erased(a, c, b) = %q, want a: ra and b: rb", got)
+	}
+	// A batch's lookup asks for many digests at once (a store may ask for
+	// them in parts): b is found after a thousand unrecorded ones.
+	many := [][]byte{a}
+	for i := range 1000 {
+		many = append(many, d(fmt.Sprint("unrecorded-", i)))
+	}
+	many = append(many, b)
+	got, err = st.Erased(ctx(t), many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[string(a)] != "ra" || got[string(b)] != "rb" {
+		t.Errorf("Erased of %d digests = %q, want a: ra and b: rb", len(many), got)
 	}
 }
 
@@ -353,9 +368,17 @@ type integratingStore struct {
 	auditlog.ErasureState
 	t      testing.TB
 	signer *auditlog.Signer
+	// before, when it holds a function, runs it once before the next
+	// append: what another replica may do between a batch's lookup of
+	// the erased users and its commit.
+	before *func()
 }
 
 func (s integratingStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
+	if f := *s.before; f != nil {
+		*s.before = nil
+		f()
+	}
 	n, err := s.Store.Append(ctx, entries)
 	if err == nil {
 		mustIntegrate(s.t, s.Store, s.signer)
@@ -374,7 +397,8 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 		t.Skipf("%T keeps no erasure state (auditlog.ErasureState)", s)
 	}
 	signer, v := NewSigner(t, "late")
-	in := newEraserIngester(t, integratingStore{s, st, t, signer}, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	var before func()
+	in := newEraserIngester(t, integratingStore{s, st, t, signer, &before}, auditlog.ErasureAnonymise, 1, time.Millisecond)
 	handle := func(name, payload string) string {
 		t.Helper()
 		ev := newEvent(t, name, "accounts", json.RawMessage(payload))
@@ -393,6 +417,22 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 		// A username the deletion could not know, then an entry naming it.
 		handle("iam.user.modified", `{"id":"u-late","username":"late.new@example.com"}`),
 		handle("iam.user.loginFailed", `{"user":"late.new@example.com"}`),
+	}
+	// Another replica erases a user after this batch looked the erased
+	// users up and before it commits: the entry is stored in clear and
+	// integrated, and the check after the commit erases it.
+	other, err := auditlog.NewEraser(auditlog.ErasureConfig{Store: s, Key: ErasureKey, Mode: auditlog.ErasureAnonymise})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = func() {
+		if _, err := other.EraseUser(ctx(t), "u-late-elsewhere", auditlog.Entry{ID: "deletion-elsewhere"}); err != nil {
+			t.Errorf("erasure on another replica: %v", err)
+		}
+	}
+	late = append(late, handle("flowrepo.flow.created", `{"user":"u-late-elsewhere","tenant":"t1","flowId":"f2"}`))
+	if before != nil {
+		t.Fatal("the erasure on another replica did not run before the append")
 	}
 	kept := handle("iam.user.loginFailed", `{"user":"someone@example.com"}`)
 	mustIntegrate(t, s, signer)

@@ -100,6 +100,26 @@ func (o *dlqOptions) checkOutput() error {
 	return nil
 }
 
+// deadLetters checks --output and reads the service's dead letters, for
+// list and show.
+func (o *dlqOptions) deadLetters(cmd *cobra.Command) ([]driver.DeadLetter, error) {
+	if err := o.checkOutput(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	q, done, err := o.open(ctx, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	dls, err := q.DeadLetters(ctx, o.service)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters of %s: %w", o.service, err)
+	}
+	return dls, nil
+}
+
 func newDLQListCmd(o *dlqOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list",
@@ -107,19 +127,9 @@ func newDLQListCmd(o *dlqOptions) *cobra.Command {
 		Example: "  herald dlq list\n  herald dlq list --service flow-repository --output json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			q, done, err := o.open(ctx, cmd.ErrOrStderr())
+			dls, err := o.deadLetters(cmd)
 			if err != nil {
 				return err
-			}
-			defer done()
-			dls, err := q.DeadLetters(ctx, o.service)
-			if err != nil {
-				return fmt.Errorf("dead letters of %s: %w", o.service, err)
 			}
 			if o.output == "json" {
 				return writeDeadLettersJSON(cmd.OutOrStdout(), dls, false)
@@ -138,19 +148,9 @@ func newDLQShowCmd(o *dlqOptions) *cobra.Command {
 		Example: "  herald dlq show 0195f2a1-8c3e-7a11-9d40-5f1c0c6e2a9b\n  herald dlq show 17 --service flow-repository --output json",
 		Args:    exactlyOneID,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			q, done, err := o.open(ctx, cmd.ErrOrStderr())
+			dls, err := o.deadLetters(cmd)
 			if err != nil {
 				return err
-			}
-			defer done()
-			dls, err := q.DeadLetters(ctx, o.service)
-			if err != nil {
-				return fmt.Errorf("dead letters of %s: %w", o.service, err)
 			}
 			i := slices.IndexFunc(dls, func(dl driver.DeadLetter) bool { return dl.ID == args[0] })
 			if i < 0 {

@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
-	"github.com/heraldhq/herald/catalog"
-	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // The crash test: herald serve, the real binary, takes in a story that
@@ -101,15 +97,7 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 		return total, byName, distinct
 	}
 
-	sim := exec.Command(heraldBinary(t), "simulate", "--count", fmt.Sprint(killEvents), "--seed", fmt.Sprint(killSeed), "--output", "json")
-	sim.Env = append(cleanEnv(), env...)
-	var simOut, simErr testkit.Buffer
-	sim.Stdout, sim.Stderr = &simOut, &simErr
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Wait() }()
+	sim := startSimulate(t, env, killEvents, killSeed)
 
 	// The kills are spread over the story: each waits until the audit log
 	// has stored more since the last restart, so it lands with deliveries
@@ -127,27 +115,7 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 		serve = startReplica(t, env, data)
 	}
 
-	if err := <-simDone; err != nil {
-		t.Fatalf("simulate: %v\n%s", err, simErr.String())
-	}
-	var sum struct {
-		Published int            `json:"published"`
-		ByName    map[string]int `json:"byName"`
-	}
-	if err := json.Unmarshal([]byte(simOut.String()), &sum); err != nil {
-		t.Fatalf("simulate printed %q: %v", simOut.String(), err)
-	}
-	if sum.Published != killEvents {
-		t.Fatalf("simulate: %d events confirmed, want %d", sum.Published, killEvents)
-	}
-	want := map[string]int{}
-	audited := 0
-	for name, n := range sum.ByName {
-		if e, ok := catalog.Default().Lookup(name); ok && e.Audited {
-			want[name] = n
-			audited += n
-		}
-	}
+	want, audited := auditedEvents(sim.wait(t))
 	// herald's own entries (reads of the log, prunings) are not the
 	// story's; none are expected here, as nothing reads the log.
 	waitFor(t, 180*time.Second, "every audited event stored", func() bool {
@@ -178,7 +146,7 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 		}
 	}
 	t.Logf("RESULT kill -9 on %s: %d events confirmed, %d audited; %d kills (at %v stored); %d stored, %d lost, %d stored twice; %v",
-		storeName, sum.Published, audited, killCount, at, total, lost, twice, time.Since(start).Round(time.Second))
+		storeName, killEvents, audited, killCount, at, total, lost, twice, time.Since(start).Round(time.Second))
 	serve.p.stop(t)
 }
 

@@ -89,6 +89,61 @@ func postgresSchema(t *testing.T) (string, *pgx.Conn) {
 	return u.String(), conn
 }
 
+// simulation is herald simulate, the real binary, publishing a seeded
+// story to the broker in env beside the servers a test runs.
+type simulation struct {
+	count    int
+	out, err testkit.Buffer
+	done     chan error
+}
+
+func startSimulate(t *testing.T, env []string, count, seed int) *simulation {
+	t.Helper()
+	s := &simulation{count: count, done: make(chan error, 1)}
+	cmd := exec.Command(heraldBinary(t), "simulate", "--count", fmt.Sprint(count), "--seed", fmt.Sprint(seed), "--output", "json")
+	cmd.Env = append(cleanEnv(), env...)
+	cmd.Stdout, cmd.Stderr = &s.out, &s.err
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	return s
+}
+
+// wait waits for simulate to end, fails the test unless the broker
+// confirmed every event, and returns how many of each it published.
+func (s *simulation) wait(t *testing.T) map[string]int {
+	t.Helper()
+	if err := <-s.done; err != nil {
+		t.Fatalf("simulate: %v\n%s", err, s.err.String())
+	}
+	var sum struct {
+		Published int            `json:"published"`
+		ByName    map[string]int `json:"byName"`
+	}
+	if err := json.Unmarshal([]byte(s.out.String()), &sum); err != nil {
+		t.Fatalf("simulate printed %q: %v", s.out.String(), err)
+	}
+	if sum.Published != s.count {
+		t.Fatalf("simulate: %d events confirmed, want %d", sum.Published, s.count)
+	}
+	return sum.ByName
+}
+
+// auditedEvents is how many of each audited event byName holds, and
+// their total.
+func auditedEvents(byName map[string]int) (map[string]int, int) {
+	want := map[string]int{}
+	audited := 0
+	for name, n := range byName {
+		if e, ok := catalog.Default().Lookup(name); ok && e.Audited {
+			want[name] = n
+			audited += n
+		}
+	}
+	return want, audited
+}
+
 type replica struct {
 	p    *process
 	env  []string
@@ -142,15 +197,7 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 		return n
 	}
 
-	sim := exec.Command(heraldBinary(t), "simulate", "--count", fmt.Sprint(replicaEvents), "--seed", fmt.Sprint(replicaSeed), "--output", "json")
-	sim.Env = append(cleanEnv(), env...)
-	var simOut, simErr testkit.Buffer
-	sim.Stdout, sim.Stderr = &simOut, &simErr
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Wait() }()
+	sim := startSimulate(t, env, replicaEvents, replicaSeed)
 
 	// Mid-stream: a replica dies with its deliveries in flight, and comes
 	// back on its own data folder (its lock went with it).
@@ -160,31 +207,12 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	kills := 1
 	replicas[0] = startReplica(t, env, replicas[0].data)
 
-	if err := <-simDone; err != nil {
-		t.Fatalf("simulate: %v\n%s", err, simErr.String())
-	}
-	var sum struct {
-		Published int            `json:"published"`
-		ByName    map[string]int `json:"byName"`
-	}
-	if err := json.Unmarshal([]byte(simOut.String()), &sum); err != nil {
-		t.Fatalf("simulate printed %q: %v", simOut.String(), err)
-	}
-	want := map[string]int{}
-	audited := 0
-	for name, n := range sum.ByName {
-		if e, ok := catalog.Default().Lookup(name); ok && e.Audited {
-			want[name] = n
-			audited += n
-		}
-	}
+	published := sim.wait(t)
+	want, audited := auditedEvents(published)
 	// Each deletion's erasure is recorded once in the log, however many
 	// times it was delivered.
-	want[auditlog.SubjectErased] = sum.ByName[auditlog.UserDeleted]
+	want[auditlog.SubjectErased] = published[auditlog.UserDeleted]
 	audited += want[auditlog.SubjectErased]
-	if sum.Published != replicaEvents {
-		t.Fatalf("simulate published %d events, want %d", sum.Published, replicaEvents)
-	}
 
 	// Every audited event in, and nothing left for the audit log: the
 	// killed replica's deliveries have come back (on NATS after their
@@ -269,7 +297,7 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	}
 
 	t.Logf("%s: %d events published, %d audited; %d replicas, %d killed with SIGKILL (at %d stored) and restarted; %d stored, %d duplicates; %d dead letters; %v",
-		brokerName, sum.Published, audited, replicaCount, kills, midway, total, duplicates, status.Queue.DeadLetters, time.Since(start).Round(time.Second))
+		brokerName, replicaEvents, audited, replicaCount, kills, midway, total, duplicates, status.Queue.DeadLetters, time.Since(start).Round(time.Second))
 	for _, r := range replicas {
 		r.p.stop(t)
 	}
