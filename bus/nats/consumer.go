@@ -500,9 +500,9 @@ func (c *consumer) handle(msg jetstream.Msg) {
 		return
 	}
 	d := &delivery{c: c, msg: msg, attempt: 1}
-	if md, err := msg.Metadata(); err == nil {
-		d.attempt = int(md.NumDelivered)
-		d.seq = md.Sequence.Stream
+	if delivered, seq, ok := ackNumbers(msg.Reply()); ok {
+		d.attempt = int(delivered)
+		d.seq = seq
 	}
 	if q := msg.Headers().Get(HeaderReplayQueue); q != "" && q != c.q.Name {
 		// A dead letter replayed for another queue only.
@@ -647,6 +647,50 @@ func (c *consumer) Stop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ackNumbers reads how often a JetStream message has been delivered and
+// its stream sequence from its reply (ack) subject, as Msg.Metadata does
+// (the same subjects accepted, the same numbers read) without its
+// allocations and the fields a delivery does not need. The subject is
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+//
+// or, from newer servers, with <domain>.<account hash> before <stream>
+// and possibly more tokens after <pending>.
+func ackNumbers(reply string) (delivered, seq uint64, ok bool) {
+	var skip int // tokens after "$JS.ACK." before <delivered>
+	switch n := strings.Count(reply, ".") + 1; {
+	case n == 9:
+		skip = 2
+	case n >= 11:
+		skip = 4
+	default:
+		return 0, 0, false
+	}
+	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
+	if !ok {
+		return 0, 0, false
+	}
+	for range skip {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	d, rest, _ := strings.Cut(rest, ".")
+	s, _, _ := strings.Cut(rest, ".")
+	return ackNumber(d), ackNumber(s), true
+}
+
+// ackNumber parses a number of an ack subject, 0 if it is none, as
+// nats.go does.
+func ackNumber(s string) uint64 {
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0
+		}
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n
 }
 
 // delivery is one message handed to the bus.
