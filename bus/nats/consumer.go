@@ -468,14 +468,13 @@ func (c *consumer) run(ended <-chan struct{}) {
 			if c.stopping.Load() || c.t.nc.IsClosed() {
 				return
 			}
+			var err error = jetstream.ErrMsgIteratorClosed
+			if e := c.ended.Swap(nil); e != nil {
+				err = *e
+			}
 			if !c.renew.CompareAndSwap(true, false) {
-				var err error = jetstream.ErrMsgIteratorClosed
-				if e := c.ended.Swap(nil); e != nil {
-					err = *e
-				}
 				c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
 			}
-			var err error
 			if ended, err = c.restart(); err != nil {
 				return
 			}
