@@ -47,9 +47,11 @@ func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []
 		t:        t,
 		q:        q,
 		label:    safeToken(q.Name),
+		prefix:   t.o.prefix + ".",
 		deliver:  deliver,
 		prefetch: q.Prefetch,
 		patterns: append([]string(nil), patterns...),
+		check:    make(chan struct{}, 1),
 		stopCh:   make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -73,16 +75,16 @@ func (t *Transport) Consume(ctx context.Context, q driver.QueueSpec, patterns []
 		t.forget(c)
 		return nil, fmt.Errorf("nats consume %q: %w", q.Name, err)
 	}
-	it, err := c.messages(cons)
+	cc, ended, err := c.consume(cons)
 	if err != nil {
 		t.forget(c)
 		return nil, fmt.Errorf("nats consume %q: %w", q.Name, err)
 	}
-	c.it = it
+	c.cc = cc
 	// After each reconnect, watch makes sure the consumer is there.
 	c.status = t.nc.StatusChanged(natsgo.CONNECTED)
 	go c.watch()
-	go c.run(it)
+	go c.run(ended)
 	return c, nil
 }
 
@@ -93,19 +95,22 @@ func (t *Transport) forget(c *consumer) {
 }
 
 // consumer reads one queue and hands its deliveries to deliver, one at a
-// time, from one goroutine.
+// time: nats.go calls handle from the goroutine of the pull subscription,
+// and a subscription that replaces an ended one starts only after the
+// ended one has made its last call.
 type consumer struct {
 	t        *Transport
 	q        driver.QueueSpec
 	label    string // q.Name as a subject token
+	prefix   string // of every subject of the stream, with its dot
 	name     string // the server-side consumer
 	deliver  func(driver.Delivery)
 	prefetch int
 	status   chan natsgo.Status
 
 	mu       sync.Mutex
-	patterns []string // bound by this reader
-	it       jetstream.MessagesContext
+	patterns []string                 // bound by this reader
+	cc       jetstream.ConsumeContext // the current pull subscription
 	// bindings are the patterns recorded on the server-side consumer when
 	// it was last read; complete says the record was not truncated, and
 	// readSeq is the highest stream sequence the consumer had delivered
@@ -115,7 +120,12 @@ type consumer struct {
 	readSeq  uint64
 
 	stopping atomic.Bool
-	renew    atomic.Bool // the iterator was drained to be replaced
+	renew    atomic.Bool // the subscription was drained to be replaced
+	// check asks run to make sure the server-side consumer exists
+	// (heartbeats were missed); ended is why nats.go ended the current
+	// subscription, when the server ended it.
+	check    chan struct{}
+	ended    atomic.Pointer[error]
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	done     chan struct{} // closed when run has returned
@@ -316,12 +326,43 @@ func covers(have, want []string) bool {
 	return true
 }
 
-func (c *consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext, error) {
-	return cons.Messages(
+// consume starts a pull subscription on cons that hands each delivery to
+// handle. nats.go keeps at most c.prefetch deliveries pulled and not yet
+// returned from handle, pulls again after a reconnect and after missed
+// heartbeats (consumeError has the server-side consumer checked too), and
+// ends the subscription when the server says the consumer is gone.
+//
+// ended is closed once the subscription has ended and made its last call
+// of handle. It is taken at once: asked for later, nats.go may close it
+// as soon as the subscription is marked invalid, before the call of
+// handle in progress has returned.
+func (c *consumer) consume(cons jetstream.Consumer) (cc jetstream.ConsumeContext, ended <-chan struct{}, err error) {
+	cc, err = cons.Consume(c.handle,
 		jetstream.PullMaxMessages(c.prefetch),
 		jetstream.PullExpiry(pullExpiry),
-		jetstream.WithMessagesErrOnMissingHeartbeat(true),
+		jetstream.ConsumeErrHandler(c.consumeError),
 	)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cc, cc.Closed(), nil
+}
+
+// consumeError is told by nats.go of what goes wrong with a pull
+// subscription. It runs on nats.go's own goroutine, so it only passes the
+// news on to run.
+func (c *consumer) consumeError(_ jetstream.ConsumeContext, err error) {
+	switch {
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		select {
+		case c.check <- struct{}{}:
+		default: // a check is pending already
+		}
+	case errors.Is(err, jetstream.ErrConsumerDeleted),
+		errors.Is(err, jetstream.ErrBadRequest):
+		// nats.go ends the subscription after this; run starts another.
+		c.ended.Store(&err)
+	}
 }
 
 // Bind adds a pattern: deliveries for it are handed out from now on, and
@@ -415,67 +456,72 @@ func (c *consumer) matches(name string) bool {
 	return false
 }
 
-// run reads deliveries until Stop, handing each matching one to deliver.
-func (c *consumer) run(it jetstream.MessagesContext) {
+// run replaces the pull subscription whenever it ends before Stop (the
+// server deleted the consumer, or watch renewed it), and makes sure the
+// server-side consumer exists after missed heartbeats. It returns once the
+// subscription has ended for good, after its last call of handle.
+func (c *consumer) run(ended <-chan struct{}) {
 	defer close(c.done)
-	prefix := c.t.o.prefix + "."
 	for {
-		msg, err := it.Next()
-		if err != nil {
-			switch {
-			case c.stopping.Load() || c.t.nc.IsClosed():
+		select {
+		case <-ended:
+			if c.stopping.Load() || c.t.nc.IsClosed() {
 				return
-			case errors.Is(err, jetstream.ErrMsgIteratorClosed),
-				errors.Is(err, jetstream.ErrConsumerDeleted),
-				errors.Is(err, jetstream.ErrBadRequest):
-				// The iterator has ended: replaced on purpose (renew), or
-				// ended by the server (its consumer was deleted).
-				if !c.renew.CompareAndSwap(true, false) {
-					c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
-				}
-				if it, err = c.restart(); err != nil {
-					return
-				}
-			default:
-				// Missed heartbeats: make sure the consumer exists (pulls
-				// go to it by name, so the iterator carries on once it
-				// does).
-				c.t.o.logger.Warn("NATS consumer missed heartbeats; checking it", "queue", c.q.Name, "error", err)
-				c.recover()
 			}
-			continue
-		}
-		if c.stopping.Load() {
-			// Prefetched but not handed out: back to the queue now
-			// rather than after AckWait.
-			_ = msg.Nak()
-			continue
-		}
-		d := &delivery{c: c, msg: msg, attempt: 1}
-		if md, err := msg.Metadata(); err == nil {
-			d.attempt = int(md.NumDelivered)
-			d.seq = md.Sequence.Stream
-		}
-		if q := msg.Headers().Get(HeaderReplayQueue); q != "" && q != c.q.Name {
-			// A dead letter replayed for another queue only.
-			_ = msg.Ack()
-			continue
-		}
-		// Every subject of the stream has the prefix; the name is what
-		// the patterns match.
-		name := strings.TrimPrefix(msg.Subject(), prefix)
-		if !c.matches(name) {
-			switch c.unboundDelivery(name, d.seq) {
-			case dropUnbound:
-				_ = msg.Ack()
-				continue
-			case redeliverLater:
-				_ = msg.NakWithDelay(time.Second)
-				continue
+			var err error = jetstream.ErrMsgIteratorClosed
+			if e := c.ended.Swap(nil); e != nil {
+				err = *e
 			}
+			if !c.renew.CompareAndSwap(true, false) {
+				c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
+			}
+			if ended, err = c.restart(); err != nil {
+				return
+			}
+		case <-c.check:
+			// Missed heartbeats: make sure the consumer exists. nats.go
+			// pulled again as it noticed, perhaps before the consumer was
+			// back; a new subscription pulls from it now.
+			c.t.o.logger.Warn("NATS consumer missed heartbeats; checking it", "queue", c.q.Name, "error", jetstream.ErrNoHeartbeat)
+			c.recover()
+			c.renewSubscription()
 		}
-		c.deliver(d)
 	}
+}
+
+// handle is called by nats.go with each message of the pull
+// subscription, one at a time, and hands each matching one to deliver.
+func (c *consumer) handle(msg jetstream.Msg) {
+	if c.stopping.Load() {
+		// Prefetched but not handed out: back to the queue now rather
+		// than after AckWait.
+		_ = msg.Nak()
+		return
+	}
+	d := &delivery{c: c, msg: msg, attempt: 1}
+	if delivered, seq, ok := ackNumbers(msg.Reply()); ok {
+		d.attempt = int(delivered)
+		d.seq = seq
+	}
+	if q := msg.Headers().Get(HeaderReplayQueue); q != "" && q != c.q.Name {
+		// A dead letter replayed for another queue only.
+		_ = msg.Ack()
+		return
+	}
+	// Every subject of the stream has the prefix; the name is what the
+	// patterns match.
+	name := strings.TrimPrefix(msg.Subject(), c.prefix)
+	if !c.matches(name) {
+		switch c.unboundDelivery(name, d.seq) {
+		case dropUnbound:
+			_ = msg.Ack()
+			return
+		case redeliverLater:
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	c.deliver(d)
 }
 
 // recover re-creates the server-side consumer if it is gone, retrying
@@ -497,26 +543,28 @@ func (c *consumer) recover() {
 	}
 }
 
-// restart replaces an iterator the server ended (its consumer was
-// deleted) with a new one on a re-created consumer.
-func (c *consumer) restart() (jetstream.MessagesContext, error) {
+// restart replaces a pull subscription that ended (the server deleted
+// its consumer, or watch drained it) with a new one, on a re-created
+// consumer.
+func (c *consumer) restart() (<-chan struct{}, error) {
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		cons, err := c.ensure(ctx)
 		cancel()
-		var it jetstream.MessagesContext
+		var cc jetstream.ConsumeContext
+		var ended <-chan struct{}
 		if err == nil {
-			it, err = c.messages(cons)
+			cc, ended, err = c.consume(cons)
 		}
 		if err == nil {
 			c.mu.Lock()
-			c.it = it
+			c.cc = cc
 			stopping := c.stopping.Load()
 			c.mu.Unlock()
 			if stopping {
-				it.Drain()
+				cc.Drain()
 			}
-			return it, nil
+			return ended, nil
 		}
 		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
 		select {
@@ -528,10 +576,11 @@ func (c *consumer) restart() (jetstream.MessagesContext, error) {
 }
 
 // watch makes sure the server-side consumer exists after each reconnect.
-// A temporary queue's iterator is replaced too: a server restarted under
-// it restores the consumer, but the pull request the iterator sends on
-// reconnecting gets no deliveries (seen with nats-server 2.15), and it
-// would wait for two missed heartbeats before pulling again.
+// A temporary queue's pull subscription is replaced too: a server
+// restarted under it restores the consumer, but the pull request the
+// subscription sends on reconnecting gets no deliveries (seen with
+// nats-server 2.15), and it would wait for two missed heartbeats before
+// pulling again.
 func (c *consumer) watch() {
 	for {
 		select {
@@ -541,16 +590,22 @@ func (c *consumer) watch() {
 			}
 			c.recover()
 			if c.q.Temporary {
-				c.mu.Lock()
-				if it := c.it; it != nil && !c.stopping.Load() {
-					c.renew.Store(true)
-					it.Drain()
-				}
-				c.mu.Unlock()
+				c.renewSubscription()
 			}
 		case <-c.stopCh:
 			return
 		}
+	}
+}
+
+// renewSubscription drains the pull subscription for run to replace it
+// with a new one, which pulls at once.
+func (c *consumer) renewSubscription() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc := c.cc; cc != nil && !c.stopping.Load() {
+		c.renew.Store(true)
+		cc.Drain()
 	}
 }
 
@@ -561,19 +616,19 @@ func (c *consumer) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		c.mu.Lock()
 		c.stopping.Store(true)
-		it := c.it
+		cc := c.cc
 		c.mu.Unlock()
 		close(c.stopCh)
 		c.t.nc.RemoveStatusListener(c.status)
 		switch {
-		case it == nil:
+		case cc == nil:
 		case c.t.nc.IsConnected():
-			it.Drain()
+			cc.Drain()
 		default:
 			// Draining flushes the connection first, which waits 10s
 			// when it is down; the prefetched deliveries come back after
 			// AckWait instead.
-			it.Stop()
+			cc.Stop()
 		}
 	})
 	select {
@@ -591,6 +646,50 @@ func (c *consumer) Stop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ackNumbers reads how often a JetStream message has been delivered and
+// its stream sequence from its reply (ack) subject, as Msg.Metadata does
+// (the same subjects accepted, the same numbers read) without its
+// allocations and the fields a delivery does not need. The subject is
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+//
+// or, from newer servers, with <domain>.<account hash> before <stream>
+// and possibly more tokens after <pending>.
+func ackNumbers(reply string) (delivered, seq uint64, ok bool) {
+	var skip int // tokens after "$JS.ACK." before <delivered>
+	switch n := strings.Count(reply, ".") + 1; {
+	case n == 9:
+		skip = 2
+	case n >= 11:
+		skip = 4
+	default:
+		return 0, 0, false
+	}
+	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
+	if !ok {
+		return 0, 0, false
+	}
+	for range skip {
+		_, rest, _ = strings.Cut(rest, ".")
+	}
+	d, rest, _ := strings.Cut(rest, ".")
+	s, _, _ := strings.Cut(rest, ".")
+	return ackNumber(d), ackNumber(s), true
+}
+
+// ackNumber parses a number of an ack subject, 0 if it is none, as
+// nats.go does.
+func ackNumber(s string) uint64 {
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0
+		}
+		n = n*10 + uint64(s[i]-'0')
+	}
+	return n
 }
 
 // delivery is one message handed to the bus.
