@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -456,6 +457,66 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 	}
 	if r.Pending != 0 || r.Integrated != r.Entries {
 		t.Errorf("report %+v: want every entry integrated", r)
+	}
+}
+
+// failingRewriteStore fails every Rewrite by payload terms: a replica
+// that records a username it learned, then stops before its rewrite of
+// the entries stored before (killed, or the rewrite failed).
+type failingRewriteStore struct {
+	auditlog.Store
+	auditlog.ErasureState
+}
+
+var errRewriteStopped = errors.New("rewrite stopped")
+
+func (s failingRewriteStore) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	if len(sel.Terms) > 0 {
+		return 0, errRewriteStopped
+	}
+	return s.Store.Rewrite(ctx, sel, edit)
+}
+
+// testInterruptedLearning: a user is deleted before IAM's
+// iam.user.created that teaches their username is stored (in another
+// replica's batch), so the erasure erases only entries naming their id.
+// The replica storing the iam.user.created learns the username and
+// records it, then stops before erasing the entries stored before that
+// name it; the redelivered event has them erased all the same, though the
+// username is recorded already.
+func testInterruptedLearning(t *testing.T, s auditlog.Store) {
+	st, ok := s.(auditlog.ErasureState)
+	if !ok {
+		t.Skipf("%T keeps no erasure state (auditlog.ErasureState)", s)
+	}
+	const id, mail = "u-interrupted", "interrupted@example.com"
+	healthy := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	stopping := newEraserIngester(t, failingRewriteStore{s, st}, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	handle := func(in *auditlog.Ingester, ev *event.Event) error {
+		t.Helper()
+		return in.Handle(ctx(t), ev)
+	}
+	failed := newEvent(t, "iam.user.loginFailed", "accounts", json.RawMessage(`{"user":"`+mail+`"}`))
+	for _, ev := range []*event.Event{failed, newEvent(t, auditlog.UserDeleted, "accounts", json.RawMessage(`{"id":"`+id+`"}`))} {
+		if err := handle(healthy, ev); err != nil {
+			t.Fatalf("%s: %v", ev.Headers.Name, err)
+		}
+	}
+	if p := mustQuery(t, s, auditlog.Query{ID: failed.Headers.ID}); len(p.Entries) != 1 || !strings.Contains(string(p.Entries[0].Payload), mail) {
+		t.Fatalf("before the username is learned, the entry naming it: %+v, want it in clear", p.Entries)
+	}
+	created := newEvent(t, auditlog.UserCreated, "accounts", json.RawMessage(`{"id":"`+id+`","username":"`+mail+`"}`))
+	if err := handle(stopping, created); !errors.Is(err, errRewriteStopped) {
+		t.Fatalf("storing %s on the replica that stops: %v, want its rewrite stopped", created.Headers.Name, err)
+	}
+	// Redelivered, to a replica that does not stop.
+	if err := handle(healthy, created); err != nil {
+		t.Fatalf("redelivered %s: %v", created.Headers.Name, err)
+	}
+	for _, e := range allLeaves(t, s) {
+		if strings.Contains(string(e.Payload), mail) || strings.Contains(string(e.Payload), id) || e.User == mail || e.User == id {
+			t.Errorf("entry %s (%s) still names the deleted user: %s, user %q", e.ID, e.Name, e.Payload, e.User)
+		}
 	}
 }
 
