@@ -748,7 +748,11 @@ func (x *Eraser) appendRecords(ctx context.Context, reqs []*eraseReq, counts []i
 // (ErasureState): it returns the erased values they hold (value:
 // replacement), the indexes of the entries, and the usernames identity
 // events among them teach of erased users (TrustedIdentitySource), which
-// it records. Nothing found is nil, nil, nil.
+// it records, for the caller to erase from the entries stored before.
+// A username recorded already is returned too: the lookup that recorded
+// it may have stopped before that rewrite (its replica killed, the
+// rewrite failed), and the retry of its delivery must do it. Nothing
+// found is nil, nil, nil.
 func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (values, learned map[string]string, hits []int, err error) {
 	st, ok := x.cfg.Store.(ErasureState)
 	if !ok {
@@ -801,6 +805,7 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (val
 		values[refs[d]] = r
 	}
 	learned = map[string]string{}
+	fresh := map[string]string{} // of learned, those not recorded yet
 	for i, e := range entries {
 		if !slices.ContainsFunc(per[i], func(v string) bool { _, ok := values[v]; return ok }) {
 			continue
@@ -808,16 +813,18 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (val
 		hits = append(hits, i)
 		if r, ok := values[payloadID(e)]; ok {
 			if u := usernameOf(e, x.cfg.Catalog); u != "" {
-				if _, known := values[u]; !known {
-					learned[u] = r
+				if known, ok := values[u]; ok {
+					learned[u] = known
+				} else {
+					learned[u], fresh[u] = r, r
 				}
 			}
 		}
 	}
-	if err := x.record(ctx, learned); err != nil {
+	if err := x.record(ctx, fresh); err != nil {
 		return nil, nil, nil, err
 	}
-	for u, r := range learned {
+	for u, r := range fresh {
 		values[u] = r
 	}
 	return values, learned, hits, nil

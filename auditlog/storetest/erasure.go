@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -456,6 +457,91 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 	}
 	if r.Pending != 0 || r.Integrated != r.Entries {
 		t.Errorf("report %+v: want every entry integrated", r)
+	}
+}
+
+// failingRewriteStore fails every Rewrite by payload terms: a replica
+// that records a username it learned, then stops before its rewrite of
+// the entries stored before (killed, or the rewrite failed). before, when
+// it holds a function, runs it once before the next append.
+type failingRewriteStore struct {
+	auditlog.Store
+	auditlog.ErasureState
+	before *func()
+}
+
+var errRewriteStopped = errors.New("rewrite stopped")
+
+func (s failingRewriteStore) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditlog.Edit) (int64, error) {
+	if len(sel.Terms) > 0 {
+		return 0, errRewriteStopped
+	}
+	return s.Store.Rewrite(ctx, sel, edit)
+}
+
+func (s failingRewriteStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
+	if f := *s.before; f != nil {
+		*s.before = nil
+		f()
+	}
+	return s.Store.Append(ctx, entries)
+}
+
+// testInterruptedLearning: a user is deleted before IAM's
+// iam.user.created that teaches their username is stored (in another
+// replica's batch), so the erasure erases only entries naming their id.
+// The replica storing the iam.user.created learns the username, before
+// its commit (the deletion came first) or after it (the deletion came
+// between its lookup and its commit), and records it, then stops before
+// erasing the entries stored before that name it; the redelivered event
+// has them erased all the same, though the username is recorded already.
+func testInterruptedLearning(t *testing.T, s auditlog.Store) {
+	st, ok := s.(auditlog.ErasureState)
+	if !ok {
+		t.Skipf("%T keeps no erasure state (auditlog.ErasureState)", s)
+	}
+	healthy := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	var before func()
+	stopping := newEraserIngester(t, failingRewriteStore{s, st, &before}, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	for _, afterCommit := range []bool{false, true} {
+		id, mail := "u-interrupted-before", "interrupted.before@example.com"
+		if afterCommit {
+			id, mail = "u-interrupted-after", "interrupted.after@example.com"
+		}
+		failed := newEvent(t, "iam.user.loginFailed", "accounts", json.RawMessage(`{"user":"`+mail+`"}`))
+		if err := healthy.Handle(ctx(t), failed); err != nil {
+			t.Fatal(err)
+		}
+		if p := mustQuery(t, s, auditlog.Query{ID: failed.Headers.ID}); len(p.Entries) != 1 || !strings.Contains(string(p.Entries[0].Payload), mail) {
+			t.Fatalf("before the username is learned, the entry naming it: %+v, want it in clear", p.Entries)
+		}
+		deleted := newEvent(t, auditlog.UserDeleted, "accounts", json.RawMessage(`{"id":"`+id+`"}`))
+		deletion := func() {
+			if err := healthy.Handle(ctx(t), deleted); err != nil {
+				t.Errorf("deletion: %v", err)
+			}
+		}
+		if afterCommit {
+			before = deletion
+		} else {
+			deletion()
+		}
+		created := newEvent(t, auditlog.UserCreated, "accounts", json.RawMessage(`{"id":"`+id+`","username":"`+mail+`"}`))
+		if err := stopping.Handle(ctx(t), created); !errors.Is(err, errRewriteStopped) {
+			t.Fatalf("storing %s on the replica that stops: %v, want its rewrite stopped", created.Headers.Name, err)
+		}
+		if before != nil {
+			t.Fatal("the deletion did not run before the append")
+		}
+		// Redelivered, to a replica that does not stop.
+		if err := healthy.Handle(ctx(t), created); err != nil {
+			t.Fatalf("redelivered %s: %v", created.Headers.Name, err)
+		}
+		for _, e := range allLeaves(t, s) {
+			if strings.Contains(string(e.Payload), mail) || strings.Contains(string(e.Payload), id) || e.User == mail || e.User == id {
+				t.Errorf("learned after the commit %v: entry %s (%s) still names the deleted user: %s, user %q", afterCommit, e.ID, e.Name, e.Payload, e.User)
+			}
+		}
 	}
 }
 

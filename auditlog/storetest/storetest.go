@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t testing.TB) auditlog.Store) {
 		{"ErasureLeavesNoIdentifierWhateverTheOrder", testErasureOrder},
 		{"PushedIdentityEventsEraseNobody", testErasureTrust},
 		{"DeletingATenantErasesEachOfItsUsers", testTenantErasure},
+		{"UsernameLearnedLateIsErasedWhenItsRewriteIsRetried", testInterruptedLearning},
 	}
 	runCases(t, open, cases)
 }
