@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/bus"
 	natsbus "github.com/heraldhq/herald/bus/nats"
 	"github.com/heraldhq/herald/catalog"
@@ -213,6 +214,8 @@ func TestServeRecordsPublishedEventsAndServesThemWithTheGeneratedToken(t *testin
 			audited += n
 		}
 	}
+	// Each deletion of a user also appends the record of its erasure.
+	audited += sim.ByName[auditlog.UserDeleted]
 	waitFor(t, 20*time.Second, "the simulated story in the audit log", func() bool {
 		p, _ := getLogs(t, api+"/logs", token)
 		return p.Meta.Total == audited
