@@ -120,12 +120,9 @@ type consumer struct {
 	readSeq  uint64
 
 	stopping atomic.Bool
-	renew    atomic.Bool // the subscription was drained to be replaced
 	// check asks run to make sure the server-side consumer exists
-	// (heartbeats were missed); ended is why nats.go ended the current
-	// subscription, when the server ended it.
+	// (heartbeats were missed).
 	check    chan struct{}
-	ended    atomic.Pointer[error]
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	done     chan struct{} // closed when run has returned
@@ -349,8 +346,8 @@ func (c *consumer) consume(cons jetstream.Consumer) (cc jetstream.ConsumeContext
 }
 
 // consumeError is told by nats.go of what goes wrong with a pull
-// subscription. It runs on nats.go's own goroutine, so it only passes the
-// news on to run.
+// subscription. It runs on nats.go's own goroutine, so it only logs and
+// passes the news on to run.
 func (c *consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 	switch {
 	case errors.Is(err, jetstream.ErrNoHeartbeat):
@@ -361,7 +358,10 @@ func (c *consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 	case errors.Is(err, jetstream.ErrConsumerDeleted),
 		errors.Is(err, jetstream.ErrBadRequest):
 		// nats.go ends the subscription after this; run starts another.
-		c.ended.Store(&err)
+		if c.stopping.Load() {
+			return
+		}
+		c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
 	}
 }
 
@@ -468,13 +468,7 @@ func (c *consumer) run(ended <-chan struct{}) {
 			if c.stopping.Load() || c.t.nc.IsClosed() {
 				return
 			}
-			var err error = jetstream.ErrMsgIteratorClosed
-			if e := c.ended.Swap(nil); e != nil {
-				err = *e
-			}
-			if !c.renew.CompareAndSwap(true, false) {
-				c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
-			}
+			var err error
 			if ended, err = c.restart(); err != nil {
 				return
 			}
@@ -604,7 +598,6 @@ func (c *consumer) renewSubscription() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cc := c.cc; cc != nil && !c.stopping.Load() {
-		c.renew.Store(true)
 		cc.Drain()
 	}
 }
