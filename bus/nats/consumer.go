@@ -521,50 +521,60 @@ func (c *consumer) handle(msg jetstream.Msg) {
 // recover re-creates the server-side consumer if it is gone, retrying
 // until it succeeds or the consumer is stopped.
 func (c *consumer) recover() {
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c.retry(func(ctx context.Context) error {
 		_, err := c.ensure(ctx)
-		cancel()
-		if err == nil || c.stopping.Load() {
-			return
-		}
-		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
-		select {
-		case <-time.After(retryDelay(attempt + 5)):
-		case <-c.stopCh:
-			return
-		}
-	}
+		return err
+	})
 }
 
 // restart replaces a pull subscription that ended (the server deleted
 // its consumer, or watch drained it) with a new one, on a re-created
 // consumer.
 func (c *consumer) restart() (<-chan struct{}, error) {
+	var ended <-chan struct{}
+	ok := c.retry(func(ctx context.Context) error {
+		cons, err := c.ensure(ctx)
+		if err != nil {
+			return err
+		}
+		cc, e, err := c.consume(cons)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.cc = cc
+		stopping := c.stopping.Load()
+		c.mu.Unlock()
+		if stopping {
+			cc.Drain()
+		}
+		ended = e
+		return nil
+	})
+	if !ok {
+		return nil, driver.ErrClosed
+	}
+	return ended, nil
+}
+
+// retry calls try, with a context of 10s, until it succeeds, waiting longer
+// after each failure; it reports false if the consumer is stopped first.
+func (c *consumer) retry(try func(context.Context) error) bool {
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cons, err := c.ensure(ctx)
+		err := try(ctx)
 		cancel()
-		var cc jetstream.ConsumeContext
-		var ended <-chan struct{}
 		if err == nil {
-			cc, ended, err = c.consume(cons)
+			return true
 		}
-		if err == nil {
-			c.mu.Lock()
-			c.cc = cc
-			stopping := c.stopping.Load()
-			c.mu.Unlock()
-			if stopping {
-				cc.Drain()
-			}
-			return ended, nil
+		if c.stopping.Load() {
+			return false
 		}
 		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
 		select {
 		case <-time.After(retryDelay(attempt + 5)):
 		case <-c.stopCh:
-			return nil, driver.ErrClosed
+			return false
 		}
 	}
 }
