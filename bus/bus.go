@@ -248,24 +248,17 @@ func (b *Bus) process(d driver.Delivery) {
 		<-b.sem
 	}()
 	ctx := context.Background()
-	log := b.opts.logger
 	// A body over the event-size limit is refused before it is decoded,
 	// as Publish refuses it: what a handler sees is bounded by the limit,
 	// whatever the broker lets through.
 	if err := event.CheckSize(len(d.Body()), b.opts.maxSize); err != nil {
-		log.Warn("dead-lettering oversized message", "service", b.service, "bytes", len(d.Body()), "error", err)
-		if derr := d.DeadLetter(ctx, fmt.Errorf("refused: %w", err)); derr != nil {
-			log.Error("dead-letter failed", "service", b.service, "error", derr)
-		}
+		b.refuse(ctx, d, "dead-lettering oversized message", fmt.Errorf("refused: %w", err), "bytes", len(d.Body()), "error", err)
 		return
 	}
 	// JSON is UTF-8 (RFC 8259); a decoder would pass invalid bytes on to
 	// handlers and stores, or quietly replace them.
 	if !utf8.Valid(d.Body()) {
-		log.Warn("dead-lettering a message that is not UTF-8", "service", b.service, "bytes", len(d.Body()))
-		if derr := d.DeadLetter(ctx, errors.New("refused: the message is not valid UTF-8")); derr != nil {
-			log.Error("dead-letter failed", "service", b.service, "error", derr)
-		}
+		b.refuse(ctx, d, "dead-lettering a message that is not UTF-8", errors.New("refused: the message is not valid UTF-8"), "bytes", len(d.Body()))
 		return
 	}
 	ev, err := event.Decode(d.Body())
@@ -274,10 +267,7 @@ func (b *Bus) process(d driver.Delivery) {
 		err = event.ValidateName(ev.Headers.Name)
 	}
 	if err != nil {
-		log.Warn("dead-lettering undecodable message", "service", b.service, "error", err)
-		if derr := d.DeadLetter(ctx, fmt.Errorf("decode: %w", err)); derr != nil {
-			log.Error("dead-letter failed", "service", b.service, "error", derr)
-		}
+		b.refuse(ctx, d, "dead-lettering undecodable message", fmt.Errorf("decode: %w", err), "error", err)
 		return
 	}
 	if key := b.opts.idKey; len(key) > 0 && ev.Headers.ID == event.DerivedID(d.Body()) {
@@ -324,6 +314,16 @@ func (b *Bus) process(d driver.Delivery) {
 	}
 }
 
+// refuse dead-letters a delivery that is no event the bus hands out, with
+// reason, and logs msg with attrs.
+func (b *Bus) refuse(ctx context.Context, d driver.Delivery, msg string, reason error, attrs ...any) {
+	log := b.opts.logger
+	log.Warn(msg, append([]any{"service", b.service}, attrs...)...)
+	if err := d.DeadLetter(ctx, reason); err != nil {
+		log.Error("dead-letter failed", "service", b.service, "error", err)
+	}
+}
+
 // settle acknowledges a delivery whose handlers succeeded, and retries or
 // dead-letters one whose handlers failed with herr. It returns the
 // outcome (OutcomeAck, OutcomeRetry, OutcomeDeadLetter).
@@ -336,15 +336,12 @@ func (b *Bus) settle(ctx context.Context, d driver.Delivery, ev *event.Event, he
 		return OutcomeAck
 	}
 	attempt := d.Attempt()
-	if IsPermanent(herr) {
-		log.Error("dead-lettering a delivery its handler refused for good", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
-		if err := d.DeadLetter(ctx, herr); err != nil {
-			log.Error("dead-letter failed", "service", b.service, "id", ev.Headers.ID, "error", err)
+	if permanent := IsPermanent(herr); permanent || attempt >= b.opts.retry.MaxAttempts {
+		msg := "dead-lettering after last attempt"
+		if permanent {
+			msg = "dead-lettering a delivery its handler refused for good"
 		}
-		return OutcomeDeadLetter
-	}
-	if attempt >= b.opts.retry.MaxAttempts {
-		log.Error("dead-lettering after last attempt", "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
+		log.Error(msg, "service", b.service, "event", ev.Headers.Name, "id", ev.Headers.ID, "attempt", attempt, "error", herr)
 		if err := d.DeadLetter(ctx, herr); err != nil {
 			log.Error("dead-letter failed", "service", b.service, "id", ev.Headers.ID, "error", err)
 		}

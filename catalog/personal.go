@@ -33,6 +33,12 @@ type PersonalField struct {
 	Kind string `json:"kind"`
 }
 
+// JSON pointer tokens escape "~" and "/" (RFC 6901).
+var (
+	unescapeToken = strings.NewReplacer("~1", "/", "~0", "~")
+	escapeToken   = strings.NewReplacer("~", "~0", "/", "~1")
+)
+
 // Tokens splits Path into its unescaped tokens.
 func (f PersonalField) Tokens() []string {
 	if f.Path == "" {
@@ -40,7 +46,7 @@ func (f PersonalField) Tokens() []string {
 	}
 	ts := strings.Split(strings.TrimPrefix(f.Path, "/"), "/")
 	for i, t := range ts {
-		ts[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+		ts[i] = unescapeToken.Replace(t)
 	}
 	return ts
 }
@@ -100,7 +106,7 @@ func personalFields(schema json.RawMessage) ([]PersonalField, error) {
 			}
 			slices.Sort(keys)
 			for _, k := range keys {
-				esc := strings.NewReplacer("~", "~0", "/", "~1").Replace(k)
+				esc := escapeToken.Replace(k)
 				if err := walk(path+"/"+esc, props[k]); err != nil {
 					return err
 				}

@@ -79,3 +79,20 @@ events:
 		t.Errorf("Parse with x-personal: e-mail = %v, want an error naming x-personal", err)
 	}
 }
+
+// TestPersonalPathsEscapeSlashAndTilde: a property name with "/" or "~"
+// is escaped in Path as a JSON pointer is (RFC 6901), and Tokens and
+// Matches read it back.
+func TestPersonalPathsEscapeSlashAndTilde(t *testing.T) {
+	fs, err := personalFields(json.RawMessage(`{"properties":{"a/b":{"properties":{"c~d":{"type":"string","x-personal":"email"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PersonalField{{"/a~1b/c~0d", PersonalEmail}}
+	if !slices.Equal(fs, want) {
+		t.Fatalf("personal fields = %v, want %v", fs, want)
+	}
+	if ts := fs[0].Tokens(); !slices.Equal(ts, []string{"a/b", "c~d"}) || !fs[0].Matches(ts) {
+		t.Errorf("tokens of %s = %q, want [a/b c~d] and a match", fs[0].Path, ts)
+	}
+}

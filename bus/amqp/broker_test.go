@@ -41,16 +41,9 @@ const (
 	envNoRestart   = "HERALD_TEST_AMQP_NO_RESTART"
 )
 
-// need returns the value of an environment variable a test needs, skipping
-// the test (or failing it under HERALD_REQUIRE_SERVICES=1) when unset.
-func need(t testing.TB, name, example string) string {
-	t.Helper()
-	return testkit.Need(t, name, example)
-}
-
 func testURL(t testing.TB) string {
 	t.Helper()
-	return need(t, envURL, "amqp://guest:guest@127.0.0.1:5672/")
+	return testkit.Need(t, envURL, "amqp://guest:guest@127.0.0.1:5672/")
 }
 
 // connName is the connection name of the transports a test dials; the

@@ -29,7 +29,7 @@ import (
 // skipping (or failing) the test when it or node is missing.
 func nodeModules(t testing.TB) string {
 	t.Helper()
-	dir := need(t, envNodeModules, "the node_modules folder .ci/npm-interop.sh prints")
+	dir := testkit.Need(t, envNodeModules, "the node_modules folder .ci/npm-interop.sh prints")
 	pkg := filepath.Join(dir, "@openintegrationhub", "event-bus", "package.json")
 	b, err := os.ReadFile(pkg)
 	if err != nil {

@@ -18,9 +18,6 @@ import (
 	"github.com/heraldhq/herald/internal/testkit"
 )
 
-// pollInterval is how often eventually looks at its condition again.
-const pollInterval = 2 * time.Millisecond
-
 // waitClosed waits for ch to be closed, failing the test after timeout.
 func waitClosed(t testing.TB, timeout time.Duration, ch <-chan struct{}, what string) {
 	t.Helper()

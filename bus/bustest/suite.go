@@ -61,6 +61,7 @@ var cases = []struct {
 	{"LastAttemptIsDeadLettered", (*suite).deadLetter},
 	{"PanicIsRetriedLikeAnError", (*suite).panics},
 	{"HostileMessagesAreDeadLetteredWithTheirReason", (*suite).hostile},
+	{"IDLessEventsGetKeyedIDsPerPublish", (*suite).keyedIDs},
 	{"TwoHandlersShareOneAck", (*suite).twoHandlers},
 	{"OrderPerPublisher", (*suite).order},
 	{"AsyncPublishesAreConfirmedAndArriveInOrder", (*suite).asyncOrder},

@@ -120,12 +120,9 @@ type consumer struct {
 	readSeq  uint64
 
 	stopping atomic.Bool
-	renew    atomic.Bool // the subscription was drained to be replaced
 	// check asks run to make sure the server-side consumer exists
-	// (heartbeats were missed); ended is why nats.go ended the current
-	// subscription, when the server ended it.
+	// (heartbeats were missed).
 	check    chan struct{}
-	ended    atomic.Pointer[error]
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	done     chan struct{} // closed when run has returned
@@ -349,8 +346,8 @@ func (c *consumer) consume(cons jetstream.Consumer) (cc jetstream.ConsumeContext
 }
 
 // consumeError is told by nats.go of what goes wrong with a pull
-// subscription. It runs on nats.go's own goroutine, so it only passes the
-// news on to run.
+// subscription. It runs on nats.go's own goroutine, so it only logs and
+// passes the news on to run.
 func (c *consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 	switch {
 	case errors.Is(err, jetstream.ErrNoHeartbeat):
@@ -361,7 +358,10 @@ func (c *consumer) consumeError(_ jetstream.ConsumeContext, err error) {
 	case errors.Is(err, jetstream.ErrConsumerDeleted),
 		errors.Is(err, jetstream.ErrBadRequest):
 		// nats.go ends the subscription after this; run starts another.
-		c.ended.Store(&err)
+		if c.stopping.Load() {
+			return
+		}
+		c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
 	}
 }
 
@@ -468,13 +468,7 @@ func (c *consumer) run(ended <-chan struct{}) {
 			if c.stopping.Load() || c.t.nc.IsClosed() {
 				return
 			}
-			var err error = jetstream.ErrMsgIteratorClosed
-			if e := c.ended.Swap(nil); e != nil {
-				err = *e
-			}
-			if !c.renew.CompareAndSwap(true, false) {
-				c.t.o.logger.Warn("NATS consumer interrupted; starting it again", "queue", c.q.Name, "error", err)
-			}
+			var err error
 			if ended, err = c.restart(); err != nil {
 				return
 			}
@@ -527,50 +521,60 @@ func (c *consumer) handle(msg jetstream.Msg) {
 // recover re-creates the server-side consumer if it is gone, retrying
 // until it succeeds or the consumer is stopped.
 func (c *consumer) recover() {
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c.retry(func(ctx context.Context) error {
 		_, err := c.ensure(ctx)
-		cancel()
-		if err == nil || c.stopping.Load() {
-			return
-		}
-		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
-		select {
-		case <-time.After(retryDelay(attempt + 5)):
-		case <-c.stopCh:
-			return
-		}
-	}
+		return err
+	})
 }
 
 // restart replaces a pull subscription that ended (the server deleted
 // its consumer, or watch drained it) with a new one, on a re-created
 // consumer.
 func (c *consumer) restart() (<-chan struct{}, error) {
+	var ended <-chan struct{}
+	ok := c.retry(func(ctx context.Context) error {
+		cons, err := c.ensure(ctx)
+		if err != nil {
+			return err
+		}
+		cc, e, err := c.consume(cons)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.cc = cc
+		stopping := c.stopping.Load()
+		c.mu.Unlock()
+		if stopping {
+			cc.Drain()
+		}
+		ended = e
+		return nil
+	})
+	if !ok {
+		return nil, driver.ErrClosed
+	}
+	return ended, nil
+}
+
+// retry calls try, with a context of 10s, until it succeeds, waiting longer
+// after each failure; it reports false if the consumer is stopped first.
+func (c *consumer) retry(try func(context.Context) error) bool {
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cons, err := c.ensure(ctx)
+		err := try(ctx)
 		cancel()
-		var cc jetstream.ConsumeContext
-		var ended <-chan struct{}
 		if err == nil {
-			cc, ended, err = c.consume(cons)
+			return true
 		}
-		if err == nil {
-			c.mu.Lock()
-			c.cc = cc
-			stopping := c.stopping.Load()
-			c.mu.Unlock()
-			if stopping {
-				cc.Drain()
-			}
-			return ended, nil
+		if c.stopping.Load() {
+			return false
 		}
 		c.t.o.logger.Warn("NATS consumer not available yet", "queue", c.q.Name, "error", err)
 		select {
 		case <-time.After(retryDelay(attempt + 5)):
 		case <-c.stopCh:
-			return nil, driver.ErrClosed
+			return false
 		}
 	}
 }
@@ -604,7 +608,6 @@ func (c *consumer) renewSubscription() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cc := c.cc; cc != nil && !c.stopping.Load() {
-		c.renew.Store(true)
 		cc.Drain()
 	}
 }

@@ -2,6 +2,7 @@ package nats
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 )
 
 // TestAckNumbers: the delivery count and stream sequence read from an ack
@@ -92,11 +94,11 @@ func TestCloseReturnsPrefetchedDeliveries(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second) // well before AckWait
-	for again.Load() < n-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of the %d prefetched deliveries came back within 10s", again.Load(), n-1)
+	// 10s is well before AckWait.
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := again.Load(); got < n-1 {
+			return fmt.Errorf("%d of the %d prefetched deliveries came back", got, n-1)
 		}
-		time.Sleep(testPollingInterval)
-	}
+		return nil
+	})
 }

@@ -20,10 +20,8 @@ import (
 
 // Environment variables of the tests.
 const (
-	envTestNATSURL      = "HERALD_TEST_NATS_URL"
-	envRequireServices  = "HERALD_REQUIRE_SERVICES"
-	testTimeout         = 30 * time.Second
-	testPollingInterval = 2 * time.Millisecond
+	envTestNATSURL = "HERALD_TEST_NATS_URL"
+	testTimeout    = 30 * time.Second
 )
 
 // externalURL returns the external NATS server to test against, skipping

@@ -36,8 +36,8 @@ func servers(t *testing.T) []server {
 	switch u := os.Getenv(envTestNATSURL); {
 	case u != "":
 		out = append(out, server{name: "external", url: u, opts: isolated(t, u)})
-	case os.Getenv(envRequireServices) == "1":
-		t.Fatalf("%s is not set, and %s=1 requires an external NATS server", envTestNATSURL, envRequireServices)
+	case os.Getenv(testkit.EnvRequire) == "1":
+		t.Fatalf("%s is not set, and %s=1 requires an external NATS server", envTestNATSURL, testkit.EnvRequire)
 	default:
 		t.Logf("embedded server only: set %s to run this against an external one too", envTestNATSURL)
 	}
