@@ -515,16 +515,16 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 
 // rewrite erases values from every stored entry that references one:
 // found by their top-level terms, or by name for the events whose
-// catalogued personal fields are nested, or by id.
-func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []string) (int64, error) {
-	return x.rewriteEdit(ctx, values, ids, x.redact(values))
+// catalogued personal fields are nested.
+func (x *Eraser) rewrite(ctx context.Context, values map[string]string) (int64, error) {
+	return x.rewriteEdit(ctx, values, x.redact(values))
 }
 
 // rewriteCounting is rewrite, calling changed with each entry, as it was
 // before, that the erasure changes.
 func (x *Eraser) rewriteCounting(ctx context.Context, values map[string]string, changed func(Entry)) (int64, error) {
 	redact := x.redact(values)
-	return x.rewriteEdit(ctx, values, nil, func(e *Entry) (bool, error) {
+	return x.rewriteEdit(ctx, values, func(e *Entry) (bool, error) {
 		before := *e
 		ok, err := redact(e)
 		if ok && err == nil {
@@ -535,8 +535,8 @@ func (x *Eraser) rewriteCounting(ctx context.Context, values map[string]string, 
 }
 
 // rewriteEdit is rewrite with the edit given.
-func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, ids []string, edit Edit) (int64, error) {
-	sel := Selection{IDs: ids}
+func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, edit Edit) (int64, error) {
+	var sel Selection
 	for _, k := range x.keys {
 		for v := range values {
 			sel.Terms = append(sel.Terms, Term{k, v})
@@ -548,7 +548,7 @@ func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, ids 
 			sel.Nested = append(sel.Nested, NestedTerm{Names: n.names, Path: n.path, Value: v})
 		}
 	}
-	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
+	if len(sel.Terms) == 0 {
 		return 0, nil
 	}
 	return x.cfg.Store.Rewrite(ctx, sel, edit)
@@ -857,7 +857,7 @@ func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) 
 		return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
 	}
 	if len(learned) > 0 {
-		n, err := x.rewrite(ctx, learned, nil)
+		n, err := x.rewrite(ctx, learned)
 		if err != nil {
 			return nil, fmt.Errorf("erase values of erased users: %w", err)
 		}
@@ -905,7 +905,7 @@ func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int6
 	var n int64
 	if len(learned) > 0 {
 		// Entries stored before with the newly learned username.
-		if n, err = x.rewrite(ctx, learned, nil); err != nil {
+		if n, err = x.rewrite(ctx, learned); err != nil {
 			return 0, fmt.Errorf("erase entries of erased users: %w", err)
 		}
 	}
