@@ -678,9 +678,7 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 	if err := x.appendRecords(ctx, reqs, counts); err != nil {
 		return counts, err
 	}
-	if x.cfg.Metrics != nil {
-		x.cfg.Metrics.Anonymised.Add(float64(n))
-	}
+	x.count(n)
 	for i, r := range reqs {
 		x.cfg.Logger.Info("erased a deleted user's entries", "subject", x.SubjectRef(r.userID), "entries", counts[i], "mode", x.cfg.Mode, "trigger", r.trigger.ID)
 	}
