@@ -43,6 +43,13 @@ const Redacted = "XXXXXXXXXX"
 // PseudonymPrefix starts every pseudonym (ErasurePseudonymise).
 const PseudonymPrefix = "pseudonym-"
 
+// erasedText reports whether s is, or looks like, what an erasure put in
+// place of a value: Redacted or a pseudonym. It is never an identifier to
+// look up or erase again (IsReplacement is the strict check Verify makes).
+func erasedText(s string) bool {
+	return s == Redacted || strings.HasPrefix(s, PseudonymPrefix)
+}
+
 // ErasureMode is what replaces an erased value.
 type ErasureMode string
 
@@ -266,7 +273,7 @@ func searchKeys(cat *catalog.Catalog) []string {
 func (x *Eraser) references(e Entry) []string {
 	var out []string
 	add := func(s string) {
-		if s != "" && s != Redacted && !strings.HasPrefix(s, PseudonymPrefix) {
+		if s != "" && !erasedText(s) {
 			out = append(out, s)
 		}
 	}
@@ -372,7 +379,7 @@ func (x *Eraser) redact(values map[string]string) Edit {
 			}
 			v := string(n.value)
 			if n.kind == KindString {
-				if v == Redacted || strings.HasPrefix(v, PseudonymPrefix) {
+				if erasedText(v) {
 					return nil
 				}
 				if r, ok := values[v]; ok {
@@ -479,7 +486,7 @@ func usernameOf(e Entry, cat *catalog.Catalog) string {
 		return ""
 	}
 	var u string
-	if json.Unmarshal(p.Username, &u) != nil || u == "" || u == Redacted || strings.HasPrefix(u, PseudonymPrefix) {
+	if json.Unmarshal(p.Username, &u) != nil || u == "" || erasedText(u) {
 		return ""
 	}
 	return u
