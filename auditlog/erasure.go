@@ -406,14 +406,7 @@ func (x *Eraser) redact(values map[string]string) Edit {
 				for _, p := range ps {
 					*doc.find(p) = node{kind: KindString, value: []byte(r)}
 				}
-				var pb bytes.Buffer
-				doc.kids[1].encode(&pb)
-				e.Payload = pb.Bytes()
-				if len(e.Headers) > 0 {
-					var hb bytes.Buffer
-					doc.kids[0].encode(&hb)
-					e.Headers = hb.Bytes()
-				}
+				setContent(e, doc)
 			} else if err := Erase(e, ps, r); err != nil {
 				return false, err
 			}
