@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -25,26 +27,10 @@ func TestEntriesOfADeletedUserStoredLaterAreAnonymised(t *testing.T) {
 	f.publish(t, "iam.user.created", `{"id":"u2","username":"joe@example.com"}`)
 	f.waitTotal(t, auditlog.Query{}, 2)
 	f.publish(t, "iam.user.deleted", `{"id":"u1"}`)
+	withUser := func(e auditlog.Entry) string { return string(e.Payload) + " user=" + e.User }
 	waitNoLeak := func(what string) string {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var all strings.Builder
-			for _, e := range p.Entries {
-				all.WriteString(string(e.Payload) + " user=" + e.User + "\n")
-			}
-			if !strings.Contains(all.String(), `"u1"`) && !strings.Contains(all.String(), "jane@example.com") && !strings.Contains(all.String(), "user=u1") {
-				return all.String()
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the deleted user is still in the log:\n%s", what, all.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return f.waitAbsent(t, what, withUser, `"u1"`, "jane@example.com", "user=u1")
 	}
 	waitNoLeak("after the deletion")
 
@@ -73,24 +59,32 @@ func TestAUsernameLearnedAfterTheDeletionIsErasedToo(t *testing.T) {
 	f.waitTotal(t, auditlog.Query{}, 4)
 	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
 	f.waitTotal(t, auditlog.Query{}, 5)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	f.waitAbsent(t, "after the user's own creation", func(e auditlog.Entry) string { return string(e.Payload) }, "kim@example.com", `"u7"`)
+}
+
+// waitAbsent waits until none of absent is in the stored entries, each
+// written as line writes it, and returns them as written.
+func (f *fixture) waitAbsent(t *testing.T, what string, line func(auditlog.Entry) string, absent ...string) string {
+	t.Helper()
+	var all string
+	testkit.Eventually(t, 10*time.Second, func() error {
 		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var all strings.Builder
+		var b strings.Builder
 		for _, e := range p.Entries {
-			all.WriteString(string(e.Payload) + "\n")
+			b.WriteString(line(e) + "\n")
 		}
-		if !strings.Contains(all.String(), "kim@example.com") && !strings.Contains(all.String(), `"u7"`) {
-			return
+		all = b.String()
+		for _, a := range absent {
+			if strings.Contains(all, a) {
+				return fmt.Errorf("%s: the deleted user is still in the log:\n%s", what, all)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deleted user is still in the log:\n%s", all.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return all
 }
 
 // TestCommitsAreAnnouncedAfterTheLateErasure: OnCommit, which wakes
