@@ -300,12 +300,7 @@ func TestDeletionsArrivingTogetherAreErasedTogether(t *testing.T) {
 func handleWith(t *testing.T, in *auditlog.Ingester) func(name, payload string) {
 	return func(name, payload string) {
 		t.Helper()
-		ev, err := event.New(name, json.RawMessage(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Headers.ServiceName = "accounts"
-		if err := in.Handle(context.Background(), ev); err != nil {
+		if err := in.Handle(context.Background(), eventFrom(t, "accounts", name, payload)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -314,12 +309,7 @@ func handleWith(t *testing.T, in *auditlog.Ingester) func(name, payload string) 
 // entryOf is a sealed entry of an event from IAM.
 func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 	t.Helper()
-	ev, err := event.New(name, json.RawMessage(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Headers.ServiceName = "accounts"
-	e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+	e, err := auditlog.EntryFromEvent(eventFrom(t, "accounts", name, payload), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +317,17 @@ func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// eventFrom is an event called name, sent by service.
+func eventFrom(t *testing.T, service, name, payload string) *event.Event {
+	t.Helper()
+	ev, err := event.New(name, json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Headers.ServiceName = service
+	return ev
 }
 
 // TestARedeliveryErasesACopyStoredInClear: a replica that looked a batch
@@ -345,11 +346,7 @@ func TestARedeliveryErasesACopyStoredInClear(t *testing.T) {
 	if _, err := other.EraseUser(ctx, "u7", auditlog.Entry{ID: "deletion"}); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := event.New("flowrepo.flow.created", json.RawMessage(`{"user":"u7","tenant":"t1","flowId":"f7","owners":[{"id":"u7","type":"user"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Headers.ServiceName = "flow-repository"
+	ev := eventFrom(t, "flow-repository", "flowrepo.flow.created", `{"user":"u7","tenant":"t1","flowId":"f7","owners":[{"id":"u7","type":"user"}]}`)
 	clear, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
