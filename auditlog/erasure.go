@@ -332,9 +332,7 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 	}
 	toks := strings.Split(p[1:], "/")
 	for i, t := range toks {
-		if strings.Contains(t, "~") {
-			toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
-		}
+		toks[i] = unescapeToken(t)
 	}
 	for _, f := range fs {
 		if f.Matches(toks) {

@@ -104,3 +104,23 @@ func TestSealGivesEverySeedOnce(t *testing.T) {
 		seen[string(e.Seed)] = true
 	}
 }
+
+// A pointer names a key holding "/" or "~" by its escapes (~1, ~0): Erase
+// finds the value there and keeps the leaf hash.
+func TestEraseFindsEscapedKeys(t *testing.T) {
+	e := goldenEntry()
+	e.Payload = []byte(`{"a/b":"jane","c~d":{"e/f~g":"joe"}}`)
+	h, err := LeafHash(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Erase(&e, []string{PayloadPointer("a/b"), "/payload/c~0d/e~1f~0g"}, Redacted); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"a/b":"XXXXXXXXXX","c~d":{"e/f~g":"XXXXXXXXXX"}}`; string(e.Payload) != want {
+		t.Errorf("payload after erasure = %s, want %s", e.Payload, want)
+	}
+	if h2, err := LeafHash(e); err != nil || h2 != h {
+		t.Errorf("leaf hash after erasure = %x, %v; want %x", h2, err, h)
+	}
+}
