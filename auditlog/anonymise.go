@@ -27,7 +27,7 @@ func Anonymise(ctx context.Context, s Store, userID string) (int64, error) {
 	for _, u := range names {
 		values[u] = Redacted
 	}
-	n, err := x.rewrite(ctx, values)
+	n, err := x.rewrite(ctx, values, nil)
 	if err != nil {
 		return 0, fmt.Errorf("anonymise user %s: %w", userID, err)
 	}

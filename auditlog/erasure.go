@@ -348,11 +348,14 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 // user column too, and, as it concerns that user, every catalogued
 // personal field that is not a user id and every set top-level username
 // (OIH redacts a username whenever it is truthy). Values are replaced
-// through Erase, so the leaf hash and every proof stay valid.
-func (x *Eraser) redact(values map[string]string) Edit {
+// through Erase, so the leaf hash and every proof stay valid. noted, when
+// set, is called with the references of each entry it changes, as they
+// were before.
+func (x *Eraser) redact(values map[string]string, noted func(refs []string)) Edit {
 	return func(e *Entry) (bool, error) {
 		var hit string
-		for _, v := range x.references(*e) {
+		refs := x.references(*e)
+		for _, v := range refs {
 			if r, ok := values[v]; ok {
 				hit = r
 				break
@@ -413,6 +416,9 @@ func (x *Eraser) redact(values map[string]string) Edit {
 		if r, ok := values[e.User]; ok && e.User != "" {
 			e.User = r
 			changed = true
+		}
+		if changed && noted != nil {
+			noted(refs)
 		}
 		return changed, nil
 	}
@@ -513,27 +519,9 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 
 // rewrite erases values from every stored entry that references one:
 // found by their top-level terms, or by name for the events whose
-// catalogued personal fields are nested.
-func (x *Eraser) rewrite(ctx context.Context, values map[string]string) (int64, error) {
-	return x.rewriteEdit(ctx, values, x.redact(values))
-}
-
-// rewriteCounting is rewrite, calling changed with each entry, as it was
-// before, that the erasure changes.
-func (x *Eraser) rewriteCounting(ctx context.Context, values map[string]string, changed func(Entry)) (int64, error) {
-	redact := x.redact(values)
-	return x.rewriteEdit(ctx, values, func(e *Entry) (bool, error) {
-		before := *e
-		ok, err := redact(e)
-		if ok && err == nil {
-			changed(before)
-		}
-		return ok, err
-	})
-}
-
-// rewriteEdit is rewrite with the edit given.
-func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, edit Edit) (int64, error) {
+// catalogued personal fields are nested. noted, when set, is called as
+// redact calls it.
+func (x *Eraser) rewrite(ctx context.Context, values map[string]string, noted func(refs []string)) (int64, error) {
 	var sel Selection
 	for _, k := range x.keys {
 		for v := range values {
@@ -549,7 +537,7 @@ func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, edit
 	if len(sel.Terms) == 0 {
 		return 0, nil
 	}
-	return x.cfg.Store.Rewrite(ctx, sel, edit)
+	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values, noted))
 }
 
 // EraseUser erases userID from the log, for the deletion entry trigger
@@ -655,10 +643,10 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
 	}
 	perUser := map[string]int64{}
-	n, err := x.rewriteCounting(ctx, values, func(e Entry) {
+	n, err := x.rewrite(ctx, values, func(refs []string) {
 		// The entry counts for every user it referenced.
 		seen := map[string]bool{}
-		for _, v := range x.references(e) {
+		for _, v := range refs {
 			if u, ok := owner[v]; ok && !seen[u] {
 				seen[u] = true
 				perUser[u]++
@@ -853,13 +841,13 @@ func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) 
 		return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
 	}
 	if len(learned) > 0 {
-		n, err := x.rewrite(ctx, learned)
+		n, err := x.rewrite(ctx, learned, nil)
 		if err != nil {
 			return nil, fmt.Errorf("erase values of erased users: %w", err)
 		}
 		x.count(n)
 	}
-	redact := x.redact(values)
+	redact := x.redact(values, nil)
 	var n int64
 	for _, i := range hits {
 		changed, err := redact(&entries[i])
@@ -901,7 +889,7 @@ func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int6
 	var n int64
 	if len(learned) > 0 {
 		// Entries stored before with the newly learned username.
-		if n, err = x.rewrite(ctx, learned); err != nil {
+		if n, err = x.rewrite(ctx, learned, nil); err != nil {
 			return 0, fmt.Errorf("erase entries of erased users: %w", err)
 		}
 	}
@@ -909,7 +897,7 @@ func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int6
 	for i, h := range hits {
 		ids[i] = entries[h].ID
 	}
-	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values))
+	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values, nil))
 	if err != nil {
 		return n, fmt.Errorf("erase entries of erased users: %w", err)
 	}
