@@ -278,16 +278,6 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 	} else if len(sel.Terms) > 0 {
 		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
 	}
-	in := func(col string, vals []string) string {
-		if len(vals) == 0 {
-			return `FALSE`
-		}
-		ph := make([]string, len(vals))
-		for i, v := range vals {
-			ph[i] = b.Arg(v)
-		}
-		return col + ` IN (` + strings.Join(ph, `, `) + `)`
-	}
 	if len(sel.Nested) > 0 && s.d.UnionsTerms() {
 		for _, t := range sel.Nested {
 			conds = append(conds, s.d.HoldsNested(b, []auditlog.NestedTerm{t}))
@@ -296,7 +286,7 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		conds = append(conds, s.d.HoldsNested(b, sel.Nested))
 	}
 	if len(sel.IDs) > 0 {
-		conds = append(conds, in("id", sel.IDs))
+		conds = append(conds, In(b, "id", sel.IDs))
 	}
 	// One OR of conditions that each have an index (the payload index, a
 	// containment on PostgreSQL, the name or id index), so that the
@@ -375,17 +365,12 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 	return nil
 }
 
-// NameIn is the condition that an entry's name is one of names, adding
-// them to b.
-func NameIn(b *Builder, names []string) string {
-	if len(names) == 0 {
+// In is the condition that column col holds one of vals, adding them to b.
+func In(b *Builder, col string, vals []string) string {
+	if len(vals) == 0 {
 		return `FALSE`
 	}
-	ph := make([]string, len(names))
-	for i, n := range names {
-		ph[i] = b.Arg(n)
-	}
-	return `name IN (` + strings.Join(ph, `, `) + `)`
+	return col + ` IN (` + b.ArgList(vals) + `)`
 }
 
 // EncodeCommitments is how the salts and erased columns hold an entry's
