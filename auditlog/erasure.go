@@ -737,7 +737,7 @@ func (x *Eraser) appendRecords(ctx context.Context, reqs []*eraseReq, counts []i
 // it may have stopped before that rewrite (its replica killed, the
 // rewrite failed), and the retry of its delivery must do it. Nothing
 // found is nil, nil, nil.
-func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (values, learned map[string]string, hits []int, err error) {
+func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *looked) (values, learned map[string]string, hits []int, err error) {
 	st, ok := x.cfg.Store.(ErasureState)
 	if !ok {
 		return nil, nil, nil, nil
@@ -814,10 +814,10 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (val
 	return values, learned, hits, nil
 }
 
-// Looked is what Prepare computed of a batch, for the Check after its
+// looked is what prepare computed of a batch, for the Check after its
 // commit: the values each entry references, their digests, and those
 // found erased.
-type Looked struct {
+type looked struct {
 	per   [][]string
 	refs  map[string]string
 	found map[string]bool
@@ -834,8 +834,8 @@ func (x *Eraser) Prepare(ctx context.Context, entries []Entry) error {
 }
 
 // prepare is Prepare, returning what it looked up for Check.
-func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) {
-	seen := &Looked{}
+func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*looked, error) {
+	seen := &looked{}
 	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil {
 		return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
@@ -881,7 +881,7 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 }
 
 // check is Check, given what Prepare looked up of the same entries.
-func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int64, error) {
+func (x *Eraser) check(ctx context.Context, entries []Entry, seen *looked) (int64, error) {
 	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil || len(hits) == 0 {
 		return 0, err
