@@ -619,10 +619,7 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 	ids := map[string]string{}
 	for _, r := range reqs {
 		rep := x.replacement(r.userID)
-		ids[r.userID] = rep
-		if _, ok := owner[r.userID]; !ok {
-			values[r.userID], owner[r.userID] = rep, r.userID
-		}
+		ids[r.userID], values[r.userID], owner[r.userID] = rep, rep, r.userID
 	}
 	if err := x.record(ctx, ids); err != nil {
 		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
