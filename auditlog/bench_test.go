@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/bus"
 	"github.com/heraldhq/herald/bus/memory"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/cputime"
 	"github.com/heraldhq/herald/internal/testkit/pgtest"
 )
 
@@ -256,7 +256,6 @@ func benchIngest(b *testing.B, concurrency, prefetch int, handle bus.Handler, se
 // compares variants on a machine whose other load makes rates noisy (the
 // database server's own CPU is not in it).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
-	"strings"
 	"time"
 )
 
@@ -113,5 +112,5 @@ func sameValue(stored, e any) bool {
 // erasedValue reports whether v is a value an erasure put in place.
 func erasedValue(v any) bool {
 	s, ok := v.(string)
-	return ok && (s == Redacted || strings.HasPrefix(s, PseudonymPrefix))
+	return ok && erasedText(s)
 }

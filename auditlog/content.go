@@ -548,6 +548,15 @@ func pointerToken(key string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
 }
 
+// unescapeToken is the key a JSON pointer's token stands for: pointerToken
+// undone.
+func unescapeToken(tok string) string {
+	if !strings.Contains(tok, "~") {
+		return tok
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+}
+
 // walk calls f for every node of n, the root first, with its pointer.
 func (n *node) walk(pointer string, f func(pointer string, n *node) error) error {
 	if err := f(pointer, n); err != nil {
@@ -580,7 +589,7 @@ func (n *node) find(pointer string) *node {
 	}
 	cur := n
 	for _, tok := range strings.Split(pointer[1:], "/") {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		tok = unescapeToken(tok)
 		switch cur.kind {
 		case KindObject:
 			i := -1

@@ -43,6 +43,13 @@ const Redacted = "XXXXXXXXXX"
 // PseudonymPrefix starts every pseudonym (ErasurePseudonymise).
 const PseudonymPrefix = "pseudonym-"
 
+// erasedText reports whether s is, or looks like, what an erasure put in
+// place of a value: Redacted or a pseudonym. It is never an identifier to
+// look up or erase again (IsReplacement is the strict check Verify makes).
+func erasedText(s string) bool {
+	return s == Redacted || strings.HasPrefix(s, PseudonymPrefix)
+}
+
 // ErasureMode is what replaces an erased value.
 type ErasureMode string
 
@@ -266,7 +273,7 @@ func searchKeys(cat *catalog.Catalog) []string {
 func (x *Eraser) references(e Entry) []string {
 	var out []string
 	add := func(s string) {
-		if s != "" && s != Redacted && !strings.HasPrefix(s, PseudonymPrefix) {
+		if s != "" && !erasedText(s) {
 			out = append(out, s)
 		}
 	}
@@ -325,9 +332,7 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 	}
 	toks := strings.Split(p[1:], "/")
 	for i, t := range toks {
-		if strings.Contains(t, "~") {
-			toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
-		}
+		toks[i] = unescapeToken(t)
 	}
 	for _, f := range fs {
 		if f.Matches(toks) {
@@ -343,11 +348,14 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 // user column too, and, as it concerns that user, every catalogued
 // personal field that is not a user id and every set top-level username
 // (OIH redacts a username whenever it is truthy). Values are replaced
-// through Erase, so the leaf hash and every proof stay valid.
-func (x *Eraser) redact(values map[string]string) Edit {
+// through Erase, so the leaf hash and every proof stay valid. noted, when
+// set, is called with the references of each entry it changes, as they
+// were before.
+func (x *Eraser) redact(values map[string]string, noted func(refs []string)) Edit {
 	return func(e *Entry) (bool, error) {
 		var hit string
-		for _, v := range x.references(*e) {
+		refs := x.references(*e)
+		for _, v := range refs {
 			if r, ok := values[v]; ok {
 				hit = r
 				break
@@ -372,7 +380,7 @@ func (x *Eraser) redact(values map[string]string) Edit {
 			}
 			v := string(n.value)
 			if n.kind == KindString {
-				if v == Redacted || strings.HasPrefix(v, PseudonymPrefix) {
+				if erasedText(v) {
 					return nil
 				}
 				if r, ok := values[v]; ok {
@@ -399,14 +407,7 @@ func (x *Eraser) redact(values map[string]string) Edit {
 				for _, p := range ps {
 					*doc.find(p) = node{kind: KindString, value: []byte(r)}
 				}
-				var pb bytes.Buffer
-				doc.kids[1].encode(&pb)
-				e.Payload = pb.Bytes()
-				if len(e.Headers) > 0 {
-					var hb bytes.Buffer
-					doc.kids[0].encode(&hb)
-					e.Headers = hb.Bytes()
-				}
+				setContent(e, doc)
 			} else if err := Erase(e, ps, r); err != nil {
 				return false, err
 			}
@@ -415,6 +416,9 @@ func (x *Eraser) redact(values map[string]string) Edit {
 		if r, ok := values[e.User]; ok && e.User != "" {
 			e.User = r
 			changed = true
+		}
+		if changed && noted != nil {
+			noted(refs)
 		}
 		return changed, nil
 	}
@@ -479,7 +483,7 @@ func usernameOf(e Entry, cat *catalog.Catalog) string {
 		return ""
 	}
 	var u string
-	if json.Unmarshal(p.Username, &u) != nil || u == "" || u == Redacted || strings.HasPrefix(u, PseudonymPrefix) {
+	if json.Unmarshal(p.Username, &u) != nil || u == "" || erasedText(u) {
 		return ""
 	}
 	return u
@@ -515,28 +519,10 @@ func (x *Eraser) record(ctx context.Context, values map[string]string) error {
 
 // rewrite erases values from every stored entry that references one:
 // found by their top-level terms, or by name for the events whose
-// catalogued personal fields are nested, or by id.
-func (x *Eraser) rewrite(ctx context.Context, values map[string]string, ids []string) (int64, error) {
-	return x.rewriteEdit(ctx, values, ids, x.redact(values))
-}
-
-// rewriteCounting is rewrite, calling changed with each entry, as it was
-// before, that the erasure changes.
-func (x *Eraser) rewriteCounting(ctx context.Context, values map[string]string, changed func(Entry)) (int64, error) {
-	redact := x.redact(values)
-	return x.rewriteEdit(ctx, values, nil, func(e *Entry) (bool, error) {
-		before := *e
-		ok, err := redact(e)
-		if ok && err == nil {
-			changed(before)
-		}
-		return ok, err
-	})
-}
-
-// rewriteEdit is rewrite with the edit given.
-func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, ids []string, edit Edit) (int64, error) {
-	sel := Selection{IDs: ids}
+// catalogued personal fields are nested. noted, when set, is called as
+// redact calls it.
+func (x *Eraser) rewrite(ctx context.Context, values map[string]string, noted func(refs []string)) (int64, error) {
+	var sel Selection
 	for _, k := range x.keys {
 		for v := range values {
 			sel.Terms = append(sel.Terms, Term{k, v})
@@ -548,10 +534,10 @@ func (x *Eraser) rewriteEdit(ctx context.Context, values map[string]string, ids 
 			sel.Nested = append(sel.Nested, NestedTerm{Names: n.names, Path: n.path, Value: v})
 		}
 	}
-	if len(sel.Terms) == 0 && len(sel.IDs) == 0 {
+	if len(sel.Terms) == 0 {
 		return 0, nil
 	}
-	return x.cfg.Store.Rewrite(ctx, sel, edit)
+	return x.cfg.Store.Rewrite(ctx, sel, x.redact(values, noted))
 }
 
 // EraseUser erases userID from the log, for the deletion entry trigger
@@ -633,10 +619,7 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 	ids := map[string]string{}
 	for _, r := range reqs {
 		rep := x.replacement(r.userID)
-		ids[r.userID] = rep
-		if _, ok := owner[r.userID]; !ok {
-			values[r.userID], owner[r.userID] = rep, r.userID
-		}
+		ids[r.userID], values[r.userID], owner[r.userID] = rep, rep, r.userID
 	}
 	if err := x.record(ctx, ids); err != nil {
 		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
@@ -657,10 +640,10 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 		return nil, fmt.Errorf("erase a user: record the erasure: %w", err)
 	}
 	perUser := map[string]int64{}
-	n, err := x.rewriteCounting(ctx, values, func(e Entry) {
+	n, err := x.rewrite(ctx, values, func(refs []string) {
 		// The entry counts for every user it referenced.
 		seen := map[string]bool{}
-		for _, v := range x.references(e) {
+		for _, v := range refs {
 			if u, ok := owner[v]; ok && !seen[u] {
 				seen[u] = true
 				perUser[u]++
@@ -678,9 +661,7 @@ func (x *Eraser) eraseUsers(ctx context.Context, reqs []*eraseReq) ([]int64, err
 	if err := x.appendRecords(ctx, reqs, counts); err != nil {
 		return counts, err
 	}
-	if x.cfg.Metrics != nil {
-		x.cfg.Metrics.Anonymised.Add(float64(n))
-	}
+	x.count(n)
 	for i, r := range reqs {
 		x.cfg.Logger.Info("erased a deleted user's entries", "subject", x.SubjectRef(r.userID), "entries", counts[i], "mode", x.cfg.Mode, "trigger", r.trigger.ID)
 	}
@@ -753,7 +734,7 @@ func (x *Eraser) appendRecords(ctx context.Context, reqs []*eraseReq, counts []i
 // it may have stopped before that rewrite (its replica killed, the
 // rewrite failed), and the retry of its delivery must do it. Nothing
 // found is nil, nil, nil.
-func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (values, learned map[string]string, hits []int, err error) {
+func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *looked) (values, learned map[string]string, hits []int, err error) {
 	st, ok := x.cfg.Store.(ErasureState)
 	if !ok {
 		return nil, nil, nil, nil
@@ -830,10 +811,10 @@ func (x *Eraser) lookup(ctx context.Context, entries []Entry, seen *Looked) (val
 	return values, learned, hits, nil
 }
 
-// Looked is what Prepare computed of a batch, for the Check after its
+// looked is what prepare computed of a batch, for the Check after its
 // commit: the values each entry references, their digests, and those
 // found erased.
-type Looked struct {
+type looked struct {
 	per   [][]string
 	refs  map[string]string
 	found map[string]bool
@@ -850,8 +831,8 @@ func (x *Eraser) Prepare(ctx context.Context, entries []Entry) error {
 }
 
 // prepare is Prepare, returning what it looked up for Check.
-func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) {
-	seen := &Looked{}
+func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*looked, error) {
+	seen := &looked{}
 	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil {
 		return nil, fmt.Errorf("erase values of erased users in new entries: %w", err)
@@ -863,7 +844,7 @@ func (x *Eraser) prepare(ctx context.Context, entries []Entry) (*Looked, error) 
 		}
 		x.count(n)
 	}
-	redact := x.redact(values)
+	redact := x.redact(values, nil)
 	var n int64
 	for _, i := range hits {
 		changed, err := redact(&entries[i])
@@ -897,7 +878,7 @@ func (x *Eraser) Check(ctx context.Context, entries []Entry) (int64, error) {
 }
 
 // check is Check, given what Prepare looked up of the same entries.
-func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int64, error) {
+func (x *Eraser) check(ctx context.Context, entries []Entry, seen *looked) (int64, error) {
 	values, learned, hits, err := x.lookup(ctx, entries, seen)
 	if err != nil || len(hits) == 0 {
 		return 0, err
@@ -913,7 +894,7 @@ func (x *Eraser) check(ctx context.Context, entries []Entry, seen *Looked) (int6
 	for i, h := range hits {
 		ids[i] = entries[h].ID
 	}
-	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values))
+	m, err := x.cfg.Store.Rewrite(ctx, Selection{IDs: ids}, x.redact(values, nil))
 	if err != nil {
 		return n, fmt.Errorf("erase entries of erased users: %w", err)
 	}

@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/sqlite"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -25,26 +27,10 @@ func TestEntriesOfADeletedUserStoredLaterAreAnonymised(t *testing.T) {
 	f.publish(t, "iam.user.created", `{"id":"u2","username":"joe@example.com"}`)
 	f.waitTotal(t, auditlog.Query{}, 2)
 	f.publish(t, "iam.user.deleted", `{"id":"u1"}`)
+	withUser := func(e auditlog.Entry) string { return string(e.Payload) + " user=" + e.User }
 	waitNoLeak := func(what string) string {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var all strings.Builder
-			for _, e := range p.Entries {
-				all.WriteString(string(e.Payload) + " user=" + e.User + "\n")
-			}
-			if !strings.Contains(all.String(), `"u1"`) && !strings.Contains(all.String(), "jane@example.com") && !strings.Contains(all.String(), "user=u1") {
-				return all.String()
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the deleted user is still in the log:\n%s", what, all.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return f.waitAbsent(t, what, withUser, `"u1"`, "jane@example.com", "user=u1")
 	}
 	waitNoLeak("after the deletion")
 
@@ -73,24 +59,32 @@ func TestAUsernameLearnedAfterTheDeletionIsErasedToo(t *testing.T) {
 	f.waitTotal(t, auditlog.Query{}, 4)
 	f.publish(t, "iam.user.loginFailed", `{"user":"kim@example.com"}`)
 	f.waitTotal(t, auditlog.Query{}, 5)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	f.waitAbsent(t, "after the user's own creation", func(e auditlog.Entry) string { return string(e.Payload) }, "kim@example.com", `"u7"`)
+}
+
+// waitAbsent waits until none of absent is in the stored entries, each
+// written as line writes it, and returns them as written.
+func (f *fixture) waitAbsent(t *testing.T, what string, line func(auditlog.Entry) string, absent ...string) string {
+	t.Helper()
+	var all string
+	testkit.Eventually(t, 10*time.Second, func() error {
 		p, err := f.store.Query(context.Background(), auditlog.Query{Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var all strings.Builder
+		var b strings.Builder
 		for _, e := range p.Entries {
-			all.WriteString(string(e.Payload) + "\n")
+			b.WriteString(line(e) + "\n")
 		}
-		if !strings.Contains(all.String(), "kim@example.com") && !strings.Contains(all.String(), `"u7"`) {
-			return
+		all = b.String()
+		for _, a := range absent {
+			if strings.Contains(all, a) {
+				return fmt.Errorf("%s: the deleted user is still in the log:\n%s", what, all)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deleted user is still in the log:\n%s", all.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return all
 }
 
 // TestCommitsAreAnnouncedAfterTheLateErasure: OnCommit, which wakes
@@ -306,12 +300,7 @@ func TestDeletionsArrivingTogetherAreErasedTogether(t *testing.T) {
 func handleWith(t *testing.T, in *auditlog.Ingester) func(name, payload string) {
 	return func(name, payload string) {
 		t.Helper()
-		ev, err := event.New(name, json.RawMessage(payload))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Headers.ServiceName = "accounts"
-		if err := in.Handle(context.Background(), ev); err != nil {
+		if err := in.Handle(context.Background(), eventFrom(t, "accounts", name, payload)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -320,12 +309,7 @@ func handleWith(t *testing.T, in *auditlog.Ingester) func(name, payload string) 
 // entryOf is a sealed entry of an event from IAM.
 func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 	t.Helper()
-	ev, err := event.New(name, json.RawMessage(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Headers.ServiceName = "accounts"
-	e, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
+	e, err := auditlog.EntryFromEvent(eventFrom(t, "accounts", name, payload), time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,6 +317,17 @@ func entryOf(t *testing.T, name, payload string) auditlog.Entry {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// eventFrom is an event called name, sent by service.
+func eventFrom(t *testing.T, service, name, payload string) *event.Event {
+	t.Helper()
+	ev, err := event.New(name, json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Headers.ServiceName = service
+	return ev
 }
 
 // TestARedeliveryErasesACopyStoredInClear: a replica that looked a batch
@@ -351,11 +346,7 @@ func TestARedeliveryErasesACopyStoredInClear(t *testing.T) {
 	if _, err := other.EraseUser(ctx, "u7", auditlog.Entry{ID: "deletion"}); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := event.New("flowrepo.flow.created", json.RawMessage(`{"user":"u7","tenant":"t1","flowId":"f7","owners":[{"id":"u7","type":"user"}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Headers.ServiceName = "flow-repository"
+	ev := eventFrom(t, "flow-repository", "flowrepo.flow.created", `{"user":"u7","tenant":"t1","flowId":"f7","owners":[{"id":"u7","type":"user"}]}`)
 	clear, err := auditlog.EntryFromEvent(ev, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ func (in *Ingester) Enqueue(e Entry) <-chan error {
 }
 
 // Redact is the Edit an erasure of values (value: replacement) applies.
-func (x *Eraser) Redact(values map[string]string) Edit { return x.redact(values) }
+func (x *Eraser) Redact(values map[string]string) Edit { return x.redact(values, nil) }
 
 // Queued is how many deletions wait in EraseUser for the erasure running.
 func (x *Eraser) Queued() int {

@@ -302,7 +302,7 @@ func (in *Ingester) flush(batch []ingestReq) {
 // either step has the deliveries retried; entries a failed anonymisation
 // left stored are announced all the same, as they can be read.
 func (in *Ingester) commit(entries []Entry) error {
-	var seen *Looked
+	var seen *looked
 	if in.cfg.Eraser != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var err error

@@ -394,15 +394,22 @@ func Erase(e *Entry, pointers []string, replacement string) error {
 		return fmt.Errorf("erase in entry %s: %w", e.ID, err)
 	}
 	next.Salts = salts
-	var hb, pb bytes.Buffer
-	doc.kids[1].encode(&pb)
-	next.Payload = pb.Bytes()
-	if len(e.Headers) > 0 {
-		doc.kids[0].encode(&hb)
-		next.Headers = hb.Bytes()
-	}
+	setContent(&next, doc)
 	*e = next
 	return nil
+}
+
+// setContent writes doc, an entry's content document (document), back
+// to its payload, and to its headers when it had any.
+func setContent(e *Entry, doc *node) {
+	var pb bytes.Buffer
+	doc.kids[1].encode(&pb)
+	e.Payload = pb.Bytes()
+	if len(e.Headers) > 0 {
+		var hb bytes.Buffer
+		doc.kids[0].encode(&hb)
+		e.Headers = hb.Bytes()
+	}
 }
 
 // Prune deletes an entry's content, keeping its envelope and content

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // goldenEntry is an entry with every kind of content: nested objects and
@@ -29,14 +31,7 @@ func goldenEntry() Entry {
 // verifying. These values were computed by the first implementation.
 func TestLeafHashIsStable(t *testing.T) {
 	e := goldenEntry()
-	const wantSealed = "2ab9aedaa4894bc37366ee7d0c248b2cd554e525645467ad9075be7b6eb94989"
-	h, err := LeafHash(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := hex.EncodeToString(h[:]); got != wantSealed {
-		t.Errorf("leaf hash of the sealed entry = %s, want %s", got, wantSealed)
-	}
+	h := wantLeafHash(t, "the sealed entry", e, "2ab9aedaa4894bc37366ee7d0c248b2cd554e525645467ad9075be7b6eb94989")
 
 	// Erased: the seed gives way to salts and kept commitments; the leaf
 	// stays.
@@ -59,14 +54,20 @@ func TestLeafHashIsStable(t *testing.T) {
 	// Without createdAt, without headers.
 	bare := goldenEntry()
 	bare.CreatedAt, bare.Headers = time.Time{}, nil
-	const wantBare = "57e414bfbbe2dcd52e3394f41641f4fb818f4e0f7237987b4609f351e1bc9e3a"
-	hb, err := LeafHash(bare)
+	wantLeafHash(t, "the bare entry", bare, "57e414bfbbe2dcd52e3394f41641f4fb818f4e0f7237987b4609f351e1bc9e3a")
+}
+
+// wantLeafHash checks e's leaf hash against want, in hex, and returns it.
+func wantLeafHash(t *testing.T, what string, e Entry, want string) tlog.Hash {
+	t.Helper()
+	h, err := LeafHash(e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := hex.EncodeToString(hb[:]); got != wantBare {
-		t.Errorf("leaf hash of the bare entry = %s, want %s", got, wantBare)
+	if got := hex.EncodeToString(h[:]); got != want {
+		t.Errorf("leaf hash of %s = %s, want %s", what, got, want)
 	}
+	return h
 }
 
 // BenchmarkSeal seals an entry as ingest does (the payload of
@@ -101,5 +102,25 @@ func TestSealGivesEverySeedOnce(t *testing.T) {
 			t.Fatalf("entry %d: seed %x is empty or was handed out before", i, e.Seed)
 		}
 		seen[string(e.Seed)] = true
+	}
+}
+
+// A pointer names a key holding "/" or "~" by its escapes (~1, ~0): Erase
+// finds the value there and keeps the leaf hash.
+func TestEraseFindsEscapedKeys(t *testing.T) {
+	e := goldenEntry()
+	e.Payload = []byte(`{"a/b":"jane","c~d":{"e/f~g":"joe"}}`)
+	h, err := LeafHash(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Erase(&e, []string{PayloadPointer("a/b"), "/payload/c~0d/e~1f~0g"}, Redacted); err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"a/b":"XXXXXXXXXX","c~d":{"e/f~g":"XXXXXXXXXX"}}`; string(e.Payload) != want {
+		t.Errorf("payload after erasure = %s, want %s", e.Payload, want)
+	}
+	if h2, err := LeafHash(e); err != nil || h2 != h {
+		t.Errorf("leaf hash after erasure = %x, %v; want %x", h2, err, h)
 	}
 }

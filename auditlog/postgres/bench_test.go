@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
+	"github.com/heraldhq/herald/internal/cputime"
 	"github.com/heraldhq/herald/internal/testkit/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -31,9 +31,8 @@ const ingestBatch = 500
 // cpuTime is this process's user and system CPU time so far (the
 // server's is not counted).
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }
 
 func reportRate(b *testing.B, cpu0 time.Duration) {

@@ -76,7 +76,6 @@ func (d dialect) CountHolding(b *sqlstore.Builder, terms []auditlog.Term) (strin
 
 func (dialect) SplitsScopeCount() bool { return true }
 
-// As casts where PostgreSQL would take a VALUES list's arguments for text.
 // HoldsNested is an OR of containments, which the payload's GIN index
 // answers at any depth: {"owners":[{"id":"u1"}]} for owners, *, id.
 func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string {
@@ -96,6 +95,7 @@ func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string
 	return `(` + strings.Join(conds, ` OR `) + `)`
 }
 
+// As casts where PostgreSQL would take a VALUES list's arguments for text.
 func (dialect) As(col, expr string) string {
 	switch col {
 	case "seq":

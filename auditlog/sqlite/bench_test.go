@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/cputime"
 )
 
 // The ingest benchmarks write b.N events into a new database, each as
@@ -37,9 +37,8 @@ func reportRate(b *testing.B, cpu0 time.Duration) {
 // event beside the rate, it compares variants on a machine whose other
 // load makes wall-clock rates noisy.
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cputime.Process()
+	return d
 }
 
 // ingestSetup returns a new, migrated, empty database and b.N entries.

@@ -82,13 +82,8 @@ func (dialect) HoldsNested(b *sqlstore.Builder, ts []auditlog.NestedTerm) string
 	slices.Sort(names)
 	slices.Sort(values)
 	// Arguments in the order their placeholders appear.
-	byName := sqlstore.NameIn(b, slices.Compact(names))
-	values = slices.Compact(values)
-	ph := make([]string, len(values))
-	for i, v := range values {
-		ph[i] = b.Arg(v)
-	}
-	return `(` + byName + ` AND ` + holdsAnyFunc + `(payload, ` + strings.Join(ph, `, `) + `))`
+	byName := sqlstore.In(b, "name", slices.Compact(names))
+	return `(` + byName + ` AND ` + holdsAnyFunc + `(payload, ` + b.ArgList(slices.Compact(values)) + `))`
 }
 
 // holdsAnyFunc is the SQL function holdsAny, registered with the driver.

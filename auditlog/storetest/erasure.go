@@ -179,6 +179,17 @@ func newEraserIngester(t testing.TB, s auditlog.Store, mode auditlog.ErasureMode
 	return in
 }
 
+// handler returns a function that has in store one event, named name and
+// sent by service, and fails the test when it cannot.
+func handler(t testing.TB, in *auditlog.Ingester) func(name, service, payload string) {
+	return func(name, service, payload string) {
+		t.Helper()
+		if err := in.Handle(ctx(t), newEvent(t, name, service, json.RawMessage(payload))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func newEvent(t testing.TB, name, serviceName string, payload json.RawMessage) *event.Event {
 	ev, err := event.New(name, payload)
 	if err != nil {
@@ -335,13 +346,7 @@ func erasureOrder(t *testing.T, s auditlog.Store, mode auditlog.ErasureMode, sig
 // POST /logs sets for a non-admin) teaches no username, and an
 // iam.user.deleted from someone else erases nothing.
 func testErasureTrust(t *testing.T, s auditlog.Store) {
-	in := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
-	h := func(name, service, payload string) {
-		t.Helper()
-		if err := in.Handle(ctx(t), newEvent(t, name, service, json.RawMessage(payload))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := handler(t, newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond))
 	h("iam.user.created", "accounts", `{"id":"u-real","username":"real@example.com"}`)
 	h("iam.user.loginFailed", "accounts", `{"user":"target@example.com"}`)
 	h("iam.user.loginFailed", "accounts", `{"user":"real@example.com"}`)
@@ -550,13 +555,7 @@ func testInterruptedLearning(t *testing.T, s auditlog.Store) {
 // the tenant's entries that name no user are kept, and iam.tenant.deleted
 // erases nothing by itself.
 func testTenantErasure(t *testing.T, s auditlog.Store) {
-	in := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
-	h := func(name, service, payload string) {
-		t.Helper()
-		if err := in.Handle(ctx(t), newEvent(t, name, service, json.RawMessage(payload))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := handler(t, newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond))
 	h("iam.tenant.created", "accounts", `{"id":"t-gone","tenant":{"_id":"t-gone","name":"Gone Ltd"}}`)
 	for _, u := range []string{"ta", "tb", "tc"} {
 		h("iam.user.created", "accounts", `{"id":"u-`+u+`","username":"`+u+`@gone.example"}`)

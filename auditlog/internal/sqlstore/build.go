@@ -29,6 +29,16 @@ func (b *Builder) Arg(v any) string {
 // Args returns the statement's arguments.
 func (b *Builder) Args() []any { return b.args }
 
+// ArgList adds vals as arguments and returns their placeholders, comma
+// separated.
+func (b *Builder) ArgList(vals []string) string {
+	ph := make([]string, len(vals))
+	for i, v := range vals {
+		ph[i] = b.Arg(v)
+	}
+	return strings.Join(ph, `, `)
+}
+
 func (b *Builder) add(cond string) { b.conds = append(b.conds, cond) }
 
 // and returns the conjunction of the conditions added so far and clears

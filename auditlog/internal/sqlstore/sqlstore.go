@@ -270,33 +270,11 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 		}
 	}
 	b := NewBuilder(s.d)
-	var conds []string
-	if len(sel.Terms) > 0 && s.d.UnionsTerms() {
-		for _, t := range sel.Terms {
-			conds = append(conds, s.d.Holds(b, []auditlog.Term{t}, HoldsAny))
-		}
-	} else if len(sel.Terms) > 0 {
-		conds = append(conds, s.d.Holds(b, sel.Terms, HoldsAny))
-	}
-	in := func(col string, vals []string) string {
-		if len(vals) == 0 {
-			return `FALSE`
-		}
-		ph := make([]string, len(vals))
-		for i, v := range vals {
-			ph[i] = b.Arg(v)
-		}
-		return col + ` IN (` + strings.Join(ph, `, `) + `)`
-	}
-	if len(sel.Nested) > 0 && s.d.UnionsTerms() {
-		for _, t := range sel.Nested {
-			conds = append(conds, s.d.HoldsNested(b, []auditlog.NestedTerm{t}))
-		}
-	} else if len(sel.Nested) > 0 {
-		conds = append(conds, s.d.HoldsNested(b, sel.Nested))
-	}
+	union := s.d.UnionsTerms()
+	conds := eachOrAll(sel.Terms, union, func(ts []auditlog.Term) string { return s.d.Holds(b, ts, HoldsAny) })
+	conds = append(conds, eachOrAll(sel.Nested, union, func(ts []auditlog.NestedTerm) string { return s.d.HoldsNested(b, ts) })...)
 	if len(sel.IDs) > 0 {
-		conds = append(conds, in("id", sel.IDs))
+		conds = append(conds, In(b, "id", sel.IDs))
 	}
 	// One OR of conditions that each have an index (the payload index, a
 	// containment on PostgreSQL, the name or id index), so that the
@@ -305,7 +283,7 @@ func (s *Store) Rewrite(ctx context.Context, sel auditlog.Selection, edit auditl
 	// dialect says so (UnionsTerms), a union of one query per term
 	// instead.
 	where := strings.Join(conds, ` OR `)
-	if s.d.UnionsTerms() && len(conds) > 1 {
+	if union && len(conds) > 1 {
 		where = `seq IN (SELECT seq FROM entries WHERE ` + strings.Join(conds, ` UNION SELECT seq FROM entries WHERE `) + `)`
 	}
 	rows, err := tx.Query(ctx, `SELECT `+columns+` FROM entries WHERE `+where+` ORDER BY seq`, b.Args()...)
@@ -375,17 +353,28 @@ func (s *Store) store(ctx context.Context, tx Tx, entries []auditlog.Entry) erro
 	return nil
 }
 
-// NameIn is the condition that an entry's name is one of names, adding
-// them to b.
-func NameIn(b *Builder, names []string) string {
-	if len(names) == 0 {
+// eachOrAll returns the conditions cond makes of ts: one per item when
+// each is set, else one of them all; none when ts is empty.
+func eachOrAll[T any](ts []T, each bool, cond func([]T) string) []string {
+	if len(ts) == 0 {
+		return nil
+	}
+	if !each {
+		return []string{cond(ts)}
+	}
+	out := make([]string, len(ts))
+	for i := range ts {
+		out[i] = cond(ts[i : i+1])
+	}
+	return out
+}
+
+// In is the condition that column col holds one of vals, adding them to b.
+func In(b *Builder, col string, vals []string) string {
+	if len(vals) == 0 {
 		return `FALSE`
 	}
-	ph := make([]string, len(names))
-	for i, n := range names {
-		ph[i] = b.Arg(n)
-	}
-	return `name IN (` + strings.Join(ph, `, `) + `)`
+	return col + ` IN (` + b.ArgList(vals) + `)`
 }
 
 // EncodeCommitments is how the salts and erased columns hold an entry's
