@@ -216,12 +216,17 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	var status statusReport
 	var last string
 	progress := time.Now()
+	// stalled reports whether state has stayed as it is for 90 s.
+	stalled := func(state ...any) bool {
+		if now := fmt.Sprint(state...); now != last {
+			last, progress = now, time.Now()
+		}
+		return time.Since(progress) > 90*time.Second
+	}
 	waitFor(t, 10*time.Minute, "every audited event stored and the queue drained", func() bool {
 		n := stored()
 		if n < int64(audited) {
-			if now := fmt.Sprint(n); now != last {
-				last, progress = now, time.Now()
-			} else if time.Since(progress) > 90*time.Second {
+			if stalled(n) {
 				t.Fatalf("no progress for 90 s: %d of %d audited events stored", n, audited)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -236,9 +241,7 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 		if q.Unacked != nil {
 			unacked = *q.Unacked
 		}
-		if now := fmt.Sprint(n, q.Messages, unacked, q.Retrying); now != last {
-			last, progress = now, time.Now()
-		} else if time.Since(progress) > 90*time.Second {
+		if stalled(n, q.Messages, unacked, q.Retrying) {
 			t.Fatalf("no progress for 90 s: %d entries, queue %d ready, %d unacknowledged, %d retrying", n, q.Messages, unacked, q.Retrying)
 		}
 		return q.Messages == 0 && unacked == 0 && q.Retrying == 0
