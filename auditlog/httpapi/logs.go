@@ -289,15 +289,15 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	batch := []auditlog.Entry{entry}
 	if a.cfg.Eraser != nil {
-		batch := []auditlog.Entry{entry}
 		if err := a.cfg.Eraser.Prepare(r.Context(), batch); err != nil {
 			a.internalError(w, r, "erase deleted users' values", err)
 			return
 		}
 		entry = batch[0]
 	}
-	n, err := a.cfg.Store.Append(r.Context(), []auditlog.Entry{entry})
+	n, err := a.cfg.Store.Append(r.Context(), batch)
 	if err != nil {
 		a.internalError(w, r, "store the event", err)
 		return
