@@ -387,8 +387,9 @@ func appendMember(b []byte, key, value string) []byte {
 
 // samePayload reports whether a posted payload is the one stored: the
 // same top-level keys with equal JSON values, where a stored value that
-// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was posted (a retry of an
-// event whose user has since been deleted is still the same event).
+// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was
+// posted (a retry of an event whose user has since been deleted is still
+// the same event).
 func samePayload(stored, posted json.RawMessage) bool {
 	var s, p map[string]json.RawMessage
 	if json.Unmarshal(stored, &s) != nil || json.Unmarshal(posted, &p) != nil || len(s) != len(p) {
