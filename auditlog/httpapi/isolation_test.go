@@ -158,15 +158,7 @@ func runIsolation(t *testing.T, store auditlog.Store) {
 	if _, err := store.Append(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	skey, _, err := auditlog.GenerateKey("isolation.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auditlog.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auditlog.IntegrateAll(ctx, store, signer); err != nil {
+	if _, err := auditlog.IntegrateAll(ctx, store, newSigner(t, "isolation.example")); err != nil {
 		t.Fatal(err)
 	}
 	w.reload()

@@ -289,15 +289,15 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
+	batch := []auditlog.Entry{entry}
 	if a.cfg.Eraser != nil {
-		batch := []auditlog.Entry{entry}
 		if err := a.cfg.Eraser.Prepare(r.Context(), batch); err != nil {
 			a.internalError(w, r, "erase deleted users' values", err)
 			return
 		}
 		entry = batch[0]
 	}
-	n, err := a.cfg.Store.Append(r.Context(), []auditlog.Entry{entry})
+	n, err := a.cfg.Store.Append(r.Context(), batch)
 	if err != nil {
 		a.internalError(w, r, "store the event", err)
 		return
@@ -387,8 +387,9 @@ func appendMember(b []byte, key, value string) []byte {
 
 // samePayload reports whether a posted payload is the one stored: the
 // same top-level keys with equal JSON values, where a stored value that
-// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was posted (a retry of an
-// event whose user has since been deleted is still the same event).
+// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was
+// posted (a retry of an event whose user has since been deleted is still
+// the same event).
 func samePayload(stored, posted json.RawMessage) bool {
 	var s, p map[string]json.RawMessage
 	if json.Unmarshal(stored, &s) != nil || json.Unmarshal(posted, &p) != nil || len(s) != len(p) {

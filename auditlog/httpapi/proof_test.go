@@ -17,17 +17,24 @@ import (
 	"github.com/heraldhq/herald/event"
 )
 
-// integrityEnv is an API over a seeded, integrated log, with its signer.
-func integrityEnv(t *testing.T, mod ...func(*Config)) (*env, map[string]string, *auditlog.Signer) {
-	t.Helper()
-	skey, _, err := auditlog.GenerateKey("api-test")
+// newSigner is a signer under a new key of the log named origin.
+func newSigner(tb testing.TB, origin string) *auditlog.Signer {
+	tb.Helper()
+	skey, _, err := auditlog.GenerateKey(origin)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	signer, err := auditlog.NewSigner(skey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return signer
+}
+
+// integrityEnv is an API over a seeded, integrated log, with its signer.
+func integrityEnv(t *testing.T, mod ...func(*Config)) (*env, map[string]string, *auditlog.Signer) {
+	t.Helper()
+	signer := newSigner(t, "api-test")
 	e := newEnv(t, append([]func(*Config){func(c *Config) { c.VerifierKey = signer.VerifierKey() }}, mod...)...)
 	ids := e.seed()
 	if _, err := auditlog.IntegrateAll(context.Background(), e.store, signer); err != nil {

@@ -65,15 +65,7 @@ func BenchmarkIngestWithStreams(b *testing.B) {
 			defer srv.Close()
 			// The integrator runs beside the ingester, as in herald serve,
 			// in every case: the peer too.
-			skey, _, err := auditlog.GenerateKey("bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			signer, err := auditlog.NewSigner(skey)
-			if err != nil {
-				b.Fatal(err)
-			}
-			integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: signer})
+			integ := auditlog.RunIntegrator(ctx, auditlog.IntegratorConfig{Store: store, Signer: newSigner(b, "bench")})
 			defer integ.Close()
 			in := auditlog.NewIngester(auditlog.IngestConfig{Store: store, BatchSize: 500,
 				OnCommitted: feed.Committed, OnCommit: integ.Kick})

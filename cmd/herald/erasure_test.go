@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/natsserver"
@@ -27,36 +23,9 @@ import (
 func TestANewcomersDeletedUserIsErasedThroughTheBinary(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { newcomerErasure(t, "") })
 	t.Run("postgres", func(t *testing.T) {
-		pgURL := os.Getenv("HERALD_TEST_POSTGRES_URL")
-		if pgURL == "" {
-			msg := "HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)"
-			if os.Getenv("HERALD_REQUIRE_SERVICES") == "1" {
-				t.Fatal(msg + " and HERALD_REQUIRE_SERVICES=1")
-			}
-			t.Skip(msg)
-		}
-		var b [6]byte
-		rand.Read(b[:])
-		schema := "herald_erasure_" + hex.EncodeToString(b[:])
-		conn, err := pgx.Connect(context.Background(), pgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Exec(context.Background(), `CREATE SCHEMA `+schema); err != nil {
-			t.Fatal(err)
-		}
-		// After serve has stopped (its cleanup, registered later, runs first).
-		t.Cleanup(func() {
-			if _, err := conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-				t.Errorf("drop schema %s: %v", schema, err)
-			}
-			conn.Close(context.Background())
-		})
-		sep := "?"
-		if strings.Contains(pgURL, "?") {
-			sep = "&"
-		}
-		newcomerErasure(t, pgURL+sep+"search_path="+schema)
+		// A schema of the test's own, dropped after serve has stopped.
+		store, _ := postgresSchema(t)
+		newcomerErasure(t, store)
 	})
 }
 

@@ -165,10 +165,14 @@ func runHostile(t *testing.T, brokerName, broker string) {
 	if tooLarge != hostileFlood {
 		t.Errorf("%d of the %d oversized events dead-lettered as too large", tooLarge, hostileFlood)
 	}
+	// storedOfRun counts the entries of this run's events.
+	storedOfRun := func() (n int, err error) {
+		err = db.QueryRow(`SELECT count(*) FROM entries WHERE payload LIKE ?`, `%"run":"`+run+`"%`).Scan(&n)
+		return n, err
+	}
 	deadline = time.Now().Add(60 * time.Second)
 	for {
-		var n int
-		err := db.QueryRow(`SELECT count(*) FROM entries WHERE payload LIKE ?`, `%"run":"`+run+`"%`).Scan(&n)
+		n, err := storedOfRun()
 		if err == nil && n >= len(after) {
 			break
 		}
@@ -177,8 +181,8 @@ func runHostile(t *testing.T, brokerName, broker string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var stored int
-	if err := db.QueryRow(`SELECT count(*) FROM entries WHERE payload LIKE ?`, `%"run":"`+run+`"%`).Scan(&stored); err != nil {
+	stored, err := storedOfRun()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if stored != len(after) {

@@ -32,41 +32,30 @@ func TestKillDuringIngestOnSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	runKills(t, "SQLite", "sqlite://"+path, func(query string, scan func(rowScanner) error) error {
+	runKills(t, "SQLite", "sqlite://"+path, func(query string) (entryRows, func(), error) {
 		rows, err := db.Query(query)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
+		return rows, func() { rows.Close() }, nil
 	})
 }
 
 func TestKillDuringIngestOnPostgreSQL(t *testing.T) {
 	store, conn := postgresSchema(t)
-	runKills(t, "PostgreSQL", store, func(query string, scan func(rowScanner) error) error {
+	runKills(t, "PostgreSQL", store, func(query string) (entryRows, func(), error) {
 		rows, err := conn.Query(context.Background(), query)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
+		return rows, rows.Close, nil
 	})
 }
 
 // runKills runs the crash test on the store at storeURL, read through
-// query (a read-only view of the same database).
-func runKills(t *testing.T, storeName, storeURL string, query func(q string, scan func(rowScanner) error) error) {
+// query (a read-only view of the same database), which returns the rows
+// and their Close.
+func runKills(t *testing.T, storeName, storeURL string, query func(q string) (entryRows, func(), error)) {
 	start := time.Now()
 	broker := testVhost(t)
 	env := []string{envBrokerURL + "=" + broker, envStoreURL + "=" + storeURL}
@@ -76,20 +65,27 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 	// stored counts entries per name, and distinct ids per name.
 	stored := func() (total int, byName, distinct map[string]int) {
 		byName, distinct = map[string]int{}, map[string]int{}
-		err := query(`SELECT name, count(*), count(DISTINCT id) FROM entries GROUP BY name`, func(r rowScanner) error {
-			var name string
-			var n, d int
-			if err := r.Scan(&name, &n, &d); err != nil {
+		err := func() error {
+			rows, done, err := query(`SELECT name, count(*), count(DISTINCT id) FROM entries GROUP BY name`)
+			if err != nil {
 				return err
 			}
-			byName[name], distinct[name] = n, d
-			// The log's own records of the story's erasures are not
-			// deliveries: counting them would end the waits early.
-			if name != auditlog.SubjectErased {
-				total += n
+			defer done()
+			for rows.Next() {
+				var name string
+				var n, d int
+				if err := rows.Scan(&name, &n, &d); err != nil {
+					return err
+				}
+				byName[name], distinct[name] = n, d
+				// The log's own records of the story's erasures are not
+				// deliveries: counting them would end the waits early.
+				if name != auditlog.SubjectErased {
+					total += n
+				}
 			}
-			return nil
-		})
+			return rows.Err()
+		}()
 		if err != nil {
 			// The file may not hold the table yet: nothing stored.
 			return 0, map[string]int{}, map[string]int{}
@@ -150,5 +146,9 @@ func runKills(t *testing.T, storeName, storeURL string, query func(q string, sca
 	serve.p.stop(t)
 }
 
-// rowScanner is the row of either database's driver.
-type rowScanner interface{ Scan(dest ...any) error }
+// entryRows is the rows of a query in either database's driver.
+type entryRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}

@@ -20,13 +20,6 @@ import (
 	"github.com/heraldhq/herald/internal/testkit"
 )
 
-// testPostgresURL returns the PostgreSQL the CLI tests run against,
-// skipping (or failing under HERALD_REQUIRE_SERVICES=1) without one.
-func testPostgresURL(t *testing.T) string {
-	t.Helper()
-	return testkit.Need(t, "HERALD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-}
-
 // testBrokerURL returns the RabbitMQ the CLI tests run against, skipping
 // (or failing under HERALD_REQUIRE_SERVICES=1) without one.
 func testBrokerURL(t *testing.T) string {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/auditlog/httpapi"
 	"github.com/heraldhq/herald/catalog"
 	"github.com/heraldhq/herald/internal/testkit"
+	"github.com/heraldhq/herald/internal/testkit/pgtest"
 	"github.com/heraldhq/herald/simulate"
 )
 
@@ -61,10 +60,8 @@ func TestReplicasOnNATSShareTheAuditLog(t *testing.T) {
 // own, dropped when the test ends, and a connection to that schema.
 func postgresSchema(t *testing.T) (string, *pgx.Conn) {
 	t.Helper()
-	base := testPostgresURL(t)
-	var b [5]byte
-	rand.Read(b[:])
-	schema := "herald_replicas_" + hex.EncodeToString(b[:])
+	base := pgtest.URL(t)
+	schema := pgtest.Schema(t, base)
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
@@ -77,12 +74,7 @@ func postgresSchema(t *testing.T) (string, *pgx.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		conn.Close(ctx)
-	})
+	t.Cleanup(func() { conn.Close(ctx) })
 	if _, err := conn.Exec(ctx, `SET search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
@@ -224,12 +216,17 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 	var status statusReport
 	var last string
 	progress := time.Now()
+	// stalled reports whether state has stayed as it is for 90 s.
+	stalled := func(state ...any) bool {
+		if now := fmt.Sprint(state...); now != last {
+			last, progress = now, time.Now()
+		}
+		return time.Since(progress) > 90*time.Second
+	}
 	waitFor(t, 10*time.Minute, "every audited event stored and the queue drained", func() bool {
 		n := stored()
 		if n < int64(audited) {
-			if now := fmt.Sprint(n); now != last {
-				last, progress = now, time.Now()
-			} else if time.Since(progress) > 90*time.Second {
+			if stalled(n) {
 				t.Fatalf("no progress for 90 s: %d of %d audited events stored", n, audited)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -244,9 +241,7 @@ func runReplicas(t *testing.T, brokerName, broker, store string, db *pgx.Conn) {
 		if q.Unacked != nil {
 			unacked = *q.Unacked
 		}
-		if now := fmt.Sprint(n, q.Messages, unacked, q.Retrying); now != last {
-			last, progress = now, time.Now()
-		} else if time.Since(progress) > 90*time.Second {
+		if stalled(n, q.Messages, unacked, q.Retrying) {
 			t.Fatalf("no progress for 90 s: %d entries, queue %d ready, %d unacknowledged, %d retrying", n, q.Messages, unacked, q.Retrying)
 		}
 		return q.Messages == 0 && unacked == 0 && q.Retrying == 0

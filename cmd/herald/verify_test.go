@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,8 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/httpapi"
@@ -166,25 +162,9 @@ func TestVerifyCatchesAnEditOfTheSQLiteFile(t *testing.T) {
 // SIGKILL while events stream in, and checks the other takes over and the
 // log verifies.
 func TestReplicasOnPostgreSQLHandOverTheIntegrator(t *testing.T) {
-	pgURL := testPostgresURL(t)
+	store, _ := postgresSchema(t)
 	bin := heraldBinary(t)
 	ctx := context.Background()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "herald_replicas_" + hex.EncodeToString(b[:])
-	conn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`) })
-	store := pgURL + "&search_path=" + schema
-	if !strings.Contains(pgURL, "?") {
-		store = pgURL + "?search_path=" + schema
-	}
 	broker, err := natsserver.Run(ctx, natsserver.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
