@@ -246,6 +246,15 @@ func (w *treeWalk) walk(ctx context.Context, opts VerifyOptions) error {
 			if len(es) == 0 {
 				return
 			}
+			full := len(es) == opts.Page
+			if i := slices.IndexFunc(es, func(e Entry) bool { return e.LeafIndex == NotIntegrated }); full && i > 0 {
+				// Entries not yet integrated end the integrated ones at
+				// the time of this read. More pages follow, read later:
+				// the integrator may have placed these by then, and
+				// later entries with them. Read them again with the
+				// next page, so that each page is one moment of the log.
+				es = es[:i]
+			}
 			p := page{entries: es, hashes: leafHashes(es)}
 			select {
 			case pages <- p:
@@ -253,7 +262,7 @@ func (w *treeWalk) walk(ctx context.Context, opts VerifyOptions) error {
 				return
 			}
 			after = es[len(es)-1].Seq
-			if len(es) < opts.Page {
+			if !full {
 				return
 			}
 		}
