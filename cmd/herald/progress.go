@@ -14,11 +14,12 @@ import (
 type progressBar struct{ bar *progressbar.ProgressBar }
 
 func newProgressBar(count int, stderr io.Writer) progressBar {
-	return newBar(count, stderr, "publishing")
+	return newBar(count, stderr, "publishing", "events")
 }
 
-// newBar is a progress bar of count events described as what.
-func newBar(count int, stderr io.Writer, what string) progressBar {
+// newBar is a progress bar of count items, counted in units (its rate is
+// units per second), described as what.
+func newBar(count int, stderr io.Writer, what, units string) progressBar {
 	f, ok := stderr.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return progressBar{}
@@ -32,7 +33,7 @@ func newBar(count int, stderr io.Writer, what string) progressBar {
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("events"),
+		progressbar.OptionSetItsString(units),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetWidth(40),
 	)}

@@ -219,7 +219,7 @@ func verifyStore(ctx context.Context, o verifyOptions, stderr io.Writer) (verify
 	if err != nil {
 		return verifyResult{}, err
 	}
-	bar := newBar(int(total), stderr, "verifying")
+	bar := newBar(int(total), stderr, "verifying", "entries")
 	opts := auditlog.VerifyOptions{Progress: func(n int64) { bar.set(int(n)) }}
 	if since != nil {
 		opts.RootsAt = []int64{since.Size}
@@ -410,7 +410,7 @@ func verifyURL(ctx context.Context, o verifyOptions, stderr io.Writer) (verifyRe
 	var se *httpStatusError
 	switch {
 	case err == nil:
-		bar := newBar(-1, stderr, "verifying")
+		bar := newBar(-1, stderr, "verifying", "entries")
 		r, err := auditlog.Verify(ctx, a, v, auditlog.VerifyOptions{Progress: func(n int64) { bar.set(int(n)) }})
 		bar.finish()
 		if err != nil {
@@ -472,7 +472,7 @@ func verifyInclusions(ctx context.Context, a api, v note.Verifier, mode string, 
 	}
 	res := verifyResult{Mode: mode + ", inclusion of the caller's entries"}
 	checked := map[int64]auditlog.Checkpoint{}
-	bar := newBar(-1, stderr, "verifying")
+	bar := newBar(-1, stderr, "verifying", "entries")
 	defer bar.finish()
 	for e, err := range c.All(ctx, client.Query{Order: client.OldestFirst}) {
 		if err != nil {

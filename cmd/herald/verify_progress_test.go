@@ -53,6 +53,9 @@ func TestVerifyDrawsItsProgressOnATerminalOnly(t *testing.T) {
 	if !strings.Contains(string(tty), "verifying") {
 		t.Errorf("verify on a terminal drew no progress bar:\n%q", tty)
 	}
+	if !strings.Contains(string(tty), "entries/s") || strings.Contains(string(tty), "events/s") {
+		t.Errorf("verify's progress bar does not count entries per second:\n%q", tty)
+	}
 	code, piped := runBin(t, bin, "verify", "--data", dir)
 	if code != 0 || strings.Contains(piped, "verifying") {
 		t.Errorf("verify on a pipe: exit %d, output with a progress bar:\n%s", code, piped)
