@@ -51,6 +51,14 @@ func SameEvent(stored, e Entry) bool {
 	return sameObject(stored.Headers, e.Headers) && sameObject(stored.Payload, e.Payload)
 }
 
+// SamePayload reports whether payload is the stored entry's payload, by
+// SameEvent's rules: equal JSON values at any depth, a value an erasure
+// replaced in either copy matching any value, and a pruned entry any
+// payload.
+func SamePayload(stored Entry, payload json.RawMessage) bool {
+	return len(stored.ContentHash) > 0 || sameObject(stored.Payload, payload)
+}
+
 // sameObject compares two JSON objects member by member, at any depth;
 // absent is {}. A stored value an erasure replaced (Redacted, or a
 // pseudonym: PseudonymPrefix) matches any value, so that a redelivery of

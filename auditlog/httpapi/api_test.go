@@ -964,3 +964,42 @@ func TestARetryOfAPostWhoseUserWasAnonymisedIsTheSameEvent(t *testing.T) {
 		t.Errorf("the retry after anonymisation: %d %s, want 200 with the anonymised entry", r.status, r.body)
 	}
 }
+
+// TestARetryOfAPostErasedAtDepthOrPrunedIsTheSameEvent: a value erased
+// inside a nested object, or the whole content pruned, still lets a
+// retry of the POST be answered with the stored entry; another value
+// at depth is a conflict.
+func TestARetryOfAPostErasedAtDepthOrPrunedIsTheSameEvent(t *testing.T) {
+	e := newEnv(t)
+	payload := map[string]any{"user": "u1", "actor": map[string]any{"email": "jane@example.com", "roles": []any{"a", "b"}}}
+	nested := newEvent("flowrepo.flow.created", 1700000000000, payload, "id", "0190f0e4-0000-7000-8000-00000000ab01")
+	pruned := newEvent("flowrepo.flow.deleted", 1700000000000, map[string]any{"user": "u1", "flowId": "f1"}, "id", "0190f0e4-0000-7000-8000-00000000ab02")
+	for _, ev := range []map[string]any{nested, pruned} {
+		if r := e.do(http.MethodPost, "/logs", "admin", ev); r.status != http.StatusCreated {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+	erase := func(en *auditlog.Entry) (bool, error) {
+		return true, auditlog.Erase(en, []string{auditlog.PayloadPointer("actor") + "/email"}, auditlog.Redacted)
+	}
+	if n, err := e.store.Rewrite(context.Background(), auditlog.Selection{IDs: []string{"0190f0e4-0000-7000-8000-00000000ab01"}}, erase); err != nil || n != 1 {
+		t.Fatalf("erase at depth: %d, %v", n, err)
+	}
+	if r := e.do(http.MethodPost, "/logs", "admin", nested); r.status != http.StatusOK || strings.Contains(string(r.body), "jane@example.com") {
+		t.Errorf("the retry after an erasure at depth: %d %s, want 200 with the erased entry", r.status, r.body)
+	}
+	other := newEvent("flowrepo.flow.created", 1700000000000, map[string]any{"user": "u1", "actor": map[string]any{"email": "jane@example.com", "roles": []any{"a", "c"}}}, "id", "0190f0e4-0000-7000-8000-00000000ab01")
+	if r := e.do(http.MethodPost, "/logs", "admin", other); r.status != http.StatusConflict {
+		t.Errorf("another value at depth: %d %s, want 409", r.status, r.body)
+	}
+
+	if _, err := auditlog.IntegrateAll(context.Background(), e.store, newSigner(t, "retry")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.store.Prune(context.Background(), e.clock.now().Add(time.Hour), 1000); err != nil || n != 2 {
+		t.Fatalf("prune: %d, %v; want 2", n, err)
+	}
+	if r := e.do(http.MethodPost, "/logs", "admin", pruned); r.status != http.StatusOK {
+		t.Errorf("the retry of a pruned entry: %d %s, want 200", r.status, r.body)
+	}
+}

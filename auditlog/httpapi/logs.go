@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -327,7 +326,7 @@ func (a *api) postLog(w http.ResponseWriter, r *http.Request, u *iam.User) {
 	// non-admin's id space holds only their own entries; an admin sees
 	// everything: the answer tells nobody of an entry they cannot see.
 	sameTime := !createdAtGiven || stored.CreatedAt.UnixMilli() == entry.CreatedAt.UnixMilli()
-	if !found || stored.Name != entry.Name || !sameTime || !samePayload(stored.Payload, entry.Payload) ||
+	if !found || stored.Name != entry.Name || !sameTime || !auditlog.SamePayload(stored, entry.Payload) ||
 		(!u.Admin() && !visible(u, stored)) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("an entry with id %s is already stored with another name, createdAt or payload", entry.ID), "")
 		return
@@ -383,33 +382,6 @@ func appendMember(b []byte, key, value string) []byte {
 	b = append(b, ':')
 	b = appendString(b, value)
 	return append(b, ',')
-}
-
-// samePayload reports whether a posted payload is the one stored: the
-// same top-level keys with equal JSON values, where a stored value that
-// an erasure replaced (XXXXXXXXXX or a pseudonym) matches whatever was
-// posted (a retry of an event whose user has since been deleted is still
-// the same event).
-func samePayload(stored, posted json.RawMessage) bool {
-	var s, p map[string]json.RawMessage
-	if json.Unmarshal(stored, &s) != nil || json.Unmarshal(posted, &p) != nil || len(s) != len(p) {
-		return false
-	}
-	redacted, _ := json.Marshal(auditlog.Redacted)
-	for k, sv := range s {
-		pv, ok := p[k]
-		if !ok {
-			return false
-		}
-		if bytes.Equal(sv, redacted) || bytes.HasPrefix(sv, []byte(`"`+auditlog.PseudonymPrefix)) {
-			continue
-		}
-		var a, b any
-		if json.Unmarshal(sv, &a) != nil || json.Unmarshal(pv, &b) != nil || !reflect.DeepEqual(a, b) {
-			return false
-		}
-	}
-	return true
 }
 
 // visible reports whether u's scope shows e.
