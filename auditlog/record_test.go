@@ -3,7 +3,8 @@ package auditlog_test
 import (
 	"context"
 	"fmt"
-	"sync"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,18 +44,13 @@ func TestRecordsWaitingTogetherShareOneCommit(t *testing.T) {
 	errs := make(chan error, 50)
 	go func() { errs <- record(0) }()
 	<-entered // the store is busy with the first read's commit
-	var started sync.WaitGroup
 	for i := 1; i < 50; i++ {
-		started.Add(1)
-		go func() {
-			started.Done()
-			errs <- record(i)
-		}()
+		go func() { errs <- record(i) }()
 	}
-	started.Wait()
-	// Only so that the 49 reach the ingester before the store is free;
-	// however late one is, it cannot make the count pass.
-	time.Sleep(200 * time.Millisecond)
+	// The store is freed once all 50 wait in the ingester (the first for
+	// its commit, the others to hand their entry over); a late one
+	// could only add a transaction, never make the count pass.
+	waitGoroutines(t, ".(*Ingester).store(", 50)
 	close(open)
 	for range 50 {
 		if err := <-errs; err != nil {
@@ -67,5 +63,22 @@ func TestRecordsWaitingTogetherShareOneCommit(t *testing.T) {
 	}
 	if n := appends; n > 5 {
 		t.Errorf("50 reads took %d transactions; those waiting together should share one", n)
+	}
+}
+
+// waitGoroutines waits until n goroutines have frame in their stack.
+func waitGoroutines(t *testing.T, frame string, n int) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := strings.Count(string(buf[:runtime.Stack(buf, true)]), frame)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines in %s after 10s, want %d", got, frame, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
