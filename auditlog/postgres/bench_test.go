@@ -82,6 +82,7 @@ func BenchmarkIngest(b *testing.B) {
 	ctx := context.Background()
 	b.Run("herald-append-500", func(b *testing.B) {
 		url, schema, entries := ingestSetup(b)
+		storetest.Seal(b, entries) // as the ingester's handlers do before the store is called
 		s, err := Open(ctx, url, WithSchema(schema))
 		if err != nil {
 			b.Fatal(err)
