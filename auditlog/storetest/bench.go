@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/cputime"
 )
 
 // Dataset generates realistic audit-log entries: UUIDv7 ids
@@ -128,27 +129,30 @@ func (d *Dataset) Fill(ctx context.Context, tb testing.TB, s auditlog.Store, bat
 	tb.Logf("filled %d entries in %v (%.0f/s)", d.n, time.Since(start).Round(time.Millisecond), float64(d.n)/time.Since(start).Seconds())
 }
 
-// AppendInBatches appends entries to s, batch entries per Append, as
-// herald's ingester writes them: what the ingest benchmarks time.
-func AppendInBatches(ctx context.Context, tb testing.TB, s auditlog.Store, entries []auditlog.Entry, batch int) {
-	tb.Helper()
-	for i := 0; i < len(entries); i += batch {
-		if _, err := s.Append(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// Seal seals entries in place, as the ingester's handlers do before the
-// store is called (auditlog.Seal), so that a benchmark of Append times
-// the store's work alone.
-func Seal(tb testing.TB, entries []auditlog.Entry) {
-	tb.Helper()
+// BenchAppend times s.Append of entries, batch entries per call, as
+// herald's ingester writes them, and reports events/s and the process's
+// CPU time per event as cpuUnit. The entries are sealed before the clock
+// starts, as the ingester's handlers seal them before the store is
+// called, so that what is timed is the store's work alone.
+func BenchAppend(b *testing.B, s auditlog.Store, entries []auditlog.Entry, batch int, cpuUnit string) {
+	b.Helper()
 	for i := range entries {
 		if err := auditlog.Seal(&entries[i]); err != nil {
-			tb.Fatal(err)
+			b.Fatal(err)
 		}
 	}
+	ctx := context.Background()
+	b.ResetTimer()
+	cpu0, _ := cputime.Process()
+	for i := 0; i < len(entries); i += batch {
+		if _, err := s.Append(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	cpu1, _ := cputime.Process()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu1-cpu0)/float64(b.N)/1e3, cpuUnit)
 }
 
 // BenchRows is the table size for query benchmarks: HERALD_BENCH_ROWS, or
