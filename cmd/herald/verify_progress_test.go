@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/heraldhq/herald/auditlog"
-	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/testkit"
 )
 
@@ -22,28 +15,10 @@ func TestVerifyDrawsItsProgressOnATerminalOnly(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		testkit.SkipUnless(t, "PATH", "script(1) is not installed (Debian's bsdutils)")
 	}
-	ctx := context.Background()
-	dir := t.TempDir()
-	signer, _, err := auditlog.LoadOrCreateKey(filepath.Join(dir, signingKeyFileName), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := storeSpec{path: filepath.Join(dir, "audit.db")}.open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var es []auditlog.Entry
-	for i := range 3000 {
-		e, _ := auditlog.EntryFromEvent(&event.Event{Headers: event.Headers{Name: "x.y", ID: fmt.Sprint(i), CreatedAt: time.Now()}, Payload: json.RawMessage(`{"i":1}`)}, time.Now(), nil)
-		es = append(es, e)
-	}
-	if _, err := store.Append(ctx, es); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auditlog.IntegrateAll(ctx, store, signer); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	log := newDataFolderLog(t)
+	log.add(t, 0, 3000)
+	log.store.Close()
+	dir := log.dir
 
 	bin := heraldBinary(t)
 	tty, err := exec.Command("script", "-qec", bin+" verify --data "+dir, "/dev/null").CombinedOutput()

@@ -280,35 +280,14 @@ func TestVerifyUsage(t *testing.T) {
 // checkpoint saved before more entries came.
 func TestVerifyOfAStoreWithItsDataFolder(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	signer, _, err := auditlog.LoadOrCreateKey(filepath.Join(dir, signingKeyFileName), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := storeSpec{path: filepath.Join(dir, "audit.db")}.open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	add := func(from, n int) auditlog.Checkpoint {
-		var es []auditlog.Entry
-		for i := from; i < from+n; i++ {
-			e, _ := auditlog.EntryFromEvent(&event.Event{Headers: event.Headers{Name: "x.y", ID: fmt.Sprint(i), CreatedAt: time.Now()}, Payload: json.RawMessage(`{"i":1}`)}, time.Now(), nil)
-			es = append(es, e)
-		}
-		if _, err := store.Append(ctx, es); err != nil {
-			t.Fatal(err)
-		}
-		cp, err := auditlog.IntegrateAll(ctx, store, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cp
-	}
+	log := newDataFolderLog(t)
+	dir, signer := log.dir, log.signer
+	add := func(from, n int) auditlog.Checkpoint { return log.add(t, from, n) }
 	saved := add(0, 50)
 	cpFile := filepath.Join(t.TempDir(), "cp")
 	os.WriteFile(cpFile, saved.Note, 0o600)
 	add(50, 30)
-	store.Close()
+	log.store.Close()
 	var out, errb bytes.Buffer
 	if code := run(ctx, []string{"verify", "--data", dir, "--since", cpFile, "--output", "json"}, &out, &errb); code != 0 {
 		t.Fatalf("verify exited %d: %s %s", code, out.String(), errb.String())
@@ -401,4 +380,45 @@ func TestVerifyURLAsAdminAndAsAUser(t *testing.T) {
 			t.Errorf("verify as %s of an edited entry: exit %d\n%s", token, code, out)
 		}
 	}
+}
+
+// dataFolderLog is a data folder as herald serve leaves it: the log's
+// signing key and its SQLite store beside it.
+type dataFolderLog struct {
+	dir    string
+	signer *auditlog.Signer
+	store  auditlog.Store
+}
+
+func newDataFolderLog(t *testing.T) *dataFolderLog {
+	t.Helper()
+	l := &dataFolderLog{dir: t.TempDir()}
+	var err error
+	if l.signer, _, err = auditlog.LoadOrCreateKey(filepath.Join(l.dir, signingKeyFileName), ""); err != nil {
+		t.Fatal(err)
+	}
+	if l.store, err = (storeSpec{path: filepath.Join(l.dir, "audit.db")}).open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// add appends entries from to from+n-1 and integrates them, returning the
+// checkpoint signed.
+func (l *dataFolderLog) add(t *testing.T, from, n int) auditlog.Checkpoint {
+	t.Helper()
+	ctx := context.Background()
+	var es []auditlog.Entry
+	for i := from; i < from+n; i++ {
+		e, _ := auditlog.EntryFromEvent(&event.Event{Headers: event.Headers{Name: "x.y", ID: fmt.Sprint(i), CreatedAt: time.Now()}, Payload: json.RawMessage(`{"i":1}`)}, time.Now(), nil)
+		es = append(es, e)
+	}
+	if _, err := l.store.Append(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := auditlog.IntegrateAll(ctx, l.store, l.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
 }
