@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -709,11 +710,10 @@ func (d *delivery) Body() []byte { return d.msg.Data() }
 // and a redelivery are the same stored message, another publish is
 // another one.
 func (d *delivery) Identity() string {
-	md, err := d.msg.Metadata()
-	if err != nil {
-		return ""
+	if d.seq == 0 {
+		return "" // an ack subject handle could not read
 	}
-	return fmt.Sprintf("nats:%s/%d", md.Stream, md.Sequence.Stream)
+	return "nats:" + d.c.t.o.stream + "/" + strconv.FormatUint(d.seq, 10)
 }
 
 // Header returns a NATS header of the message as published (a retry is

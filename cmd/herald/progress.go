@@ -9,8 +9,8 @@ import (
 	"golang.org/x/term"
 )
 
-// progressBar shows how many of count events are published, on a terminal
-// only (publish --count, simulate).
+// progressBar shows how far a long run has got, on a terminal only
+// (publish --count and simulate count events, verify entries).
 type progressBar struct{ bar *progressbar.ProgressBar }
 
 func newProgressBar(count int, stderr io.Writer) progressBar {
