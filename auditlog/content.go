@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/catalog"
 )
 
 // Kind is the kind of a JSON value in an entry's content, as the content
@@ -540,23 +542,6 @@ func writeJSONString(b *bytes.Buffer, s string) {
 	b.Write(q)
 }
 
-// pointerToken escapes a key for a JSON pointer (RFC 6901): ~ as ~0, / as ~1.
-func pointerToken(key string) string {
-	if !strings.ContainsAny(key, "~/") {
-		return key
-	}
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
-}
-
-// unescapeToken is the key a JSON pointer's token stands for: pointerToken
-// undone.
-func unescapeToken(tok string) string {
-	if !strings.Contains(tok, "~") {
-		return tok
-	}
-	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-}
-
 // walk calls f for every node of n, the root first, with its pointer.
 func (n *node) walk(pointer string, f func(pointer string, n *node) error) error {
 	if err := f(pointer, n); err != nil {
@@ -565,7 +550,7 @@ func (n *node) walk(pointer string, f func(pointer string, n *node) error) error
 	switch n.kind {
 	case KindObject:
 		for i, k := range n.keys {
-			if err := n.kids[i].walk(pointer+"/"+pointerToken(k), f); err != nil {
+			if err := n.kids[i].walk(pointer+"/"+catalog.EscapeToken(k), f); err != nil {
 				return err
 			}
 		}
@@ -589,7 +574,7 @@ func (n *node) find(pointer string) *node {
 	}
 	cur := n
 	for _, tok := range strings.Split(pointer[1:], "/") {
-		tok = unescapeToken(tok)
+		tok = catalog.UnescapeToken(tok)
 		switch cur.kind {
 		case KindObject:
 			i := -1

@@ -132,10 +132,11 @@ type ErasureConfig struct {
 // after the deletion. See docs/privacy.md.
 type Eraser struct {
 	cfg ErasureConfig
-	// keys are searchKeys, computed once; nested the names of the events
-	// with a personal field below the payload's top level.
+	// keys are searchKeys, computed once; nested holds, by name, each
+	// event with a personal field below the payload's top level and the
+	// tokens of every personal field it has.
 	keys   []string
-	nested map[string]bool
+	nested map[string][][]string
 	// nestedPaths are the catalogue's nested personal fields, each with
 	// the events that have it.
 	nestedPaths []nestedPath
@@ -176,13 +177,14 @@ func NewEraser(cfg ErasureConfig) (*Eraser, error) {
 }
 
 func newEraser(cfg ErasureConfig) *Eraser {
-	x := &Eraser{cfg: cfg, keys: searchKeys(cfg.Catalog), nested: map[string]bool{}}
+	x := &Eraser{cfg: cfg, keys: searchKeys(cfg.Catalog), nested: map[string][][]string{}}
 	byPath := map[string]*nestedPath{}
 	for _, n := range cfg.Catalog.NestedPersonal() {
-		x.nested[n] = true
 		e, _ := cfg.Catalog.Lookup(n)
 		for _, f := range e.Personal {
-			if ts := f.Tokens(); len(ts) > 1 {
+			ts := f.Tokens()
+			x.nested[n] = append(x.nested[n], ts)
+			if len(ts) > 1 {
 				if byPath[f.Path] == nil {
 					byPath[f.Path] = &nestedPath{path: ts}
 				}
@@ -288,10 +290,10 @@ func (x *Eraser) references(e Entry) []string {
 	}
 	// Top-level personal fields are among the keys above; only the events
 	// with nested ones need their payload walked.
-	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && x.nested[c.Name] {
+	if c, ok := x.cfg.Catalog.Lookup(e.Name); ok && x.nested[c.Name] != nil {
 		if doc, err := parseDocument(e.Payload); err == nil {
-			for _, f := range c.Personal {
-				at(doc, f.Tokens(), func(n *node) {
+			for _, ts := range x.nested[c.Name] {
+				at(doc, ts, func(n *node) {
 					if n.kind == KindString {
 						add(string(n.value))
 					}
@@ -332,7 +334,7 @@ func personalAt(fs []catalog.PersonalField, p string) string {
 	}
 	toks := strings.Split(p[1:], "/")
 	for i, t := range toks {
-		toks[i] = unescapeToken(t)
+		toks[i] = catalog.UnescapeToken(t)
 	}
 	for _, f := range fs {
 		if f.Matches(toks) {
@@ -885,7 +887,8 @@ func (x *Eraser) check(ctx context.Context, entries []Entry, seen *looked) (int6
 	}
 	var n int64
 	if len(learned) > 0 {
-		// Entries stored before with the newly learned username.
+		// Entries stored before with the usernames learned, recorded now
+		// or by an earlier delivery that stopped before its rewrite.
 		if n, err = x.rewrite(ctx, learned, nil); err != nil {
 			return 0, fmt.Errorf("erase entries of erased users: %w", err)
 		}

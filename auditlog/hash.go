@@ -159,7 +159,7 @@ func (c *contentHasher) collect(start, end int, n *node) {
 }
 
 // appendPointerToken appends key escaped for a JSON pointer, as
-// pointerToken does.
+// catalog.EscapeToken does.
 func appendPointerToken(b []byte, key string) []byte {
 	for i := 0; i < len(key); i++ {
 		switch key[i] {

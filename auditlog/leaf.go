@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/heraldhq/herald/catalog"
 )
 
 // An entry is a leaf of the audit log's Merkle tree. Its leaf hash commits
@@ -340,7 +342,7 @@ func IsReplacement(s string) bool {
 
 // PayloadPointer is the JSON pointer of a top-level payload key in an
 // entry's content document.
-func PayloadPointer(key string) string { return "/payload/" + pointerToken(key) }
+func PayloadPointer(key string) string { return "/payload/" + catalog.EscapeToken(key) }
 
 // Erase replaces the values at pointers (JSON pointers into the content
 // document {"headers":…,"payload":…}, e.g. PayloadPointer("username"))

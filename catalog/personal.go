@@ -33,11 +33,23 @@ type PersonalField struct {
 	Kind string `json:"kind"`
 }
 
-// JSON pointer tokens escape "~" and "/" (RFC 6901).
-var (
-	unescapeToken = strings.NewReplacer("~1", "/", "~0", "~")
-	escapeToken   = strings.NewReplacer("~", "~0", "/", "~1")
-)
+// EscapeToken escapes a key for a JSON pointer (RFC 6901): "~" as "~0",
+// "/" as "~1".
+func EscapeToken(key string) string {
+	if !strings.ContainsAny(key, "~/") {
+		return key
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
+}
+
+// UnescapeToken is the key a JSON pointer's token stands for: EscapeToken
+// undone.
+func UnescapeToken(tok string) string {
+	if !strings.Contains(tok, "~") {
+		return tok
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+}
 
 // Tokens splits Path into its unescaped tokens.
 func (f PersonalField) Tokens() []string {
@@ -46,24 +58,33 @@ func (f PersonalField) Tokens() []string {
 	}
 	ts := strings.Split(strings.TrimPrefix(f.Path, "/"), "/")
 	for i, t := range ts {
-		ts[i] = unescapeToken.Replace(t)
+		ts[i] = UnescapeToken(t)
 	}
 	return ts
 }
 
 // Matches reports whether the payload pointer p (unescaped tokens) is
 // this field: the same tokens, a "*" of the path matching any array index.
+// It reads Path in place, without splitting it.
 func (f PersonalField) Matches(p []string) bool {
-	ts := f.Tokens()
-	if len(ts) != len(p) {
-		return false
+	if f.Path == "" {
+		return len(p) == 0
 	}
-	for i, t := range ts {
+	rest := strings.TrimPrefix(f.Path, "/")
+	for i := 0; ; i++ {
+		t, next, more := strings.Cut(rest, "/")
+		if i == len(p) {
+			return false
+		}
+		t = UnescapeToken(t)
 		if t != p[i] && !(t == "*" && isIndex(p[i])) {
 			return false
 		}
+		if !more {
+			return i == len(p)-1
+		}
+		rest = next
 	}
-	return true
 }
 
 func isIndex(s string) bool {
@@ -106,7 +127,7 @@ func personalFields(schema json.RawMessage) ([]PersonalField, error) {
 			}
 			slices.Sort(keys)
 			for _, k := range keys {
-				esc := escapeToken.Replace(k)
+				esc := EscapeToken(k)
 				if err := walk(path+"/"+esc, props[k]); err != nil {
 					return err
 				}
