@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
-	"github.com/heraldhq/herald/internal/cputime"
 	"github.com/heraldhq/herald/internal/testkit/pgtest"
 	"github.com/jackc/pgx/v5"
 )
@@ -28,17 +26,8 @@ import (
 
 const ingestBatch = 500
 
-// cpuTime is this process's user and system CPU time so far (the
-// server's is not counted).
-func cpuTime() time.Duration {
-	d, _ := cputime.Process()
-	return d
-}
-
-func reportRate(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "client-cpu-µs/event")
-}
+// cpuUnit names the CPU time per event the ingest benchmarks report.
+const cpuUnit = "client-cpu-µs/event"
 
 // ingestSetup returns a new, migrated, empty schema and b.N entries.
 func ingestSetup(b *testing.B) (url, schema string, entries []auditlog.Entry) {
@@ -87,14 +76,14 @@ func BenchmarkIngest(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer s.Close()
-		storetest.BenchAppend(b, s, entries, ingestBatch, "client-cpu-µs/event")
+		storetest.BenchAppend(b, s, entries, ingestBatch, cpuUnit)
 	})
 	// A multi-row INSERT … VALUES … ON CONFLICT DO NOTHING of 500 rows.
 	b.Run("raw-multirow-upsert-500", func(b *testing.B) {
 		url, schema, entries := ingestSetup(b)
 		conn := rawConn(b, url, schema)
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := storetest.CPUTime()
 		for i := 0; i < len(entries); i += ingestBatch {
 			batch := entries[i:min(i+ingestBatch, len(entries))]
 			var q strings.Builder
@@ -114,7 +103,7 @@ func BenchmarkIngest(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		reportRate(b, cpu0)
+		storetest.ReportRate(b, cpu0, cpuUnit)
 	})
 	// COPY 500 rows into a temporary table, then INSERT … SELECT … ON
 	// CONFLICT DO NOTHING, in one transaction.
@@ -126,7 +115,7 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		cols := []string{"id", "name", "service_name", "created_at", "received_at", "user", "tenant", "headers", "payload", "unknown"}
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := storetest.CPUTime()
 		for i := 0; i < len(entries); i += ingestBatch {
 			batch := entries[i:min(i+ingestBatch, len(entries))]
 			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -145,21 +134,21 @@ func BenchmarkIngest(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		reportRate(b, cpu0)
+		storetest.ReportRate(b, cpu0, cpuUnit)
 	})
 	// One event per transaction, as OIH's audit log saves each event.
 	b.Run("raw-one-per-tx", func(b *testing.B) {
 		url, schema, entries := ingestSetup(b)
 		conn := rawConn(b, url, schema)
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := storetest.CPUTime()
 		for _, e := range entries {
 			if _, err := conn.Exec(ctx, `INSERT INTO entries (`+insertColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (id) DO NOTHING`, rowValues(e)...); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.StopTimer()
-		reportRate(b, cpu0)
+		storetest.ReportRate(b, cpu0, cpuUnit)
 	})
 }
 

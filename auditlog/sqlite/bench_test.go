@@ -6,12 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/auditlog"
 	"github.com/heraldhq/herald/auditlog/storetest"
 	"github.com/heraldhq/herald/event"
-	"github.com/heraldhq/herald/internal/cputime"
 )
 
 // The ingest benchmarks write b.N events into a new database, each as
@@ -27,19 +25,8 @@ import (
 
 const ingestBatch = 500
 
-// reportRate reports events/s and the CPU time per event since cpu0.
-func reportRate(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/event")
-}
-
-// cpuTime is the process's user and system CPU time so far. Reported per
-// event beside the rate, it compares variants on a machine whose other
-// load makes wall-clock rates noisy.
-func cpuTime() time.Duration {
-	d, _ := cputime.Process()
-	return d
-}
+// cpuUnit names the CPU time per event the ingest benchmarks report.
+const cpuUnit = "cpu-µs/event"
 
 // ingestSetup returns a new, migrated, empty database and b.N entries.
 func ingestSetup(b *testing.B) (string, []auditlog.Entry) {
@@ -61,7 +48,7 @@ func benchAppend(b *testing.B, path string, entries []auditlog.Entry) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	storetest.BenchAppend(b, s, entries, ingestBatch, "cpu-µs/event")
+	storetest.BenchAppend(b, s, entries, ingestBatch, cpuUnit)
 }
 
 // rawSetup is ingestSetup with the rows prepared as Append would.
@@ -93,23 +80,23 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("raw-multirow-500", func(b *testing.B) {
 		db, rows := rawSetup(b)
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := storetest.CPUTime()
 		for i := 0; i < len(rows); i += ingestBatch {
 			rawInsert(b, db, rows[i:min(i+ingestBatch, len(rows))], int64(i+1))
 		}
 		b.StopTimer()
-		reportRate(b, cpu0)
+		storetest.ReportRate(b, cpu0, cpuUnit)
 	})
 	// One event per transaction, as OIH's audit log saves each event.
 	b.Run("raw-one-per-tx", func(b *testing.B) {
 		db, rows := rawSetup(b)
 		b.ResetTimer()
-		cpu0 := cpuTime()
+		cpu0 := storetest.CPUTime()
 		for i := range rows {
 			rawInsert(b, db, rows[i:i+1], int64(i+1))
 		}
 		b.StopTimer()
-		reportRate(b, cpu0)
+		storetest.ReportRate(b, cpu0, cpuUnit)
 	})
 }
 

@@ -130,10 +130,10 @@ func (d *Dataset) Fill(ctx context.Context, tb testing.TB, s auditlog.Store, bat
 }
 
 // BenchAppend times s.Append of entries, batch entries per call, as
-// herald's ingester writes them, and reports events/s and the process's
-// CPU time per event as cpuUnit. The entries are sealed before the clock
-// starts, as the ingester's handlers seal them before the store is
-// called, so that what is timed is the store's work alone.
+// herald's ingester writes them, and reports them with ReportRate. The
+// entries are sealed before the clock starts, as the ingester's handlers
+// seal them before the store is called, so that what is timed is the
+// store's work alone.
 func BenchAppend(b *testing.B, s auditlog.Store, entries []auditlog.Entry, batch int, cpuUnit string) {
 	b.Helper()
 	for i := range entries {
@@ -143,16 +143,29 @@ func BenchAppend(b *testing.B, s auditlog.Store, entries []auditlog.Entry, batch
 	}
 	ctx := context.Background()
 	b.ResetTimer()
-	cpu0, _ := cputime.Process()
+	cpu0 := CPUTime()
 	for i := 0; i < len(entries); i += batch {
 		if _, err := s.Append(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	cpu1, _ := cputime.Process()
+	ReportRate(b, cpu0, cpuUnit)
+}
+
+// CPUTime is the process's user and system CPU time so far. Reported per
+// event beside the rate, it compares variants on a machine whose other
+// load makes wall-clock rates noisy.
+func CPUTime() time.Duration {
+	d, _ := cputime.Process()
+	return d
+}
+
+// ReportRate reports b.N events over the benchmark's time as events/s, and
+// the CPU time since cpu0 per event in µs as cpuUnit.
+func ReportRate(b *testing.B, cpu0 time.Duration, cpuUnit string) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(cpu1-cpu0)/float64(b.N)/1e3, cpuUnit)
+	b.ReportMetric(float64(CPUTime()-cpu0)/float64(b.N)/1e3, cpuUnit)
 }
 
 // BenchRows is the table size for query benchmarks: HERALD_BENCH_ROWS, or
