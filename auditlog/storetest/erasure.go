@@ -370,22 +370,13 @@ func testErasureTrust(t *testing.T, s auditlog.Store) {
 // ingester goes on: what serve's integrator, running beside the
 // ingester, may do between an append and the erasure that follows.
 type integratingStore struct {
-	auditlog.Store
-	auditlog.ErasureState
+	beforeAppendStore
 	t      testing.TB
 	signer *auditlog.Signer
-	// before, when it holds a function, runs it once before the next
-	// append: what another replica may do between a batch's lookup of
-	// the erased users and its commit.
-	before *func()
 }
 
 func (s integratingStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
-	if f := *s.before; f != nil {
-		*s.before = nil
-		f()
-	}
-	n, err := s.Store.Append(ctx, entries)
+	n, err := s.beforeAppendStore.Append(ctx, entries)
 	if err == nil {
 		mustIntegrate(s.t, s.Store, s.signer)
 	}
@@ -404,7 +395,7 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 	}
 	signer, v := NewSigner(t, "late")
 	var before func()
-	in := newEraserIngester(t, integratingStore{s, st, t, signer, &before}, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	in := newEraserIngester(t, integratingStore{beforeAppendStore{s, st, &before}, t, signer}, auditlog.ErasureAnonymise, 1, time.Millisecond)
 	handle := func(name, payload string) string {
 		t.Helper()
 		ev := newEvent(t, name, "accounts", json.RawMessage(payload))
@@ -467,13 +458,8 @@ func testLateErasureKeepsProofs(t *testing.T, s auditlog.Store) {
 
 // failingRewriteStore fails every Rewrite by payload terms: a replica
 // that records a username it learned, then stops before its rewrite of
-// the entries stored before (killed, or the rewrite failed). before, when
-// it holds a function, runs it once before the next append.
-type failingRewriteStore struct {
-	auditlog.Store
-	auditlog.ErasureState
-	before *func()
-}
+// the entries stored before (killed, or the rewrite failed).
+type failingRewriteStore struct{ beforeAppendStore }
 
 var errRewriteStopped = errors.New("rewrite stopped")
 
@@ -484,7 +470,16 @@ func (s failingRewriteStore) Rewrite(ctx context.Context, sel auditlog.Selection
 	return s.Store.Rewrite(ctx, sel, edit)
 }
 
-func (s failingRewriteStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
+// beforeAppendStore is a store whose before, when it holds a function,
+// runs once before the next append: what another replica may do between
+// a batch's lookup of the erased users and its commit.
+type beforeAppendStore struct {
+	auditlog.Store
+	auditlog.ErasureState
+	before *func()
+}
+
+func (s beforeAppendStore) Append(ctx context.Context, entries []auditlog.Entry) (int, error) {
 	if f := *s.before; f != nil {
 		*s.before = nil
 		f()
@@ -507,7 +502,7 @@ func testInterruptedLearning(t *testing.T, s auditlog.Store) {
 	}
 	healthy := newEraserIngester(t, s, auditlog.ErasureAnonymise, 1, time.Millisecond)
 	var before func()
-	stopping := newEraserIngester(t, failingRewriteStore{s, st, &before}, auditlog.ErasureAnonymise, 1, time.Millisecond)
+	stopping := newEraserIngester(t, failingRewriteStore{beforeAppendStore{s, st, &before}}, auditlog.ErasureAnonymise, 1, time.Millisecond)
 	for _, afterCommit := range []bool{false, true} {
 		id, mail := "u-interrupted-before", "interrupted.before@example.com"
 		if afterCommit {
